@@ -1,0 +1,386 @@
+//! The event bus on Redis Streams: publishing envelopes, consuming them in
+//! the `feed-workers` group, reclaiming what crashed consumers left pending,
+//! trimming what every consumer has acknowledged, and the per-stream
+//! statistics that `/debug/metrics-summary` and the autoscaler read.
+
+use std::collections::HashMap;
+use std::time::Duration;
+
+use redis::aio::{ConnectionLike, ConnectionManager, ConnectionManagerConfig};
+use redis::streams::{
+    StreamAutoClaimOptions, StreamId, StreamInfoGroupsReply, StreamPendingCountReply,
+    StreamPendingReply, StreamReadOptions, StreamReadReply, StreamTrimOptions, StreamTrimmingMode,
+};
+use redis::RedisResult;
+use tokio::sync::OnceCell;
+
+use crate::events::Envelope;
+use crate::keys;
+
+/// The stream entry field that holds the JSON envelope.
+pub const ENVELOPE_FIELD: &str = "event";
+
+/// A Redis connection opened on first use, so a process starts (and serves
+/// what it can) while Redis is down. Once open, [`ConnectionManager`]
+/// reconnects by itself after Redis restarts.
+#[derive(Clone)]
+pub struct Redis {
+    client: redis::Client,
+    config: ConnectionManagerConfig,
+    conn: std::sync::Arc<OnceCell<ConnectionManager>>,
+}
+
+impl Redis {
+    /// A handle on `url`; `response_timeout` bounds every command, so it must
+    /// exceed the longest `BLOCK` issued on this handle.
+    pub fn new(url: &str, response_timeout: Duration) -> RedisResult<Redis> {
+        let config = ConnectionManagerConfig::new()
+            .set_connection_timeout(Some(Duration::from_secs(1)))
+            .set_response_timeout(Some(response_timeout))
+            .set_number_of_retries(2)
+            .set_max_delay(Duration::from_secs(1));
+        Ok(Redis {
+            client: redis::Client::open(url)?,
+            config,
+            conn: Default::default(),
+        })
+    }
+
+    /// The shared connection, opening it if this is the first use.
+    pub async fn conn(&self) -> RedisResult<ConnectionManager> {
+        self.conn
+            .get_or_try_init(|| self.client.get_connection_manager_with_config(self.config.clone()))
+            .await
+            .cloned()
+    }
+}
+
+/// Publishes envelopes to their streams in one round trip.
+pub async fn publish(conn: &mut impl ConnectionLike, envelopes: &[Envelope]) -> RedisResult<()> {
+    let mut pipe = redis::pipe();
+    for envelope in envelopes {
+        pipe.xadd(
+            stream_of(&envelope.event_type),
+            "*",
+            &[(ENVELOPE_FIELD, envelope.to_json())],
+        )
+        .ignore();
+    }
+    pipe.query_async(conn).await
+}
+
+fn stream_of(event_type: &str) -> String {
+    format!("events:{event_type}")
+}
+
+/// Creates the consumer group on every stream (and the streams), from the
+/// start of each stream, so events published before the first worker came up
+/// are consumed too. Safe to call again.
+pub async fn ensure_groups(conn: &mut impl ConnectionLike) -> RedisResult<()> {
+    for stream in keys::all_streams() {
+        let created: RedisResult<()> = redis::cmd("XGROUP")
+            .arg("CREATE")
+            .arg(&stream)
+            .arg(keys::CONSUMER_GROUP)
+            .arg("0")
+            .arg("MKSTREAM")
+            .query_async(conn)
+            .await;
+        match created {
+            Err(e) if e.code() == Some("BUSYGROUP") => {}
+            other => other?,
+        }
+    }
+    Ok(())
+}
+
+/// True when Redis answered that the stream or the group does not exist (as
+/// after Redis restarted empty): the caller recreates them with
+/// [`ensure_groups`].
+pub fn is_missing_group(err: &redis::RedisError) -> bool {
+    err.code() == Some("NOGROUP")
+}
+
+/// One stream entry handed to a consumer.
+#[derive(Debug, Clone)]
+pub struct Delivery {
+    pub stream: String,
+    pub entry_id: String,
+    /// The envelope's bytes; `None` if the entry has no envelope field.
+    pub body: Option<Vec<u8>>,
+}
+
+impl Delivery {
+    fn from_entry(stream: &str, entry: StreamId) -> Delivery {
+        Delivery {
+            stream: stream.to_owned(),
+            body: entry.get::<Vec<u8>>(ENVELOPE_FIELD),
+            entry_id: entry.id,
+        }
+    }
+
+    /// The Unix time in milliseconds at which Redis accepted the entry (the
+    /// first part of its id).
+    pub fn enqueued_at_ms(&self) -> Option<i64> {
+        entry_id_ms(&self.entry_id)
+    }
+}
+
+/// The millisecond part of a stream entry id.
+pub fn entry_id_ms(entry_id: &str) -> Option<i64> {
+    entry_id.split_once('-').and_then(|(ms, _)| ms.parse().ok())
+}
+
+/// Reads up to `count` entries per stream for `consumer`, waiting up to
+/// `block` for new ones. With `own_pending` it re-reads the consumer's own
+/// unacknowledged entries instead (after a restart under the same name).
+pub async fn read_group(
+    conn: &mut impl ConnectionLike,
+    consumer: &str,
+    streams: &[String],
+    count: usize,
+    block: Duration,
+    own_pending: bool,
+) -> RedisResult<Vec<Delivery>> {
+    let mut options = StreamReadOptions::default()
+        .group(keys::CONSUMER_GROUP, consumer)
+        .count(count);
+    if !own_pending {
+        options = options.block(block.as_millis() as usize);
+    }
+    let id = if own_pending { "0" } else { ">" };
+    let ids = vec![id; streams.len()];
+    let reply: Option<StreamReadReply> = redis::cmd("XREADGROUP")
+        .arg(&options)
+        .arg("STREAMS")
+        .arg(streams)
+        .arg(&ids)
+        .query_async(conn)
+        .await?;
+    Ok(reply
+        .map(|r| {
+            r.keys
+                .into_iter()
+                .flat_map(|k| {
+                    let stream = k.key;
+                    k.ids.into_iter().map(move |e| Delivery::from_entry(&stream, e))
+                })
+                .collect()
+        })
+        .unwrap_or_default())
+}
+
+/// Acknowledges entries of one stream.
+pub async fn ack(conn: &mut impl ConnectionLike, stream: &str, entry_ids: &[String]) -> RedisResult<()> {
+    if entry_ids.is_empty() {
+        return Ok(());
+    }
+    let _: usize = redis::cmd("XACK")
+        .arg(stream)
+        .arg(keys::CONSUMER_GROUP)
+        .arg(entry_ids)
+        .query_async(conn)
+        .await?;
+    Ok(())
+}
+
+/// Takes over up to `count` entries of `stream` that have been pending on any
+/// consumer for at least `min_idle`, with how many times each has now been
+/// delivered (this claim included).
+pub async fn claim_idle(
+    conn: &mut impl ConnectionLike,
+    stream: &str,
+    consumer: &str,
+    min_idle: Duration,
+    count: usize,
+) -> RedisResult<Vec<(Delivery, usize)>> {
+    let reply: redis::streams::StreamAutoClaimReply = redis::cmd("XAUTOCLAIM")
+        .arg(stream)
+        .arg(keys::CONSUMER_GROUP)
+        .arg(consumer)
+        .arg(min_idle.as_millis() as u64)
+        .arg("0")
+        .arg(StreamAutoClaimOptions::default().count(count))
+        .query_async(conn)
+        .await?;
+    if reply.claimed.is_empty() {
+        return Ok(Vec::new());
+    }
+    // XAUTOCLAIM does not say how often an entry was delivered; XPENDING over
+    // the claimed range (now all ours) does.
+    let first = reply.claimed.first().map(|e| e.id.clone()).unwrap_or_default();
+    let last = reply.claimed.last().map(|e| e.id.clone()).unwrap_or_default();
+    let pending: StreamPendingCountReply = redis::cmd("XPENDING")
+        .arg(stream)
+        .arg(keys::CONSUMER_GROUP)
+        .arg(&first)
+        .arg(&last)
+        .arg(reply.claimed.len())
+        .arg(consumer)
+        .query_async(conn)
+        .await?;
+    let counts: HashMap<String, usize> = pending
+        .ids
+        .into_iter()
+        .map(|p| (p.id, p.times_delivered))
+        .collect();
+    Ok(reply
+        .claimed
+        .into_iter()
+        .map(|entry| {
+            let delivered = counts.get(&entry.id).copied().unwrap_or(1);
+            (Delivery::from_entry(stream, entry), delivered)
+        })
+        .collect())
+}
+
+/// What Redis knows about one stream and the workers' group on it.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct StreamStats {
+    pub stream: String,
+    /// Entries in the stream now (acknowledged ones included until trimmed).
+    pub length: u64,
+    /// Entries ever added (a counter: its growth is the arrival rate).
+    pub entries_added: u64,
+    /// Entries the group has read (its growth is the service rate);
+    /// `None` when Redis cannot tell.
+    pub entries_read: Option<u64>,
+    /// Entries not yet delivered to the group; `None` when unknown (no
+    /// group, or Redis cannot compute it after deletions). Never read
+    /// unknown as zero.
+    pub lag: Option<u64>,
+    /// Entries delivered but not acknowledged.
+    pub pending: u64,
+    /// Consumers registered in the group.
+    pub consumers: u64,
+    /// Whether the `feed-workers` group exists on the stream.
+    pub group_exists: bool,
+    /// Unix ms of the oldest entry the group has not finished (pending or
+    /// not yet delivered); `None` when the group has caught up.
+    pub oldest_unfinished_ms: Option<i64>,
+}
+
+/// Statistics for every event stream; a missing stream reads as empty with
+/// no group.
+pub async fn stream_stats(conn: &mut impl ConnectionLike) -> RedisResult<Vec<StreamStats>> {
+    let mut all = Vec::new();
+    for stream in keys::all_streams() {
+        all.push(one_stream_stats(conn, stream).await?);
+    }
+    Ok(all)
+}
+
+async fn one_stream_stats(conn: &mut impl ConnectionLike, stream: String) -> RedisResult<StreamStats> {
+    let mut stats = StreamStats {
+        stream,
+        ..Default::default()
+    };
+    let exists: bool = redis::cmd("EXISTS").arg(&stats.stream).query_async(conn).await?;
+    if !exists {
+        return Ok(stats);
+    }
+    let (info, groups): (HashMap<String, redis::Value>, StreamInfoGroupsReply) = redis::pipe()
+        .cmd("XINFO")
+        .arg("STREAM")
+        .arg(&stats.stream)
+        .cmd("XINFO")
+        .arg("GROUPS")
+        .arg(&stats.stream)
+        .query_async(conn)
+        .await?;
+    let int = |field: &str| {
+        info.get(field)
+            .and_then(|v| redis::from_redis_value_ref::<u64>(v).ok())
+            .unwrap_or(0)
+    };
+    stats.length = int("length");
+    stats.entries_added = int("entries-added");
+    let Some(group) = groups.groups.into_iter().find(|g| g.name == keys::CONSUMER_GROUP) else {
+        return Ok(stats);
+    };
+    stats.group_exists = true;
+    stats.entries_read = group.entries_read.map(|n| n as u64);
+    stats.lag = group.lag.map(|n| n as u64);
+    stats.pending = group.pending as u64;
+    stats.consumers = group.consumers as u64;
+
+    let (summary, next): (StreamPendingReply, redis::streams::StreamRangeReply) = redis::pipe()
+        .cmd("XPENDING")
+        .arg(&stats.stream)
+        .arg(keys::CONSUMER_GROUP)
+        .cmd("XRANGE")
+        .arg(&stats.stream)
+        .arg(format!("({}", group.last_delivered_id))
+        .arg("+")
+        .arg("COUNT")
+        .arg(1)
+        .query_async(conn)
+        .await?;
+    let oldest_pending = match &summary {
+        StreamPendingReply::Data(d) => entry_id_ms(&d.start_id),
+        _ => None,
+    };
+    let oldest_undelivered = next.ids.first().and_then(|e| entry_id_ms(&e.id));
+    stats.oldest_unfinished_ms = match (oldest_pending, oldest_undelivered) {
+        (Some(a), Some(b)) => Some(a.min(b)),
+        (a, b) => a.or(b),
+    };
+    Ok(stats)
+}
+
+/// Trims a stream below the oldest entry the group has not finished, so
+/// nothing pending or undelivered is ever trimmed. Returns entries removed.
+pub async fn trim_finished(conn: &mut impl ConnectionLike, stream: &str) -> RedisResult<u64> {
+    let exists: bool = redis::cmd("EXISTS").arg(stream).query_async(conn).await?;
+    if !exists {
+        return Ok(0);
+    }
+    let groups: StreamInfoGroupsReply = redis::cmd("XINFO")
+        .arg("GROUPS")
+        .arg(stream)
+        .query_async(conn)
+        .await?;
+    let Some(group) = groups.groups.iter().find(|g| g.name == keys::CONSUMER_GROUP) else {
+        return Ok(0);
+    };
+    let summary: StreamPendingReply = redis::cmd("XPENDING")
+        .arg(stream)
+        .arg(keys::CONSUMER_GROUP)
+        .query_async(conn)
+        .await?;
+    // Keep the oldest pending entry, or everything after the last delivered.
+    let keep_from = match summary {
+        StreamPendingReply::Data(d) => d.start_id,
+        _ => next_id(&group.last_delivered_id),
+    };
+    let trimmed: usize = redis::cmd("XTRIM")
+        .arg(stream)
+        .arg(&StreamTrimOptions::minid(StreamTrimmingMode::Exact, keep_from))
+        .query_async(conn)
+        .await?;
+    Ok(trimmed as u64)
+}
+
+/// The smallest entry id greater than `id`.
+fn next_id(id: &str) -> String {
+    match id.split_once('-').map(|(ms, seq)| (ms.parse::<u64>(), seq.parse::<u64>())) {
+        Some((Ok(ms), Ok(seq))) => match seq.checked_add(1) {
+            Some(seq) => format!("{ms}-{seq}"),
+            None => format!("{}-0", ms + 1),
+        },
+        _ => "0-0".to_owned(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn entry_ids_order_as_expected() {
+        assert_eq!(next_id("1700000000000-4"), "1700000000000-5");
+        assert_eq!(next_id("0-0"), "0-1");
+        assert_eq!(entry_id_ms("1700000000000-4"), Some(1_700_000_000_000));
+        assert_eq!(entry_id_ms("junk"), None);
+    }
+}

@@ -1,0 +1,155 @@
+//! Posts and likes.
+
+use chrono::{DateTime, Utc};
+use sqlx::{PgConnection, PgExecutor};
+use uuid::Uuid;
+
+/// A post as readers see it, with its author's handle.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Post {
+    pub id: Uuid,
+    pub author_id: Uuid,
+    pub author_handle: String,
+    pub content: String,
+    pub like_count: i64,
+    pub created_at: DateTime<Utc>,
+}
+
+/// Inserts a post; an unknown author is a foreign-key violation.
+pub async fn insert(
+    db: impl PgExecutor<'_>,
+    id: Uuid,
+    author_id: Uuid,
+    content: &str,
+    created_at: DateTime<Utc>,
+) -> sqlx::Result<Post> {
+    sqlx::query_as!(
+        Post,
+        r#"WITH p AS (
+             INSERT INTO posts (id, author_id, content, created_at) VALUES ($1, $2, $3, $4)
+             RETURNING id, author_id, content, like_count, created_at)
+           SELECT p.id, p.author_id, u.handle AS author_handle, p.content, p.like_count, p.created_at
+           FROM p JOIN users u ON u.id = p.author_id"#,
+        id,
+        author_id,
+        content,
+        created_at
+    )
+    .fetch_one(db)
+    .await
+}
+
+/// A post by id.
+pub async fn by_id(db: impl PgExecutor<'_>, id: Uuid) -> sqlx::Result<Option<Post>> {
+    sqlx::query_as!(
+        Post,
+        r#"SELECT p.id, p.author_id, u.handle AS author_handle, p.content, p.like_count, p.created_at
+           FROM posts p JOIN users u ON u.id = p.author_id WHERE p.id = $1"#,
+        id
+    )
+    .fetch_optional(db)
+    .await
+}
+
+/// A post's author and creation time, locked against a concurrent delete.
+pub async fn lock(db: &mut PgConnection, id: Uuid) -> sqlx::Result<Option<(Uuid, DateTime<Utc>)>> {
+    let row = sqlx::query!("SELECT author_id, created_at FROM posts WHERE id = $1 FOR UPDATE", id)
+        .fetch_optional(db)
+        .await?;
+    Ok(row.map(|r| (r.author_id, r.created_at)))
+}
+
+/// Deletes a post (its likes go with it).
+pub async fn delete(db: impl PgExecutor<'_>, id: Uuid) -> sqlx::Result<bool> {
+    let deleted = sqlx::query!("DELETE FROM posts WHERE id = $1", id).execute(db).await?;
+    Ok(deleted.rows_affected() == 1)
+}
+
+/// One page of a user's posts, newest first (ids are time-ordered).
+pub async fn by_author(
+    db: impl PgExecutor<'_>,
+    author_id: Uuid,
+    before: Option<Uuid>,
+    limit: i64,
+) -> sqlx::Result<Vec<Post>> {
+    sqlx::query_as!(
+        Post,
+        r#"SELECT p.id, p.author_id, u.handle AS author_handle, p.content, p.like_count, p.created_at
+           FROM posts p JOIN users u ON u.id = p.author_id
+           WHERE p.author_id = $1 AND ($2::uuid IS NULL OR p.id < $2)
+           ORDER BY p.id DESC LIMIT $3"#,
+        author_id,
+        before,
+        limit
+    )
+    .fetch_all(db)
+    .await
+}
+
+/// The posts among `ids` that `viewer` may see in their home feed (their
+/// own, or by someone they follow now), in no particular order. Feed entries
+/// of deleted posts or unfollowed authors drop out here, whatever Redis holds.
+pub async fn visible_in_feed(db: impl PgExecutor<'_>, viewer: Uuid, ids: &[Uuid]) -> sqlx::Result<Vec<Post>> {
+    sqlx::query_as!(
+        Post,
+        r#"SELECT p.id, p.author_id, u.handle AS author_handle, p.content, p.like_count, p.created_at
+           FROM posts p JOIN users u ON u.id = p.author_id
+           WHERE p.id = ANY($2)
+             AND (p.author_id = $1 OR EXISTS (
+                   SELECT 1 FROM follows f WHERE f.follower_id = $1 AND f.followee_id = p.author_id))"#,
+        viewer,
+        ids
+    )
+    .fetch_all(db)
+    .await
+}
+
+/// Records a like and counts it; false if the user already liked the post.
+/// The post must have been locked by [`lock`] in the same transaction.
+pub async fn like(db: &mut PgConnection, post_id: Uuid, user_id: Uuid) -> sqlx::Result<bool> {
+    let inserted = sqlx::query!(
+        "INSERT INTO likes (post_id, user_id) VALUES ($1, $2) ON CONFLICT DO NOTHING",
+        post_id,
+        user_id
+    )
+    .execute(&mut *db)
+    .await?
+    .rows_affected()
+        == 1;
+    if inserted {
+        sqlx::query!("UPDATE posts SET like_count = like_count + 1 WHERE id = $1", post_id)
+            .execute(&mut *db)
+            .await?;
+    }
+    Ok(inserted)
+}
+
+/// Removes a like; false if there was none.
+pub async fn unlike(db: &mut PgConnection, post_id: Uuid, user_id: Uuid) -> sqlx::Result<bool> {
+    let deleted = sqlx::query!("DELETE FROM likes WHERE post_id = $1 AND user_id = $2", post_id, user_id)
+        .execute(&mut *db)
+        .await?
+        .rows_affected()
+        == 1;
+    if deleted {
+        sqlx::query!(
+            "UPDATE posts SET like_count = like_count - 1 WHERE id = $1 AND like_count > 0",
+            post_id
+        )
+        .execute(&mut *db)
+        .await?;
+    }
+    Ok(deleted)
+}
+
+/// Whether a user likes a post now.
+pub async fn is_liked(db: impl PgExecutor<'_>, post_id: Uuid, user_id: Uuid) -> sqlx::Result<bool> {
+    let found = sqlx::query_scalar!(
+        r#"SELECT EXISTS (SELECT 1 FROM likes WHERE post_id = $1 AND user_id = $2) AS "found!""#,
+        post_id,
+        user_id
+    )
+    .fetch_one(db)
+    .await?;
+    Ok(found)
+}

@@ -1,0 +1,200 @@
+//! Home feeds in Redis: one sorted set per user of post ids scored by
+//! creation time in milliseconds, newest kept, oldest trimmed.
+//!
+//! A feed is complete only once it has been built from PostgreSQL: the build
+//! adds a [`SENTINEL`] member (score 0, below every post). Fan-out may add to
+//! a feed that was never built (or that Redis evicted or lost); a reader that
+//! finds no sentinel rebuilds the feed from PostgreSQL instead of trusting it.
+
+use std::time::Duration;
+
+use redis::RedisResult;
+use redis::aio::ConnectionLike;
+use uuid::Uuid;
+
+use crate::keys;
+
+/// The member that marks a feed as built from PostgreSQL.
+pub const SENTINEL: &str = "built";
+
+/// How feeds are kept.
+#[derive(Debug, Clone, Copy)]
+pub struct FeedLimits {
+    /// Most posts a feed holds; older ones are trimmed (and read from
+    /// PostgreSQL past the end).
+    pub max_len: usize,
+    /// A feed nobody reads expires after this long; reading renews it.
+    pub ttl: Duration,
+}
+
+/// A post's score: its creation time in Unix milliseconds.
+pub fn score(created_at: chrono::DateTime<chrono::Utc>) -> i64 {
+    created_at.timestamp_millis()
+}
+
+/// Adds one post to many feeds in one round trip, trimming each to length.
+pub async fn add_to_feeds(
+    conn: &mut impl ConnectionLike,
+    users: &[Uuid],
+    post_id: Uuid,
+    score: i64,
+    limits: FeedLimits,
+) -> RedisResult<()> {
+    if users.is_empty() {
+        return Ok(());
+    }
+    let member = post_id.to_string();
+    let mut pipe = redis::pipe();
+    for user in users {
+        let key = keys::feed(*user);
+        pipe.zadd(&key, &member, score).ignore();
+        trim(&mut pipe, &key, limits);
+        // Set a TTL on a feed fan-out just created; leave a reader's alone.
+        pipe.cmd("EXPIRE").arg(&key).arg(limits.ttl.as_secs()).arg("NX").ignore();
+    }
+    pipe.query_async(conn).await
+}
+
+/// Adds many posts to one feed (a backfill after a follow).
+pub async fn add_posts(
+    conn: &mut impl ConnectionLike,
+    user: Uuid,
+    posts: &[(Uuid, i64)],
+    limits: FeedLimits,
+) -> RedisResult<()> {
+    if posts.is_empty() {
+        return Ok(());
+    }
+    let key = keys::feed(user);
+    let items: Vec<(i64, String)> = posts.iter().map(|(id, s)| (*s, id.to_string())).collect();
+    let mut pipe = redis::pipe();
+    pipe.zadd_multiple(&key, &items).ignore();
+    trim(&mut pipe, &key, limits);
+    pipe.cmd("EXPIRE").arg(&key).arg(limits.ttl.as_secs()).arg("NX").ignore();
+    pipe.query_async(conn).await
+}
+
+/// Removes posts from many feeds in one round trip.
+pub async fn remove_from_feeds(conn: &mut impl ConnectionLike, users: &[Uuid], posts: &[Uuid]) -> RedisResult<()> {
+    if users.is_empty() || posts.is_empty() {
+        return Ok(());
+    }
+    let members: Vec<String> = posts.iter().map(Uuid::to_string).collect();
+    let mut pipe = redis::pipe();
+    for user in users {
+        pipe.zrem(keys::feed(*user), &members).ignore();
+    }
+    pipe.query_async(conn).await
+}
+
+/// Replaces a feed with entries read from PostgreSQL, marked as built.
+pub async fn rebuild(
+    conn: &mut impl ConnectionLike,
+    user: Uuid,
+    posts: &[(Uuid, i64)],
+    limits: FeedLimits,
+) -> RedisResult<()> {
+    let key = keys::feed(user);
+    let mut items: Vec<(i64, String)> = posts.iter().map(|(id, s)| (*s, id.to_string())).collect();
+    items.push((0, SENTINEL.to_owned()));
+    let mut pipe = redis::pipe();
+    // Additive: whatever fan-out wrote meanwhile stays.
+    pipe.zadd_multiple(&key, &items).ignore();
+    trim(&mut pipe, &key, limits);
+    pipe.expire(&key, limits.ttl.as_secs() as i64).ignore();
+    pipe.query_async(conn).await
+}
+
+fn trim(pipe: &mut redis::Pipeline, key: &str, limits: FeedLimits) {
+    // Rank 0 is the sentinel when the feed is built: keep it and the newest
+    // `max_len` posts.
+    let stop = -(limits.max_len as isize) - 1;
+    pipe.zremrangebyrank(key, 1, stop).ignore();
+}
+
+/// A page read from a feed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Page {
+    /// The feed has not been built (or was lost): rebuild it first.
+    NotBuilt,
+    /// Up to `limit` entries older than the cursor, newest first, and
+    /// whether the feed holds more beyond them.
+    Entries { posts: Vec<(Uuid, i64)>, more: bool },
+}
+
+/// Reads up to `limit` posts older than `before` (a post id and its score),
+/// newest first, and renews the feed's TTL.
+pub async fn read(
+    conn: &mut impl ConnectionLike,
+    user: Uuid,
+    before: Option<(Uuid, i64)>,
+    limit: usize,
+    limits: FeedLimits,
+) -> RedisResult<Page> {
+    let key = keys::feed(user);
+    let max = before.map_or_else(|| "+inf".to_owned(), |(_, score)| score.to_string());
+    // Posts sharing the cursor's millisecond come back first and are skipped
+    // below; over-fetch so a page is still full after skipping them.
+    let mut offset = 0usize;
+    let batch = limit + 16;
+    let mut posts = Vec::with_capacity(limit);
+    loop {
+        let (sentinel, raw): (Option<f64>, Vec<(String, f64)>) = redis::pipe()
+            .zscore(&key, SENTINEL)
+            .cmd("ZRANGE")
+            .arg(&key)
+            .arg(&max)
+            .arg("(0")
+            .arg("BYSCORE")
+            .arg("REV")
+            .arg("LIMIT")
+            .arg(offset)
+            .arg(batch)
+            .arg("WITHSCORES")
+            .expire(&key, limits.ttl.as_secs() as i64)
+            .ignore()
+            .query_async(conn)
+            .await?;
+        if sentinel.is_none() {
+            return Ok(Page::NotBuilt);
+        }
+        let fetched = raw.len();
+        for (member, score) in raw {
+            let Ok(id) = Uuid::try_parse(&member) else { continue };
+            let score = score as i64;
+            if let Some((cursor_id, cursor_score)) = before {
+                if score == cursor_score && id >= cursor_id {
+                    continue;
+                }
+            }
+            if posts.len() == limit {
+                return Ok(Page::Entries { posts, more: true });
+            }
+            posts.push((id, score));
+        }
+        if fetched < batch {
+            return Ok(Page::Entries { posts, more: false });
+        }
+        offset += fetched;
+    }
+}
+
+/// Records that a user likes a post, for engagement ranking. A set, so
+/// applying the same like twice counts once.
+pub async fn set_liked(conn: &mut impl ConnectionLike, post_id: Uuid, user_id: Uuid, liked: bool) -> RedisResult<()> {
+    let key = keys::likers(post_id);
+    let cmd = if liked { "SADD" } else { "SREM" };
+    redis::cmd(cmd).arg(key).arg(user_id.to_string()).query_async::<i64>(conn).await?;
+    Ok(())
+}
+
+/// How many users like a post, as the engagement counters know it.
+pub async fn like_count(conn: &mut impl ConnectionLike, post_id: Uuid) -> RedisResult<u64> {
+    redis::cmd("SCARD").arg(keys::likers(post_id)).query_async(conn).await
+}
+
+/// Drops a deleted post's engagement counters.
+pub async fn forget_post(conn: &mut impl ConnectionLike, post_id: Uuid) -> RedisResult<()> {
+    redis::cmd("DEL").arg(keys::likers(post_id)).query_async::<i64>(conn).await?;
+    Ok(())
+}
