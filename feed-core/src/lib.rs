@@ -12,6 +12,8 @@
 //! - `bus` (feature `redis`): publishing to and consuming from Redis Streams,
 //!   and the stream statistics the autoscaler and `/debug` read.
 //! - `feed_store` (feature `redis`): home feeds as capped sorted sets.
+//! - `runtime` (feature `runtime`): settings shared by the binaries, logging
+//!   and the shutdown signal.
 //!
 //! The operator links this crate without `db`, so it never pulls in sqlx.
 #![forbid(unsafe_code)]
@@ -27,3 +29,5 @@ pub mod bus;
 pub mod db;
 #[cfg(feature = "redis")]
 pub mod feed_store;
+#[cfg(feature = "runtime")]
+pub mod runtime;

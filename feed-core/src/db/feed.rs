@@ -84,10 +84,3 @@ pub async fn recent_by_author(db: impl PgExecutor<'_>, author: Uuid, limit: i64)
     .fetch_all(db)
     .await
 }
-
-/// Every post id of an author: what an unfollow removes from a feed.
-pub async fn all_by_author(db: impl PgExecutor<'_>, author: Uuid) -> sqlx::Result<Vec<Uuid>> {
-    sqlx::query_scalar!("SELECT id FROM posts WHERE author_id = $1", author)
-        .fetch_all(db)
-        .await
-}

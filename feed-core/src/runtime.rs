@@ -1,0 +1,191 @@
+//! What every Fanout binary's `main` shares: the settings for PostgreSQL,
+//! Redis and feeds (flags with `FANOUT_*` environment variables), logging,
+//! and the signal that starts a graceful shutdown.
+
+use std::time::Duration;
+
+use clap::{Args, ValueEnum};
+
+use crate::feed_store::FeedLimits;
+
+/// How to reach PostgreSQL.
+#[derive(Debug, Clone, Args)]
+pub struct PostgresArgs {
+    /// PostgreSQL URL, e.g. postgres://user:pass@host:5432/fanout?sslmode=require.
+    #[arg(long, env = "FANOUT_DATABASE_URL")]
+    pub database_url: String,
+    /// Most connections this process opens.
+    #[arg(long, env = "FANOUT_DB_MAX_CONNECTIONS", default_value_t = 16)]
+    pub db_max_connections: u32,
+    /// How long a query waits for a free connection before failing (and the
+    /// API answering 503), in milliseconds.
+    #[arg(long, env = "FANOUT_DB_ACQUIRE_TIMEOUT_MS", default_value_t = 2_000)]
+    pub db_acquire_timeout_ms: u64,
+}
+
+impl PostgresArgs {
+    /// Rejects settings that cannot work, saying what to change.
+    pub fn validate(&self) -> Result<(), String> {
+        if !(self.database_url.starts_with("postgres://") || self.database_url.starts_with("postgresql://")) {
+            return Err("FANOUT_DATABASE_URL must start with postgres:// or postgresql://".into());
+        }
+        if self.db_max_connections == 0 {
+            return Err("FANOUT_DB_MAX_CONNECTIONS must be at least 1".into());
+        }
+        Ok(())
+    }
+
+    /// The acquire timeout as a duration.
+    pub fn acquire_timeout(&self) -> Duration {
+        Duration::from_millis(self.db_acquire_timeout_ms)
+    }
+}
+
+/// How to reach Redis.
+#[derive(Debug, Clone, Args)]
+pub struct RedisArgs {
+    /// Redis URL: redis://[:password@]host:port[/db], or rediss:// for TLS.
+    #[arg(long, env = "FANOUT_REDIS_URL", default_value = "redis://127.0.0.1:6379")]
+    pub redis_url: String,
+}
+
+impl RedisArgs {
+    /// Rejects settings that cannot work, saying what to change.
+    pub fn validate(&self) -> Result<(), String> {
+        redis::Client::open(self.redis_url.as_str())
+            .map(drop)
+            .map_err(|e| format!("FANOUT_REDIS_URL is not a valid Redis URL: {e}"))
+    }
+}
+
+/// How home feeds are kept; the API and the workers must agree.
+#[derive(Debug, Clone, Args)]
+pub struct FeedArgs {
+    /// Most posts kept in a user's feed in Redis.
+    #[arg(long, env = "FANOUT_FEED_MAX_LEN", default_value_t = 800)]
+    pub feed_max_len: usize,
+    /// A feed nobody reads for this many seconds leaves Redis (it is rebuilt
+    /// from PostgreSQL on the next read).
+    #[arg(long, env = "FANOUT_FEED_TTL_SECS", default_value_t = 7 * 24 * 3600)]
+    pub feed_ttl_secs: u64,
+    /// Authors with at least this many followers are not fanned out on
+    /// write; their posts are merged into feeds at read time.
+    #[arg(long, env = "FANOUT_CELEBRITY_THRESHOLD", default_value_t = 10_000)]
+    pub celebrity_threshold: i64,
+}
+
+impl FeedArgs {
+    /// Rejects settings that cannot work, saying what to change.
+    pub fn validate(&self) -> Result<(), String> {
+        if !(1..=100_000).contains(&self.feed_max_len) {
+            return Err("FANOUT_FEED_MAX_LEN must be between 1 and 100000".into());
+        }
+        if self.feed_ttl_secs == 0 {
+            return Err("FANOUT_FEED_TTL_SECS must be at least 1".into());
+        }
+        if self.celebrity_threshold < 1 {
+            return Err("FANOUT_CELEBRITY_THRESHOLD must be at least 1".into());
+        }
+        Ok(())
+    }
+
+    /// The limits the feed store applies.
+    pub fn limits(&self) -> FeedLimits {
+        FeedLimits {
+            max_len: self.feed_max_len,
+            ttl: Duration::from_secs(self.feed_ttl_secs),
+        }
+    }
+}
+
+/// How log lines are written.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum LogFormat {
+    /// Pretty in a terminal, JSON otherwise (containers, files, pipes).
+    Auto,
+    /// One JSON object per line.
+    Json,
+    /// Human-readable lines.
+    Pretty,
+}
+
+/// Logging settings. The filter comes from `RUST_LOG` (default `info`).
+#[derive(Debug, Clone, Args)]
+pub struct LogArgs {
+    /// Log line format.
+    #[arg(long, env = "FANOUT_LOG_FORMAT", value_enum, default_value_t = LogFormat::Auto)]
+    pub log_format: LogFormat,
+}
+
+/// Installs the global tracing subscriber.
+pub fn init_logging(args: &LogArgs) {
+    use std::io::IsTerminal;
+    use tracing_subscriber::EnvFilter;
+
+    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
+    let json = match args.log_format {
+        LogFormat::Json => true,
+        LogFormat::Pretty => false,
+        LogFormat::Auto => !std::io::stdout().is_terminal(),
+    };
+    let builder = tracing_subscriber::fmt().with_env_filter(filter);
+    if json {
+        builder.json().flatten_event(true).with_current_span(true).init();
+    } else {
+        builder.compact().init();
+    }
+}
+
+/// Resolves when the process is asked to stop: SIGTERM (Kubernetes) or
+/// Ctrl-C.
+pub async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! {
+        _ = ctrl_c => tracing::info!("interrupted, shutting down"),
+        _ = term => tracing::info!("SIGTERM received, shutting down"),
+    }
+}
+
+/// A URL with its password replaced by `***`, for logs and `/debug/config`.
+pub fn redact_url(url: &str) -> String {
+    let Some((scheme, rest)) = url.split_once("://") else {
+        return "***".to_owned();
+    };
+    let (authority, path) = rest.split_at(rest.find('/').unwrap_or(rest.len()));
+    match authority.rsplit_once('@') {
+        Some((userinfo, host)) => {
+            let user = userinfo.split_once(':').map_or(userinfo, |(u, _)| u);
+            format!("{scheme}://{user}:***@{host}{path}")
+        }
+        None => url.to_owned(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn passwords_never_survive_redaction() {
+        assert_eq!(
+            redact_url("postgres://fanout:s3cret@db:5432/fanout"),
+            "postgres://fanout:***@db:5432/fanout"
+        );
+        assert_eq!(redact_url("redis://:s3cret@redis:6379/0"), "redis://:***@redis:6379/0");
+        assert_eq!(redact_url("redis://127.0.0.1:6379"), "redis://127.0.0.1:6379");
+        assert_eq!(redact_url("garbage-with-s3cret"), "***");
+    }
+}

@@ -1,0 +1,269 @@
+//! The consume loop: read a batch from every stream, apply each event, then
+//! acknowledge; take over entries other consumers left pending too long;
+//! dead-letter what cannot succeed; stop between batches on shutdown.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use feed_core::bus::{self, Delivery};
+use feed_core::db::{self, dead_letters::DeadLetter};
+use feed_core::events::{Envelope, EventType};
+use futures_util::StreamExt;
+use redis::aio::ConnectionManager;
+use sqlx::PgPool;
+use tokio_util::sync::CancellationToken;
+use tracing::{Instrument, debug, info, info_span, warn};
+
+use crate::fanout::Fanout;
+use crate::metrics::Metrics;
+
+/// How the loop paces itself.
+#[derive(Debug, Clone)]
+pub struct Settings {
+    pub consumer: String,
+    pub batch_size: usize,
+    pub concurrency: usize,
+    pub block: Duration,
+    pub claim_idle: Duration,
+    pub claim_interval: Duration,
+    pub max_deliveries: usize,
+    pub trim_interval: Duration,
+}
+
+/// One member of the consumer group.
+pub struct Consumer {
+    pub settings: Settings,
+    pub fanout: Fanout,
+    /// For blocking reads only: a blocked connection answers nothing else.
+    pub reader: ConnectionManager,
+    pub db: PgPool,
+    pub metrics: Arc<Metrics>,
+}
+
+/// What became of one entry.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Outcome {
+    /// Applied: acknowledge.
+    Done,
+    /// Recorded as a dead letter: acknowledge.
+    DeadLettered,
+    /// Failed for now: leave pending, to be claimed and retried.
+    Retry,
+}
+
+impl Consumer {
+    /// Runs until `shutdown` is cancelled, then returns once the batch in
+    /// hand is applied and acknowledged.
+    pub async fn run(self, shutdown: CancellationToken) {
+        let streams = feed_core::keys::all_streams();
+        let mut conn = self.fanout.redis.clone();
+        // A restarted worker (same name) first re-reads its own pending entries.
+        let mut own_pending = true;
+        let mut last_claim: Option<Instant> = None;
+        let mut last_trim = Instant::now();
+        info!(consumer = %self.settings.consumer, "consuming {}", streams.join(", "));
+
+        while !shutdown.is_cancelled() {
+            if last_claim.is_none_or(|t| t.elapsed() >= self.settings.claim_interval) {
+                self.claim_idle(&streams).await;
+                last_claim = Some(Instant::now());
+            }
+            if last_trim.elapsed() >= self.settings.trim_interval {
+                for stream in &streams {
+                    match bus::trim_finished(&mut conn, stream).await {
+                        Ok(n) if n > 0 => debug!(stream, trimmed = n, "trimmed acknowledged entries"),
+                        Ok(_) => {}
+                        Err(e) => warn!(stream, error = %e, "trimming failed"),
+                    }
+                }
+                last_trim = Instant::now();
+            }
+
+            let mut reader = self.reader.clone();
+            let read = bus::read_group(
+                &mut reader,
+                &self.settings.consumer,
+                &streams,
+                self.settings.batch_size,
+                self.settings.block,
+                own_pending,
+            )
+            .await;
+            match read {
+                Ok(batch) => {
+                    own_pending = false;
+                    if !batch.is_empty() {
+                        self.process(batch.into_iter().map(|d| (d, 1)).collect()).await;
+                    }
+                }
+                Err(e) if bus::is_missing_group(&e) => {
+                    // Redis lost the streams (restarted empty): recreate them.
+                    warn!("consumer group missing; recreating it");
+                    if let Err(e) = bus::ensure_groups(&mut conn).await {
+                        warn!(error = %e, "recreating the consumer group failed");
+                        pause(&shutdown).await;
+                    }
+                }
+                Err(e) => {
+                    warn!(error = %e, "reading the streams failed; retrying");
+                    pause(&shutdown).await;
+                }
+            }
+        }
+        info!(consumer = %self.settings.consumer, "stopped consuming");
+    }
+
+    /// Takes over and handles entries idle on any consumer too long.
+    async fn claim_idle(&self, streams: &[String]) {
+        let mut conn = self.fanout.redis.clone();
+        for stream in streams {
+            let claimed = bus::claim_idle(
+                &mut conn,
+                stream,
+                &self.settings.consumer,
+                self.settings.claim_idle,
+                self.settings.batch_size,
+            )
+            .await;
+            match claimed {
+                Ok(batch) if !batch.is_empty() => {
+                    info!(stream, entries = batch.len(), "claimed idle entries");
+                    self.metrics.claimed.inc_by(batch.len() as u64);
+                    self.process(batch).await;
+                }
+                Ok(_) => {}
+                Err(e) if bus::is_missing_group(&e) => {}
+                Err(e) => warn!(stream, error = %e, "claiming idle entries failed"),
+            }
+        }
+    }
+
+    /// Handles a batch (each entry with how often it has been delivered) and
+    /// acknowledges what is finished.
+    pub async fn process(&self, batch: Vec<(Delivery, usize)>) {
+        self.metrics.batch_size.observe(batch.len() as f64);
+        let outcomes: Vec<(Delivery, Outcome)> = futures_util::stream::iter(batch)
+            .map(|(delivery, attempts)| async move {
+                let outcome = self.handle(&delivery, attempts).await;
+                (delivery, outcome)
+            })
+            .buffer_unordered(self.settings.concurrency)
+            .collect()
+            .await;
+        let mut finished: HashMap<String, Vec<String>> = HashMap::new();
+        for (delivery, outcome) in outcomes {
+            if outcome != Outcome::Retry {
+                finished.entry(delivery.stream).or_default().push(delivery.entry_id);
+            }
+        }
+        let mut conn = self.fanout.redis.clone();
+        for (stream, ids) in finished {
+            if let Err(e) = bus::ack(&mut conn, &stream, &ids).await {
+                // Not lost: the entries stay pending and are claimed again;
+                // applying them twice is harmless.
+                warn!(stream, error = %e, "acknowledging failed");
+            }
+        }
+    }
+
+    async fn handle(&self, delivery: &Delivery, attempts: usize) -> Outcome {
+        let Some(body) = delivery.body.as_deref() else {
+            return self
+                .dead_letter(delivery, None, "the entry has no 'event' field", attempts)
+                .await;
+        };
+        let envelope = match Envelope::from_json(body) {
+            Ok(envelope) => envelope,
+            Err(e) => return self.dead_letter(delivery, None, &e.to_string(), attempts).await,
+        };
+        let span = info_span!(
+            "event",
+            event_id = %envelope.event_id,
+            event_type = %envelope.event_type,
+            correlation_id = envelope.correlation_id.as_deref().unwrap_or(""),
+            entry_id = %delivery.entry_id,
+        );
+        async {
+            let event = match envelope.decode() {
+                Ok(event) => event,
+                Err(e) => return self.dead_letter(delivery, Some(&envelope), &e.to_string(), attempts).await,
+            };
+            let event_type = envelope.event_type.as_str();
+            let started = Instant::now();
+            match self.fanout.handle(&event).await {
+                Ok(effect) => {
+                    let took = started.elapsed();
+                    self.metrics.handle_seconds.with_label_values(&[event_type]).observe(took.as_secs_f64());
+                    let age = (chrono::Utc::now() - envelope.occurred_at).num_milliseconds().max(0);
+                    self.metrics
+                        .propagation_seconds
+                        .with_label_values(&[event_type])
+                        .observe(age as f64 / 1000.0);
+                    self.metrics.feed_writes.inc_by(effect.feed_writes);
+                    self.metrics.events.with_label_values(&[event_type, "ok"]).inc();
+                    debug!(feeds = effect.feed_writes, took_ms = took.as_millis() as u64, "applied");
+                    Outcome::Done
+                }
+                Err(e) if attempts >= self.settings.max_deliveries => {
+                    let reason = format!("gave up after {attempts} deliveries: {e}");
+                    self.dead_letter(delivery, Some(&envelope), &reason, attempts).await
+                }
+                Err(e) => {
+                    self.metrics.events.with_label_values(&[event_type, "retry"]).inc();
+                    warn!(attempts, error = %e, "handling failed; will retry");
+                    Outcome::Retry
+                }
+            }
+        }
+        .instrument(span)
+        .await
+    }
+
+    async fn dead_letter(
+        &self,
+        delivery: &Delivery,
+        envelope: Option<&Envelope>,
+        error: &str,
+        attempts: usize,
+    ) -> Outcome {
+        let letter = DeadLetter {
+            stream: delivery.stream.clone(),
+            entry_id: delivery.entry_id.clone(),
+            event_id: envelope.map(|e| e.event_id),
+            event_type: envelope.map(|e| e.event_type.clone()),
+            payload: delivery
+                .body
+                .as_deref()
+                .map(|b| String::from_utf8_lossy(b).replace('\0', "\u{FFFD}"))
+                .unwrap_or_default(),
+            error: error.to_owned(),
+            attempts: attempts.min(i32::MAX as usize) as i32,
+        };
+        match db::dead_letters::record(&self.db, &letter).await {
+            Ok(()) => {
+                // Only known types become labels: junk must not mint series.
+                let event_type = letter
+                    .event_type
+                    .as_deref()
+                    .and_then(EventType::parse)
+                    .map_or("unknown", EventType::as_str);
+                self.metrics.events.with_label_values(&[event_type, "dead_letter"]).inc();
+                warn!(stream = %letter.stream, entry_id = %letter.entry_id, error, "dead-lettered");
+                Outcome::DeadLettered
+            }
+            Err(e) => {
+                warn!(error = %e, "recording a dead letter failed; will retry");
+                Outcome::Retry
+            }
+        }
+    }
+}
+
+/// Waits a second, or less if shutdown comes first.
+async fn pause(shutdown: &CancellationToken) {
+    tokio::select! {
+        _ = tokio::time::sleep(Duration::from_secs(1)) => {}
+        _ = shutdown.cancelled() => {}
+    }
+}

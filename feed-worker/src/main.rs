@@ -1,0 +1,24 @@
+#![forbid(unsafe_code)]
+
+use anyhow::Context;
+use clap::Parser;
+use feed_core::{db, runtime};
+use feed_worker::config::Config;
+use tokio_util::sync::CancellationToken;
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    let config = Config::parse();
+    runtime::init_logging(&config.log);
+    config.validate().map_err(anyhow::Error::msg).context("invalid configuration")?;
+    let pg = &config.postgres;
+    let pool = db::pool(&pg.database_url, pg.db_max_connections, pg.acquire_timeout())?;
+
+    let shutdown = CancellationToken::new();
+    let on_signal = shutdown.clone();
+    tokio::spawn(async move {
+        runtime::shutdown_signal().await;
+        on_signal.cancel();
+    });
+    feed_worker::run(config, pool, shutdown).await
+}
