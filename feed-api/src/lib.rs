@@ -1,1 +1,129 @@
+//! Fanout's REST API.
+//!
+//! # Layout
+//!
+//! - [`config`]: settings (flags and `FANOUT_*` variables).
+//! - [`routes`]: one router per resource (`users`, `auth`, `posts`, `feed`,
+//!   `ops`), assembled with their OpenAPI docs in [`openapi`].
+//! - [`error`]: the problem+json error every handler returns.
+//! - [`extract`]: extractors whose rejections are problems too.
+//! - [`auth`]: passwords, tokens and the authenticated-caller extractor.
+//! - [`publish`]: the fast-path publisher and the outbox relay.
+//! - [`state`], [`metrics`]: what handlers share, and what they count.
 #![forbid(unsafe_code)]
+
+pub mod auth;
+pub mod config;
+pub mod error;
+pub mod extract;
+pub mod metrics;
+pub mod openapi;
+pub mod publish;
+pub mod routes;
+pub mod state;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context;
+use axum::Router;
+use axum::extract::DefaultBodyLimit;
+use axum::http::{Request, header};
+use axum::response::IntoResponse;
+use feed_core::bus::Redis;
+use sqlx::PgPool;
+use tokio_util::sync::CancellationToken;
+use tower_http::catch_panic::CatchPanicLayer;
+use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
+use tower_http::trace::TraceLayer;
+use tracing::info;
+
+use crate::auth::TokenKeys;
+use crate::config::Config;
+use crate::error::ApiError;
+use crate::metrics::Metrics;
+use crate::publish::Publisher;
+use crate::state::AppState;
+
+/// The HTTP application over a state.
+pub fn app(state: AppState) -> Router {
+    let (router, openapi) = openapi::api(state.config.debug_endpoints).split_for_parts();
+    let openapi = Arc::new(openapi.to_json().expect("the OpenAPI document serializes"));
+    let body_limit = state.config.body_limit_bytes;
+    router
+        .route(
+            "/openapi.json",
+            axum::routing::get(move || {
+                let doc = openapi.clone();
+                async move { ([(header::CONTENT_TYPE, "application/json")], doc.as_ref().clone()) }
+            }),
+        )
+        .fallback(|req: Request<axum::body::Body>| async move {
+            ApiError::NotFound(format!("no route for {} {}", req.method(), req.uri().path()))
+        })
+        .method_not_allowed_fallback(|req: Request<axum::body::Body>| async move {
+            let problem = ApiError::BadRequest(format!("{} is not allowed on {}", req.method(), req.uri().path()));
+            let mut response = problem.into_response();
+            *response.status_mut() = axum::http::StatusCode::METHOD_NOT_ALLOWED;
+            response
+        })
+        .route_layer(axum::middleware::from_fn_with_state(state.clone(), metrics::record))
+        .layer(DefaultBodyLimit::max(body_limit))
+        .layer(CatchPanicLayer::custom(|_| {
+            ApiError::Internal(anyhow::anyhow!("a handler panicked")).into_response()
+        }))
+        .layer(PropagateRequestIdLayer::x_request_id())
+        .layer(TraceLayer::new_for_http().make_span_with(|req: &Request<axum::body::Body>| {
+            let request_id = req
+                .headers()
+                .get("x-request-id")
+                .and_then(|v| v.to_str().ok())
+                .unwrap_or("");
+            tracing::info_span!("request", method = %req.method(), path = %req.uri().path(), request_id)
+        }))
+        .layer(SetRequestIdLayer::x_request_id(MakeRequestUuid))
+        .with_state(state)
+}
+
+/// Builds the state from settings and a pool, starts the publisher and the
+/// outbox relay, and serves on `listener` until `shutdown`; in-flight
+/// requests finish first.
+pub async fn serve(
+    config: Config,
+    db: PgPool,
+    listener: tokio::net::TcpListener,
+    shutdown: CancellationToken,
+) -> anyhow::Result<()> {
+    let redis = Redis::new(&config.redis.redis_url, Duration::from_secs(1))?;
+    let metrics = Arc::new(Metrics::new());
+    let (publisher, queue) = Publisher::new();
+    let tokens = TokenKeys::new(
+        config.jwt_secret.as_bytes(),
+        &config.jwt_issuer,
+        &config.jwt_audience,
+        Duration::from_secs(config.access_token_ttl_secs),
+        Duration::from_secs(config.refresh_token_ttl_secs),
+    );
+    let relay = tokio::spawn(publish::relay(
+        db.clone(),
+        redis.clone(),
+        metrics.clone(),
+        config.relay_interval(),
+        Duration::from_millis(config.relay_grace_ms),
+        Duration::from_secs(config.outbox_retention_secs),
+        shutdown.clone(),
+    ));
+    let publisher_task = tokio::spawn(publish::run_publisher(queue, redis.clone(), db.clone(), metrics.clone()));
+    let state = AppState::new(db, redis, tokens, config, metrics, publisher);
+
+    info!(addr = %listener.local_addr()?, "feed-api listening");
+    axum::serve(listener, app(state))
+        .with_graceful_shutdown(async move { shutdown.cancelled().await })
+        .await
+        .context("serving HTTP")?;
+    // The state (and with it the publisher's queue) is dropped: the
+    // publisher drains what is queued and stops.
+    let _ = tokio::time::timeout(Duration::from_secs(5), publisher_task).await;
+    let _ = relay.await;
+    Ok(())
+}

@@ -5,6 +5,7 @@
 //!
 //! - [`events`]: the event envelope and its versioned payloads (the schema
 //!   registry is this code; `docs/events/*.schema.json` is generated from it).
+//! - [`ids`]: time-ordered ids (UUIDv7) and the time they encode.
 //! - [`keys`]: Redis key and stream names, so every process spells them alike.
 //! - [`validate`]: rules for user input (handles, post content, page sizes).
 //! - [`cursor`]: opaque pagination cursors.
@@ -20,6 +21,7 @@
 
 pub mod cursor;
 pub mod events;
+pub mod ids;
 pub mod keys;
 pub mod validate;
 

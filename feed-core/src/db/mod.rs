@@ -7,6 +7,7 @@ pub mod feed;
 pub mod follows;
 pub mod outbox;
 pub mod posts;
+pub mod tokens;
 pub mod users;
 
 use std::time::Duration;

@@ -1,0 +1,31 @@
+#![forbid(unsafe_code)]
+
+use anyhow::Context;
+use clap::Parser;
+use feed_api::config::Config;
+use feed_core::{db, runtime};
+use tokio_util::sync::CancellationToken;
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    let config = Config::parse();
+    runtime::init_logging(&config.log);
+    config.validate().map_err(anyhow::Error::msg).context("invalid configuration")?;
+    let pg = &config.postgres;
+    let pool = db::pool(&pg.database_url, pg.db_max_connections, pg.acquire_timeout())?;
+    if config.migrate {
+        db::MIGRATOR.run(&pool).await.context("applying database migrations")?;
+        tracing::info!("database migrations applied");
+    }
+    let listener = tokio::net::TcpListener::bind(config.http_addr)
+        .await
+        .with_context(|| format!("binding FANOUT_HTTP_ADDR {}", config.http_addr))?;
+
+    let shutdown = CancellationToken::new();
+    let on_signal = shutdown.clone();
+    tokio::spawn(async move {
+        runtime::shutdown_signal().await;
+        on_signal.cancel();
+    });
+    feed_api::serve(config, pool, listener, shutdown).await
+}

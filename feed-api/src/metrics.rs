@@ -1,0 +1,119 @@
+//! The API's Prometheus metrics and the middleware that records requests.
+
+use std::time::Instant;
+
+use axum::extract::{MatchedPath, Request, State};
+use axum::middleware::Next;
+use axum::response::Response;
+use prometheus::{HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge, Opts, Registry};
+
+use crate::state::AppState;
+
+/// Request latency buckets, in seconds: 0.5 ms to 10 s.
+const LATENCY_BUCKETS: &[f64] = &[
+    0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 10.0,
+];
+
+/// Everything the API counts.
+pub struct Metrics {
+    pub registry: Registry,
+    /// Requests by method, route template and status.
+    pub requests: IntCounterVec,
+    /// Request latency by method and route template.
+    pub latency: HistogramVec,
+    /// Events put on streams, by path (`fast` or `relay`).
+    pub published: IntCounterVec,
+    /// Events the fast path failed to publish (left to the relay).
+    pub publish_failures: IntCounter,
+    /// Events committed but not yet on a stream.
+    pub outbox_backlog: IntGauge,
+    /// Feed reads by where the feed came from (`cache`, `rebuilt`, `database`).
+    pub feed_reads: IntCounterVec,
+}
+
+impl Metrics {
+    pub fn new() -> Metrics {
+        let registry = Registry::new();
+        let requests = IntCounterVec::new(
+            Opts::new("fanout_http_requests_total", "HTTP requests"),
+            &["method", "route", "status"],
+        )
+        .expect("valid metric");
+        let latency = HistogramVec::new(
+            HistogramOpts::new("fanout_http_request_duration_seconds", "HTTP request latency")
+                .buckets(LATENCY_BUCKETS.to_vec()),
+            &["method", "route"],
+        )
+        .expect("valid metric");
+        let published = IntCounterVec::new(
+            Opts::new("fanout_events_published_total", "Events published to streams"),
+            &["path"],
+        )
+        .expect("valid metric");
+        let publish_failures = IntCounter::new(
+            "fanout_publish_failures_total",
+            "Events the fast path could not publish",
+        )
+        .expect("valid metric");
+        let outbox_backlog =
+            IntGauge::new("fanout_outbox_backlog", "Events committed but not yet published").expect("valid metric");
+        let feed_reads = IntCounterVec::new(
+            Opts::new("fanout_feed_reads_total", "Home feed reads by source"),
+            &["source"],
+        )
+        .expect("valid metric");
+        for c in [
+            Box::new(requests.clone()) as Box<dyn prometheus::core::Collector>,
+            Box::new(latency.clone()),
+            Box::new(published.clone()),
+            Box::new(publish_failures.clone()),
+            Box::new(outbox_backlog.clone()),
+            Box::new(feed_reads.clone()),
+        ] {
+            registry.register(c).expect("metric names are unique");
+        }
+        Metrics {
+            registry,
+            requests,
+            latency,
+            published,
+            publish_failures,
+            outbox_backlog,
+            feed_reads,
+        }
+    }
+
+    /// The metrics in Prometheus' text format.
+    pub fn render(&self) -> String {
+        prometheus::TextEncoder::new()
+            .encode_to_string(&self.registry.gather())
+            .unwrap_or_default()
+    }
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Metrics::new()
+    }
+}
+
+/// Records every request's status and latency under its route template (not
+/// the raw path, so ids do not mint new series).
+pub async fn record(State(state): State<AppState>, request: Request, next: Next) -> Response {
+    let started = Instant::now();
+    let method = request.method().as_str().to_owned();
+    let route = request
+        .extensions()
+        .get::<MatchedPath>()
+        .map_or("unmatched", |p| p.as_str())
+        .to_owned();
+    let response = next.run(request).await;
+    let m = &state.metrics;
+    m.latency
+        .with_label_values(&[&method, &route])
+        .observe(started.elapsed().as_secs_f64());
+    m.requests
+        .with_label_values(&[&method, &route, response.status().as_str()])
+        .inc();
+    response
+}

@@ -1,0 +1,156 @@
+//! Getting committed events onto their streams.
+//!
+//! The fast path: after a request commits a change and its outbox row, the
+//! envelope goes to the [`Publisher`], a background task that XADDs batches
+//! and marks them published in one `UPDATE` per batch. The slow path: the
+//! [`relay`] finds outbox rows still unpublished after a grace period (Redis
+//! was down, the process died, the publisher's queue was full) and publishes
+//! them. Either may publish an event twice; consumers are idempotent.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use feed_core::bus::{self, Redis};
+use feed_core::db;
+use feed_core::events::Envelope;
+use sqlx::PgPool;
+use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
+use tracing::{debug, info, warn};
+
+use crate::metrics::Metrics;
+
+/// Events queued for the fast path before the relay is left to catch up.
+const QUEUE_CAPACITY: usize = 10_000;
+/// Most events per XADD pipeline and `UPDATE`.
+const BATCH_MAX: usize = 256;
+/// Most outbox rows the relay moves per transaction.
+const RELAY_BATCH: i64 = 500;
+/// How often the relay deletes published events past retention.
+const PRUNE_EVERY: Duration = Duration::from_secs(600);
+
+/// Hands committed events to the publishing task.
+#[derive(Clone)]
+pub struct Publisher {
+    queue: mpsc::Sender<Envelope>,
+}
+
+impl Publisher {
+    /// A publisher and the task that drains it; run the task with
+    /// [`run_publisher`].
+    pub fn new() -> (Publisher, mpsc::Receiver<Envelope>) {
+        let (queue, rx) = mpsc::channel(QUEUE_CAPACITY);
+        (Publisher { queue }, rx)
+    }
+
+    /// Queues committed events for publishing. Never blocks a request: when
+    /// the queue is full the relay publishes them from the outbox instead.
+    pub fn publish(&self, events: Vec<Envelope>) {
+        for event in events {
+            if self.queue.try_send(event).is_err() {
+                debug!("publish queue full; leaving the event to the relay");
+            }
+        }
+    }
+}
+
+/// Publishes queued events in batches until the queue closes.
+pub async fn run_publisher(mut rx: mpsc::Receiver<Envelope>, redis: Redis, db: PgPool, metrics: Arc<Metrics>) {
+    let mut batch = Vec::with_capacity(BATCH_MAX);
+    while rx.recv_many(&mut batch, BATCH_MAX).await > 0 {
+        match publish_batch(&redis, &batch).await {
+            Ok(()) => {
+                metrics.published.with_label_values(&["fast"]).inc_by(batch.len() as u64);
+                let ids: Vec<_> = batch.iter().map(|e| e.event_id).collect();
+                if let Err(e) = db::outbox::mark_published(&db, &ids).await {
+                    // The relay will publish them again: harmless duplicates.
+                    warn!(error = %e, "marking events published failed");
+                }
+            }
+            Err(e) => {
+                metrics.publish_failures.inc_by(batch.len() as u64);
+                warn!(error = %e, events = batch.len(), "publishing failed; the relay will retry");
+            }
+        }
+        batch.clear();
+    }
+}
+
+async fn publish_batch(redis: &Redis, batch: &[Envelope]) -> redis::RedisResult<()> {
+    let mut conn = redis.conn().await?;
+    bus::publish(&mut conn, batch).await
+}
+
+/// Republishes events committed but not published within `grace`, every
+/// `interval`, until `shutdown`. Several API replicas may run it: each locks
+/// the rows it moves (`SKIP LOCKED`).
+pub async fn relay(
+    db: PgPool,
+    redis: Redis,
+    metrics: Arc<Metrics>,
+    interval: Duration,
+    grace: Duration,
+    retention: Duration,
+    shutdown: CancellationToken,
+) {
+    let mut last_prune = tokio::time::Instant::now();
+    loop {
+        let moved = match relay_once(&db, &redis, grace).await {
+            Ok(n) => {
+                if n > 0 {
+                    info!(events = n, "relay published events the fast path missed");
+                    metrics.published.with_label_values(&["relay"]).inc_by(n as u64);
+                }
+                n
+            }
+            Err(e) => {
+                debug!(error = %e, "relay pass failed");
+                0
+            }
+        };
+        if let Ok((count, _)) = db::outbox::backlog(&db).await {
+            metrics.outbox_backlog.set(count);
+        }
+        if last_prune.elapsed() >= PRUNE_EVERY {
+            let before = chrono::Utc::now() - retention;
+            if let Ok(n) = db::outbox::prune(&db, before, 10_000).await {
+                debug!(events = n, "pruned published events past retention");
+            }
+            last_prune = tokio::time::Instant::now();
+        }
+        // A full batch means more are waiting: go again at once.
+        if moved < RELAY_BATCH as usize {
+            tokio::select! {
+                _ = tokio::time::sleep(interval) => {}
+                _ = shutdown.cancelled() => return,
+            }
+        } else if shutdown.is_cancelled() {
+            return;
+        }
+    }
+}
+
+/// Why a relay pass failed.
+#[derive(Debug, thiserror::Error)]
+pub enum RelayError {
+    #[error("PostgreSQL: {0}")]
+    Db(#[from] sqlx::Error),
+    #[error("Redis: {0}")]
+    Redis(#[from] redis::RedisError),
+}
+
+/// One relay pass; returns how many events it published.
+pub async fn relay_once(db: &PgPool, redis: &Redis, grace: Duration) -> Result<usize, RelayError> {
+    let older_than = chrono::Utc::now() - grace;
+    let mut tx = db.begin().await?;
+    let events = db::outbox::lock_unpublished(&mut tx, older_than, RELAY_BATCH).await?;
+    if events.is_empty() {
+        return Ok(0);
+    }
+    let mut conn = redis.conn().await?;
+    bus::publish(&mut conn, &events).await?;
+    let ids: Vec<_> = events.iter().map(|e| e.event_id).collect();
+    db::outbox::mark_published(&mut *tx, &ids).await?;
+    tx.commit().await?;
+    Ok(events.len())
+}

@@ -1,0 +1,219 @@
+//! The home feed: fanned-out posts from Redis merged with what is pulled at
+//! read time (the caller's own posts and followed celebrities'), hydrated
+//! and filtered against PostgreSQL.
+
+use std::collections::{BTreeMap, HashMap};
+
+use axum::extract::State;
+use chrono::{DateTime, Utc};
+use feed_core::events::EventType;
+use feed_core::{db, keys};
+use feed_core::feed_store::{self, Page};
+use serde::Serialize;
+use utoipa::ToSchema;
+use utoipa_axum::{router::OpenApiRouter, routes};
+use uuid::Uuid;
+
+use super::posts::PostView;
+use super::{PageQuery, cursor_after};
+use crate::auth::AuthUser;
+use crate::error::{ApiError, Problem};
+use crate::extract::ApiQuery;
+use crate::state::AppState;
+
+pub fn router() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new().routes(routes!(home_feed))
+}
+
+/// Where the page came from and how far fan-out has caught up.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct Freshness {
+    /// `cache`: the feed in Redis; `rebuilt`: Redis had no feed, it was
+    /// rebuilt from PostgreSQL now; `database`: Redis is unreachable, the
+    /// page was read from PostgreSQL.
+    pub source: &'static str,
+    /// Every event committed before this time has been applied to feeds
+    /// (null when Redis cannot tell).
+    pub caught_up_to: Option<DateTime<Utc>>,
+    /// How far behind now that is, in milliseconds.
+    pub lag_ms: Option<i64>,
+    /// Feed events published but not yet applied (null when unknown).
+    pub pending_events: Option<u64>,
+}
+
+/// A page of the home feed.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct FeedPage {
+    pub items: Vec<PostView>,
+    /// Pass as `cursor` for the next page; null at the end.
+    pub next_cursor: Option<String>,
+    pub freshness: Freshness,
+}
+
+/// A candidate post and whether its source has more beyond what was read.
+struct Source {
+    entries: Vec<Uuid>,
+    more: bool,
+}
+
+/// The caller's home feed, newest first.
+#[utoipa::path(get, path = "/feed", tag = "feed", security(("bearer" = [])), params(PageQuery),
+    responses((status = 200, body = FeedPage), (status = 400, body = Problem), (status = 401, body = Problem),
+        (status = 422, body = Problem), (status = 503, body = Problem)))]
+async fn home_feed(
+    State(state): State<AppState>,
+    caller: AuthUser,
+    ApiQuery(query): ApiQuery<PageQuery>,
+) -> Result<axum::Json<FeedPage>, ApiError> {
+    let (limit, cursor) = query.parse()?;
+    let limit = limit as usize;
+    let before = cursor.map(|c| (c.id, c.at_micros.div_euclid(1000)));
+    let threshold = state.config.feed.celebrity_threshold;
+    let limits = state.config.feed.limits();
+    // Over-read: entries of deleted posts or unfollowed authors drop out
+    // when hydrated.
+    let want = limit + limit / 2 + 4;
+
+    let (pushed, source) = match read_cached(&state, caller.id, before, want).await {
+        Ok(Some(page)) => (page, "cache"),
+        Ok(None) => {
+            let all = db::feed::fanned_out(&state.db, caller.id, threshold, limits.max_len as i64).await?;
+            let scored: Vec<(Uuid, i64)> = all
+                .iter()
+                .map(|e| (e.post_id, feed_store::score(e.created_at)))
+                .collect();
+            if let Ok(mut conn) = state.redis.conn().await {
+                if let Err(e) = feed_store::rebuild(&mut conn, caller.id, &scored, limits).await {
+                    tracing::warn!(error = %e, "rebuilding a feed in Redis failed");
+                }
+            }
+            (from_database(all, before, want), "rebuilt")
+        }
+        Err(e) => {
+            tracing::warn!(error = %e, "Redis unavailable; reading the feed from PostgreSQL");
+            let all = db::feed::fanned_out(&state.db, caller.id, threshold, limits.max_len as i64).await?;
+            (from_database(all, before, want), "database")
+        }
+    };
+    state.metrics.feed_reads.with_label_values(&[source]).inc();
+
+    let pulled_rows = db::feed::pulled(&state.db, caller.id, threshold, before.map(|b| b.0), want as i64).await?;
+    let pulled = Source {
+        more: pulled_rows.len() == want,
+        entries: pulled_rows.into_iter().map(|e| e.post_id).collect(),
+    };
+
+    // Nothing older than the oldest entry read from a source that has more
+    // may be returned: that source's unread entries could be newer.
+    let horizon = [&pushed, &pulled]
+        .iter()
+        .filter(|s| s.more)
+        .filter_map(|s| s.entries.iter().min().copied())
+        .max();
+    let candidates: Vec<Uuid> = {
+        let mut ids: Vec<Uuid> = pushed.entries.iter().chain(&pulled.entries).copied().collect();
+        ids.sort_unstable_by(|a, b| b.cmp(a));
+        ids.dedup();
+        ids
+    };
+    let mut visible: HashMap<Uuid, db::posts::Post> = db::posts::visible_in_feed(&state.db, caller.id, &candidates)
+        .await?
+        .into_iter()
+        .map(|p| (p.id, p))
+        .collect();
+    let ordered: BTreeMap<std::cmp::Reverse<Uuid>, db::posts::Post> = candidates
+        .iter()
+        .filter(|id| horizon.is_none_or(|h| **id >= h))
+        .filter_map(|id| visible.remove(id).map(|p| (std::cmp::Reverse(*id), p)))
+        .collect();
+    let more_after_page = ordered.len() > limit || horizon.is_some();
+    let items: Vec<PostView> = ordered.into_values().take(limit).map(PostView::from).collect();
+    let next_cursor = if more_after_page {
+        match items.last() {
+            Some(last) => Some(cursor_after(last.created_at, last.id)),
+            // Every candidate dropped out but more exist: resume past them.
+            None => horizon.map(|h| cursor_after(feed_core::ids::time_of(h).unwrap_or_default(), h)),
+        }
+    } else {
+        None
+    };
+    Ok(axum::Json(FeedPage {
+        items,
+        next_cursor,
+        freshness: freshness(&state, source).await,
+    }))
+}
+
+/// Reads the cached feed; `Ok(None)` when it must be rebuilt.
+async fn read_cached(
+    state: &AppState,
+    user: Uuid,
+    before: Option<(Uuid, i64)>,
+    want: usize,
+) -> redis::RedisResult<Option<Source>> {
+    let mut conn = state.redis.conn().await?;
+    match feed_store::read(&mut conn, user, before, want, state.config.feed.limits()).await? {
+        Page::NotBuilt => Ok(None),
+        Page::Entries { posts, more } => Ok(Some(Source {
+            entries: posts.into_iter().map(|(id, _)| id).collect(),
+            more,
+        })),
+    }
+}
+
+/// The page of a feed read from PostgreSQL, as Redis would have served it.
+fn from_database(all: Vec<db::feed::Entry>, before: Option<(Uuid, i64)>, want: usize) -> Source {
+    let mut entries: Vec<Uuid> = all
+        .into_iter()
+        .map(|e| e.post_id)
+        .filter(|id| before.is_none_or(|(b, _)| *id < b))
+        .collect();
+    let more = entries.len() > want;
+    entries.truncate(want);
+    Source { entries, more }
+}
+
+async fn freshness(state: &AppState, source: &'static str) -> Freshness {
+    let now = Utc::now();
+    let unknown = Freshness {
+        source,
+        caught_up_to: None,
+        lag_ms: None,
+        pending_events: None,
+    };
+    let Ok(stats) = state.stream_stats().await else {
+        return unknown;
+    };
+    // Likes do not change feeds; the other streams do.
+    let feed_streams: Vec<String> = [
+        EventType::PostCreated,
+        EventType::PostDeleted,
+        EventType::FollowCreated,
+        EventType::FollowRemoved,
+    ]
+    .map(keys::stream)
+    .into();
+    let feed_streams = stats.iter().filter(|s| feed_streams.contains(&s.stream));
+    let mut pending = Some(0u64);
+    let mut oldest: Option<i64> = None;
+    for s in feed_streams {
+        pending = match (pending, s.lag, s.group_exists) {
+            (Some(p), Some(lag), true) => Some(p + lag + s.pending),
+            (p, _, false) if s.length == 0 => p,
+            _ => None,
+        };
+        if let Some(ms) = s.oldest_unfinished_ms {
+            oldest = Some(oldest.map_or(ms, |o| o.min(ms)));
+        }
+    }
+    let caught_up_to = match oldest {
+        Some(ms) => DateTime::from_timestamp_millis(ms),
+        None => Some(now),
+    };
+    Freshness {
+        source,
+        lag_ms: caught_up_to.map(|t| (now - t).num_milliseconds().max(0)),
+        caught_up_to,
+        pending_events: pending,
+    }
+}

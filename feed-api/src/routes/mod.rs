@@ -1,0 +1,74 @@
+//! One router per resource; `openapi.rs` assembles them.
+
+pub mod auth;
+pub mod feed;
+pub mod ops;
+pub mod posts;
+pub mod users;
+
+use chrono::{DateTime, Utc};
+use feed_core::cursor::Cursor;
+use feed_core::events::{Envelope, Event};
+use serde::Deserialize;
+use sqlx::{Postgres, Transaction};
+use utoipa::IntoParams;
+use uuid::Uuid;
+
+use crate::error::ApiError;
+use crate::extract::RequestId;
+use crate::state::AppState;
+
+/// `?limit=&cursor=` of every list.
+#[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct PageQuery {
+    /// Items per page, 1 to 100 (default 20).
+    pub limit: Option<u32>,
+    /// `next_cursor` of the previous page; absent for the first page.
+    pub cursor: Option<String>,
+}
+
+impl PageQuery {
+    /// The validated page size and decoded cursor.
+    pub fn parse(&self) -> Result<(u32, Option<Cursor>), ApiError> {
+        let limit = feed_core::validate::page_size(self.limit)?;
+        let cursor = match self.cursor.as_deref() {
+            None | Some("") => None,
+            Some(raw) => Some(Cursor::decode(raw).map_err(|e| ApiError::BadRequest(e.to_string()))?),
+        };
+        Ok((limit, cursor))
+    }
+}
+
+/// The cursor that resumes after an item.
+pub fn cursor_after(at: DateTime<Utc>, id: Uuid) -> String {
+    Cursor {
+        at_micros: at.timestamp_micros(),
+        id,
+    }
+    .encode()
+}
+
+/// Writes an event to the outbox in the caller's transaction.
+pub async fn record(
+    tx: &mut Transaction<'_, Postgres>,
+    events: &mut Vec<Envelope>,
+    event: Event,
+    actor: Uuid,
+    request_id: &RequestId,
+) -> Result<(), ApiError> {
+    let envelope = Envelope::new(&event, actor, Utc::now(), request_id.0.clone());
+    feed_core::db::outbox::insert(&mut **tx, &envelope).await?;
+    events.push(envelope);
+    Ok(())
+}
+
+/// Commits a change with its outbox events, then hands the events to the
+/// publisher (they are safe in the outbox whatever happens next).
+pub async fn commit(state: &AppState, tx: Transaction<'_, Postgres>, events: Vec<Envelope>) -> Result<(), ApiError> {
+    tx.commit().await?;
+    if !events.is_empty() {
+        state.publisher.publish(events);
+    }
+    Ok(())
+}

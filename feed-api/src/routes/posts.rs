@@ -1,0 +1,239 @@
+//! Posts and likes.
+
+use axum::extract::{Path, State};
+use axum::http::StatusCode;
+use chrono::{DateTime, Utc};
+use feed_core::db;
+use feed_core::events::{Event, LikeChanged, PostCreated, PostDeleted};
+use feed_core::validate;
+use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
+use utoipa_axum::{router::OpenApiRouter, routes};
+use uuid::Uuid;
+
+use super::{commit, record};
+use crate::auth::AuthUser;
+use crate::error::{ApiError, Problem};
+use crate::extract::{ApiJson, RequestId, parse_id};
+use crate::state::AppState;
+
+pub fn router() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new()
+        .routes(routes!(create_post))
+        .routes(routes!(get_post, delete_post))
+        .routes(routes!(get_feed_post))
+        .routes(routes!(like, unlike))
+}
+
+/// A post.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct PostView {
+    pub id: Uuid,
+    pub author_id: Uuid,
+    pub author_handle: String,
+    pub content: String,
+    pub created_at: DateTime<Utc>,
+    pub like_count: i64,
+}
+
+impl From<db::posts::Post> for PostView {
+    fn from(p: db::posts::Post) -> Self {
+        PostView {
+            id: p.id,
+            author_id: p.author_id,
+            author_handle: p.author_handle,
+            content: p.content,
+            created_at: p.created_at,
+            like_count: p.like_count,
+        }
+    }
+}
+
+/// A page of posts, newest first.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct PostPage {
+    pub items: Vec<PostView>,
+    /// Pass as `cursor` for the next page; null at the end.
+    pub next_cursor: Option<String>,
+}
+
+/// A new post.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct CreatePost {
+    /// 1 to 500 characters.
+    pub content: String,
+}
+
+/// Publishes a post. The author sees it in their feed at once; followers
+/// once the workers have fanned it out.
+#[utoipa::path(post, path = "/posts", tag = "posts", security(("bearer" = [])), request_body = CreatePost,
+    responses((status = 201, body = PostView), (status = 400, body = Problem), (status = 401, body = Problem),
+        (status = 413, body = Problem), (status = 415, body = Problem), (status = 422, body = Problem),
+        (status = 503, description = "Database unavailable; retry", body = Problem)))]
+async fn create_post(
+    State(state): State<AppState>,
+    caller: AuthUser,
+    request_id: RequestId,
+    ApiJson(body): ApiJson<CreatePost>,
+) -> Result<(StatusCode, axum::Json<PostView>), ApiError> {
+    let content = validate::content(&body.content)?;
+    let (id, created_at) = feed_core::ids::new_with_time();
+    let mut tx = state.db.begin().await?;
+    let post = db::posts::insert(&mut *tx, id, caller.id, &content, created_at)
+        .await
+        .map_err(|e| {
+            if db::is_foreign_key_violation(&e) {
+                ApiError::Unauthorized("the token's user no longer exists".into())
+            } else {
+                e.into()
+            }
+        })?;
+    let mut events = Vec::new();
+    let event = Event::PostCreated(PostCreated {
+        post_id: id,
+        author_id: caller.id,
+        created_at,
+    });
+    record(&mut tx, &mut events, event, caller.id, &request_id).await?;
+    commit(&state, tx, events).await?;
+    Ok((StatusCode::CREATED, axum::Json(post.into())))
+}
+
+async fn load_post(state: &AppState, id: &str) -> Result<axum::Json<PostView>, ApiError> {
+    let id = parse_id(id, "post")?;
+    let post = db::posts::by_id(&state.db, id)
+        .await?
+        .ok_or_else(|| ApiError::not_found("post", id))?;
+    Ok(axum::Json(post.into()))
+}
+
+/// A post.
+#[utoipa::path(get, path = "/posts/{id}", tag = "posts",
+    params(("id" = String, Path, description = "Post id")),
+    responses((status = 200, body = PostView), (status = 400, body = Problem), (status = 404, body = Problem)))]
+async fn get_post(State(state): State<AppState>, Path(id): Path<String>) -> Result<axum::Json<PostView>, ApiError> {
+    load_post(&state, &id).await
+}
+
+/// A post (the same as `/posts/{id}`, under the feed's prefix).
+#[utoipa::path(get, path = "/feed/posts/{id}", tag = "feed",
+    params(("id" = String, Path, description = "Post id")),
+    responses((status = 200, body = PostView), (status = 400, body = Problem), (status = 404, body = Problem)))]
+async fn get_feed_post(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+) -> Result<axum::Json<PostView>, ApiError> {
+    load_post(&state, &id).await
+}
+
+/// Deletes one of the caller's posts; it leaves every feed.
+#[utoipa::path(delete, path = "/posts/{id}", tag = "posts", security(("bearer" = [])),
+    params(("id" = String, Path, description = "Post id")),
+    responses((status = 204, description = "Deleted"), (status = 400, body = Problem), (status = 401, body = Problem),
+        (status = 403, description = "Not the author", body = Problem), (status = 404, body = Problem)))]
+async fn delete_post(
+    State(state): State<AppState>,
+    caller: AuthUser,
+    request_id: RequestId,
+    Path(id): Path<String>,
+) -> Result<StatusCode, ApiError> {
+    let id = parse_id(&id, "post")?;
+    let mut tx = state.db.begin().await?;
+    let (author, _) = db::posts::lock(&mut tx, id)
+        .await?
+        .ok_or_else(|| ApiError::not_found("post", id))?;
+    if author != caller.id {
+        return Err(ApiError::Forbidden("only the author may delete a post".into()));
+    }
+    db::posts::delete(&mut *tx, id).await?;
+    let mut events = Vec::new();
+    let event = Event::PostDeleted(PostDeleted {
+        post_id: id,
+        author_id: author,
+    });
+    record(&mut tx, &mut events, event, caller.id, &request_id).await?;
+    commit(&state, tx, events).await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+/// Whether the caller likes a post, after a like or unlike.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct LikeState {
+    pub post_id: Uuid,
+    pub liked: bool,
+    pub like_count: i64,
+}
+
+async fn set_like(
+    state: &AppState,
+    caller: AuthUser,
+    request_id: &RequestId,
+    id: &str,
+    liked: bool,
+) -> Result<axum::Json<LikeState>, ApiError> {
+    let id = parse_id(id, "post")?;
+    let mut tx = state.db.begin().await?;
+    if db::posts::lock(&mut tx, id).await?.is_none() {
+        return Err(ApiError::not_found("post", id));
+    }
+    let changed = if liked {
+        db::posts::like(&mut tx, id, caller.id).await.map_err(|e| {
+            if db::is_foreign_key_violation(&e) {
+                ApiError::Unauthorized("the token's user no longer exists".into())
+            } else {
+                e.into()
+            }
+        })?
+    } else {
+        db::posts::unlike(&mut tx, id, caller.id).await?
+    };
+    let mut events = Vec::new();
+    if changed {
+        let change = LikeChanged {
+            post_id: id,
+            user_id: caller.id,
+        };
+        let event = if liked {
+            Event::PostLiked(change)
+        } else {
+            Event::PostUnliked(change)
+        };
+        record(&mut tx, &mut events, event, caller.id, request_id).await?;
+    }
+    let like_count = db::posts::by_id(&mut *tx, id).await?.map_or(0, |p| p.like_count);
+    commit(state, tx, events).await?;
+    Ok(axum::Json(LikeState {
+        post_id: id,
+        liked,
+        like_count,
+    }))
+}
+
+/// Likes a post (idempotent).
+#[utoipa::path(post, path = "/posts/{id}/like", tag = "posts", security(("bearer" = [])),
+    params(("id" = String, Path, description = "Post id")),
+    responses((status = 200, body = LikeState), (status = 400, body = Problem), (status = 401, body = Problem),
+        (status = 404, body = Problem)))]
+async fn like(
+    State(state): State<AppState>,
+    caller: AuthUser,
+    request_id: RequestId,
+    Path(id): Path<String>,
+) -> Result<axum::Json<LikeState>, ApiError> {
+    set_like(&state, caller, &request_id, &id, true).await
+}
+
+/// Takes back a like (idempotent).
+#[utoipa::path(delete, path = "/posts/{id}/like", tag = "posts", security(("bearer" = [])),
+    params(("id" = String, Path, description = "Post id")),
+    responses((status = 200, body = LikeState), (status = 400, body = Problem), (status = 401, body = Problem),
+        (status = 404, body = Problem)))]
+async fn unlike(
+    State(state): State<AppState>,
+    caller: AuthUser,
+    request_id: RequestId,
+    Path(id): Path<String>,
+) -> Result<axum::Json<LikeState>, ApiError> {
+    set_like(&state, caller, &request_id, &id, false).await
+}

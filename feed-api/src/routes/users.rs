@@ -1,0 +1,299 @@
+//! Users: sign-up, profiles, the follow graph and a user's posts.
+
+use axum::extract::{Path, State};
+use axum::http::StatusCode;
+use chrono::{DateTime, Utc};
+use feed_core::db;
+use feed_core::events::{Event, FollowChanged};
+use feed_core::validate;
+use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
+use utoipa_axum::{router::OpenApiRouter, routes};
+use uuid::Uuid;
+
+use super::posts::{PostPage, PostView};
+use super::{PageQuery, commit, cursor_after, record};
+use crate::auth::{AuthUser, hash_password};
+use crate::error::{ApiError, Problem};
+use crate::extract::{ApiJson, ApiQuery, RequestId, parse_id};
+use crate::state::AppState;
+
+pub fn router() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new()
+        .routes(routes!(create_user))
+        .routes(routes!(get_user))
+        .routes(routes!(follow))
+        .routes(routes!(unfollow))
+        .routes(routes!(followers))
+        .routes(routes!(following))
+        .routes(routes!(user_posts))
+}
+
+/// A user as anyone may see them.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct UserView {
+    pub id: Uuid,
+    /// Unique, lower case, 3 to 30 of `a-z`, `0-9`, `_`.
+    pub handle: String,
+    pub display_name: String,
+    pub follower_count: i64,
+    pub created_at: DateTime<Utc>,
+}
+
+impl From<db::users::User> for UserView {
+    fn from(u: db::users::User) -> Self {
+        UserView {
+            id: u.id,
+            handle: u.handle,
+            display_name: u.display_name,
+            follower_count: u.follower_count,
+            created_at: u.created_at,
+        }
+    }
+}
+
+/// Sign-up.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct CreateUser {
+    /// 3 to 30 of letters, digits and `_`; stored lower case.
+    pub handle: String,
+    /// 8 characters or more.
+    pub password: String,
+    /// Shown instead of the handle; defaults to the handle.
+    pub display_name: Option<String>,
+}
+
+/// Creates a user.
+#[utoipa::path(post, path = "/users", tag = "users", request_body = CreateUser,
+    responses(
+        (status = 201, description = "Created", body = UserView),
+        (status = 400, body = Problem), (status = 409, description = "Handle taken", body = Problem),
+        (status = 413, body = Problem), (status = 415, body = Problem), (status = 422, body = Problem)))]
+async fn create_user(
+    State(state): State<AppState>,
+    ApiJson(body): ApiJson<CreateUser>,
+) -> Result<(StatusCode, axum::Json<UserView>), ApiError> {
+    let handle = validate::handle(&body.handle)?;
+    validate::password(&body.password)?;
+    let display_name = match body.display_name.as_deref() {
+        Some(name) => validate::display_name(name)?,
+        None => handle.clone(),
+    };
+    let hash = hash_password(body.password).await?;
+    let user = db::users::insert(&state.db, Uuid::now_v7(), &handle, &display_name, &hash)
+        .await
+        .map_err(|e| {
+            if db::is_unique_violation(&e) {
+                ApiError::Conflict(format!("handle '{handle}' is taken"))
+            } else {
+                e.into()
+            }
+        })?;
+    Ok((StatusCode::CREATED, axum::Json(user.into())))
+}
+
+/// A user's profile.
+#[utoipa::path(get, path = "/users/{id}", tag = "users",
+    params(("id" = String, Path, description = "User id")),
+    responses((status = 200, body = UserView), (status = 400, body = Problem), (status = 404, body = Problem)))]
+async fn get_user(State(state): State<AppState>, Path(id): Path<String>) -> Result<axum::Json<UserView>, ApiError> {
+    let id = parse_id(&id, "user")?;
+    let user = db::users::by_id(&state.db, id)
+        .await?
+        .ok_or_else(|| ApiError::not_found("user", id))?;
+    Ok(axum::Json(user.into()))
+}
+
+/// Whether the caller follows a user, after a follow or unfollow.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct FollowState {
+    pub follower_id: Uuid,
+    pub followee_id: Uuid,
+    pub following: bool,
+}
+
+/// Follows a user (idempotent). Their recent posts appear in the caller's
+/// feed shortly after.
+#[utoipa::path(post, path = "/users/{id}/follow", tag = "users", security(("bearer" = [])),
+    params(("id" = String, Path, description = "User to follow")),
+    responses((status = 200, body = FollowState), (status = 400, body = Problem), (status = 401, body = Problem),
+        (status = 404, body = Problem), (status = 422, description = "Following yourself", body = Problem)))]
+async fn follow(
+    State(state): State<AppState>,
+    caller: AuthUser,
+    request_id: RequestId,
+    Path(id): Path<String>,
+) -> Result<axum::Json<FollowState>, ApiError> {
+    let followee = parse_id(&id, "user")?;
+    if followee == caller.id {
+        return Err(ApiError::Invalid {
+            field: "id".into(),
+            message: "you cannot follow yourself".into(),
+        });
+    }
+    let mut tx = state.db.begin().await?;
+    if !db::users::exists(&mut *tx, followee).await? {
+        return Err(ApiError::not_found("user", followee));
+    }
+    let mut events = Vec::new();
+    let followed = db::follows::follow(&mut tx, caller.id, followee).await.map_err(|e| {
+        if db::is_foreign_key_violation(&e) {
+            ApiError::Unauthorized("the token's user no longer exists".into())
+        } else {
+            e.into()
+        }
+    })?;
+    if followed {
+        let event = Event::FollowCreated(FollowChanged {
+            follower_id: caller.id,
+            followee_id: followee,
+        });
+        record(&mut tx, &mut events, event, caller.id, &request_id).await?;
+    }
+    commit(&state, tx, events).await?;
+    Ok(axum::Json(FollowState {
+        follower_id: caller.id,
+        followee_id: followee,
+        following: true,
+    }))
+}
+
+/// Unfollows a user (idempotent). Their posts leave the caller's feed.
+#[utoipa::path(post, path = "/users/{id}/unfollow", tag = "users", security(("bearer" = [])),
+    params(("id" = String, Path, description = "User to unfollow")),
+    responses((status = 200, body = FollowState), (status = 400, body = Problem), (status = 401, body = Problem),
+        (status = 404, body = Problem)))]
+async fn unfollow(
+    State(state): State<AppState>,
+    caller: AuthUser,
+    request_id: RequestId,
+    Path(id): Path<String>,
+) -> Result<axum::Json<FollowState>, ApiError> {
+    let followee = parse_id(&id, "user")?;
+    let mut tx = state.db.begin().await?;
+    if !db::users::exists(&mut *tx, followee).await? {
+        return Err(ApiError::not_found("user", followee));
+    }
+    let mut events = Vec::new();
+    if db::follows::unfollow(&mut tx, caller.id, followee).await? {
+        let event = Event::FollowRemoved(FollowChanged {
+            follower_id: caller.id,
+            followee_id: followee,
+        });
+        record(&mut tx, &mut events, event, caller.id, &request_id).await?;
+    }
+    commit(&state, tx, events).await?;
+    Ok(axum::Json(FollowState {
+        follower_id: caller.id,
+        followee_id: followee,
+        following: false,
+    }))
+}
+
+/// A user in a followers or following list.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct FollowEntry {
+    pub id: Uuid,
+    pub handle: String,
+    pub display_name: String,
+    pub created_at: DateTime<Utc>,
+    /// When the follow began.
+    pub followed_at: DateTime<Utc>,
+}
+
+/// A page of users.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct FollowPage {
+    pub items: Vec<FollowEntry>,
+    /// Pass as `cursor` for the next page; null at the end.
+    pub next_cursor: Option<String>,
+}
+
+async fn follow_page(
+    state: &AppState,
+    id: &str,
+    query: &PageQuery,
+    followers: bool,
+) -> Result<axum::Json<FollowPage>, ApiError> {
+    let user = parse_id(id, "user")?;
+    let (limit, cursor) = query.parse()?;
+    if !db::users::exists(&state.db, user).await? {
+        return Err(ApiError::not_found("user", user));
+    }
+    let fetch = i64::from(limit) + 1;
+    let mut rows = if followers {
+        db::follows::followers(&state.db, user, cursor, fetch).await?
+    } else {
+        db::follows::following(&state.db, user, cursor, fetch).await?
+    };
+    let more = rows.len() > limit as usize;
+    rows.truncate(limit as usize);
+    let next_cursor = more
+        .then(|| rows.last().map(|(u, at)| cursor_after(*at, u.id)))
+        .flatten();
+    let items = rows
+        .into_iter()
+        .map(|(u, followed_at)| FollowEntry {
+            id: u.id,
+            handle: u.handle,
+            display_name: u.display_name,
+            created_at: u.created_at,
+            followed_at,
+        })
+        .collect();
+    Ok(axum::Json(FollowPage { items, next_cursor }))
+}
+
+/// Who follows a user, most recent first.
+#[utoipa::path(get, path = "/users/{id}/followers", tag = "users",
+    params(("id" = String, Path, description = "User id"), PageQuery),
+    responses((status = 200, body = FollowPage), (status = 400, body = Problem), (status = 404, body = Problem),
+        (status = 422, body = Problem)))]
+async fn followers(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+    ApiQuery(query): ApiQuery<PageQuery>,
+) -> Result<axum::Json<FollowPage>, ApiError> {
+    follow_page(&state, &id, &query, true).await
+}
+
+/// Whom a user follows, most recent first.
+#[utoipa::path(get, path = "/users/{id}/following", tag = "users",
+    params(("id" = String, Path, description = "User id"), PageQuery),
+    responses((status = 200, body = FollowPage), (status = 400, body = Problem), (status = 404, body = Problem),
+        (status = 422, body = Problem)))]
+async fn following(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+    ApiQuery(query): ApiQuery<PageQuery>,
+) -> Result<axum::Json<FollowPage>, ApiError> {
+    follow_page(&state, &id, &query, false).await
+}
+
+/// A user's posts, newest first.
+#[utoipa::path(get, path = "/users/{id}/posts", tag = "users",
+    params(("id" = String, Path, description = "User id"), PageQuery),
+    responses((status = 200, body = PostPage), (status = 400, body = Problem), (status = 404, body = Problem),
+        (status = 422, body = Problem)))]
+async fn user_posts(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+    ApiQuery(query): ApiQuery<PageQuery>,
+) -> Result<axum::Json<PostPage>, ApiError> {
+    let user = parse_id(&id, "user")?;
+    let (limit, cursor) = query.parse()?;
+    if !db::users::exists(&state.db, user).await? {
+        return Err(ApiError::not_found("user", user));
+    }
+    let mut posts = db::posts::by_author(&state.db, user, cursor.map(|c| c.id), i64::from(limit) + 1).await?;
+    let more = posts.len() > limit as usize;
+    posts.truncate(limit as usize);
+    let next_cursor = more
+        .then(|| posts.last().map(|p| cursor_after(p.created_at, p.id)))
+        .flatten();
+    Ok(axum::Json(PostPage {
+        items: posts.into_iter().map(PostView::from).collect(),
+        next_cursor,
+    }))
+}

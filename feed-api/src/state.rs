@@ -1,0 +1,64 @@
+//! What every handler shares.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use feed_core::bus::{self, Redis, StreamStats};
+use sqlx::PgPool;
+use tokio::sync::Mutex;
+
+use crate::auth::TokenKeys;
+use crate::config::Config;
+use crate::metrics::Metrics;
+use crate::publish::Publisher;
+
+/// How long stream statistics are reused before asking Redis again: feed
+/// reads show freshness without each paying for `XINFO` round trips.
+const STREAM_STATS_MAX_AGE: Duration = Duration::from_millis(500);
+
+/// Shared by all requests; cheap to clone.
+#[derive(Clone)]
+pub struct AppState {
+    pub db: PgPool,
+    pub redis: Redis,
+    pub tokens: Arc<TokenKeys>,
+    pub config: Arc<Config>,
+    pub metrics: Arc<Metrics>,
+    pub publisher: Publisher,
+    stream_stats: Arc<Mutex<Option<(Instant, Arc<Vec<StreamStats>>)>>>,
+}
+
+impl AppState {
+    pub fn new(
+        db: PgPool,
+        redis: Redis,
+        tokens: TokenKeys,
+        config: Config,
+        metrics: Arc<Metrics>,
+        publisher: Publisher,
+    ) -> Self {
+        AppState {
+            db,
+            redis,
+            tokens: Arc::new(tokens),
+            config: Arc::new(config),
+            metrics,
+            publisher,
+            stream_stats: Default::default(),
+        }
+    }
+
+    /// Per-stream statistics, at most [`STREAM_STATS_MAX_AGE`] old.
+    pub async fn stream_stats(&self) -> redis::RedisResult<Arc<Vec<StreamStats>>> {
+        let mut cached = self.stream_stats.lock().await;
+        if let Some((at, stats)) = cached.as_ref() {
+            if at.elapsed() < STREAM_STATS_MAX_AGE {
+                return Ok(stats.clone());
+            }
+        }
+        let mut conn = self.redis.conn().await?;
+        let stats = Arc::new(bus::stream_stats(&mut conn).await?);
+        *cached = Some((Instant::now(), stats.clone()));
+        Ok(stats)
+    }
+}
