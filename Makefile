@@ -1,0 +1,55 @@
+# Fanout: `make run` starts the local stack, `make test` runs every test.
+# Both install what is missing (redis-server, PostgreSQL) on Debian/Ubuntu.
+
+SHELL := bash
+.SHELLFLAGS := -eu -o pipefail -c
+
+DATA            ?= .data
+TEST_PG_PORT    ?= 55433
+TEST_REDIS_PORT ?= 56380
+TEST_DATABASE_URL := postgres://fanout@127.0.0.1:$(TEST_PG_PORT)/fanout
+
+# Builds use the committed query metadata in .sqlx/: no database needed.
+export SQLX_OFFLINE := true
+
+.PHONY: run test deps lint fmt generate sqlx-prepare stop clean
+
+## run: PostgreSQL + Redis + feed-api on 127.0.0.1:8080 + two feed-workers (Ctrl-C stops all)
+run: deps
+	scripts/run.sh
+
+## test: start a test PostgreSQL, then run every test (each test starts its own redis-server)
+test: deps
+	scripts/services.sh up $(DATA)/test $(TEST_PG_PORT) $(TEST_REDIS_PORT)
+	DATABASE_URL=$(TEST_DATABASE_URL) cargo test --workspace --all-targets
+	DATABASE_URL=$(TEST_DATABASE_URL) cargo test --workspace --doc
+
+## deps: install redis-server and PostgreSQL if missing
+deps:
+	scripts/install-deps.sh
+
+## lint: formatting and clippy, as CI checks them
+lint:
+	cargo fmt --all -- --check
+	cargo clippy --workspace --all-targets -- -D warnings
+
+fmt:
+	cargo fmt --all
+
+## generate: rewrite the generated artefacts (event JSON Schemas, OpenAPI) from the code
+generate:
+	FANOUT_REGENERATE=1 cargo test -p feed-core --test generated
+	FANOUT_REGENERATE=1 cargo test -p feed-api --test generated
+
+## sqlx-prepare: refresh .sqlx/ after changing a query (needs a database with the schema)
+sqlx-prepare: deps
+	scripts/services.sh up $(DATA)/test $(TEST_PG_PORT) $(TEST_REDIS_PORT)
+	scripts/sqlx-prepare.sh postgres://fanout@127.0.0.1:$(TEST_PG_PORT)
+
+## stop: stop the PostgreSQL and Redis that run/test left running
+stop:
+	-scripts/services.sh down $(DATA)/run
+	-scripts/services.sh down $(DATA)/test
+
+clean: stop
+	rm -rf $(DATA)
