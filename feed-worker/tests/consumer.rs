@@ -1,0 +1,387 @@
+//! The worker against real PostgreSQL (a fresh database per test) and a real
+//! redis-server (one per test).
+
+use std::time::Duration;
+
+use chrono::Utc;
+use clap::Parser;
+use fanout_testkit::{RedisServer, eventually};
+use feed_core::bus;
+use feed_core::db;
+use feed_core::events::{Envelope, Event, FollowChanged, LikeChanged, PostCreated, PostDeleted};
+use feed_core::feed_store::{self, FeedLimits};
+use feed_core::keys;
+use feed_worker::config::Config;
+use feed_worker::fanout::Fanout;
+use redis::aio::ConnectionManager;
+use sqlx::PgPool;
+use tokio_util::sync::CancellationToken;
+use uuid::Uuid;
+
+const DEADLINE: Duration = Duration::from_secs(20);
+
+async fn user(db: &PgPool, handle: &str) -> Uuid {
+    db::users::insert(db, Uuid::now_v7(), handle, handle, "unused").await.unwrap().id
+}
+
+async fn follow(db: &PgPool, follower: Uuid, followee: Uuid) -> Envelope {
+    let mut conn = db.acquire().await.unwrap();
+    assert!(db::follows::follow(&mut conn, follower, followee).await.unwrap());
+    let event = Event::FollowCreated(FollowChanged {
+        follower_id: follower,
+        followee_id: followee,
+    });
+    Envelope::new(&event, follower, Utc::now(), None)
+}
+
+async fn post(db: &PgPool, author: Uuid, text: &str) -> (Uuid, Envelope) {
+    let (id, at) = feed_core::ids::new_with_time();
+    db::posts::insert(db, id, author, text, at).await.unwrap();
+    let event = Event::PostCreated(PostCreated {
+        post_id: id,
+        author_id: author,
+        created_at: at,
+    });
+    (id, Envelope::new(&event, author, at, Some(format!("req-{id}"))))
+}
+
+async fn connect(redis: &RedisServer) -> ConnectionManager {
+    let client = redis::Client::open(redis.url()).unwrap();
+    let mut conn = client.get_connection_manager().await.unwrap();
+    bus::ensure_groups(&mut conn).await.unwrap();
+    conn
+}
+
+fn limits() -> FeedLimits {
+    FeedLimits {
+        max_len: 800,
+        ttl: Duration::from_secs(3600),
+    }
+}
+
+fn fanout(db: &PgPool, conn: &ConnectionManager) -> Fanout {
+    Fanout {
+        db: db.clone(),
+        redis: conn.clone(),
+        limits: limits(),
+        celebrity_threshold: 10_000,
+        chunk: 2,
+        backfill_posts: 100,
+    }
+}
+
+/// The post ids in a user's feed in Redis, newest first.
+async fn feed(conn: &ConnectionManager, user: Uuid) -> Vec<Uuid> {
+    let members: Vec<String> = redis::cmd("ZRANGE")
+        .arg(keys::feed(user))
+        .arg("+inf")
+        .arg("(0")
+        .arg("BYSCORE")
+        .arg("REV")
+        .query_async(&mut conn.clone())
+        .await
+        .unwrap();
+    members.iter().map(|m| Uuid::parse_str(m).unwrap()).collect()
+}
+
+async fn pending(conn: &ConnectionManager, stream: &str) -> u64 {
+    let stats = bus::stream_stats(&mut conn.clone()).await.unwrap();
+    stats.iter().find(|s| s.stream == stream).unwrap().pending
+}
+
+fn config(redis: &RedisServer, consumer: &str) -> Config {
+    Config::try_parse_from([
+        "feed-worker",
+        "--database-url",
+        "postgres://unused",
+        "--redis-url",
+        &redis.url(),
+        "--consumer-name",
+        consumer,
+        "--http-addr",
+        "127.0.0.1:0",
+        "--block-ms",
+        "100",
+        "--claim-idle-ms",
+        "300",
+        "--claim-interval-ms",
+        "100",
+        "--max-deliveries",
+        "3",
+        "--fanout-chunk",
+        "2",
+    ])
+    .unwrap()
+}
+
+struct Running {
+    shutdown: CancellationToken,
+    task: tokio::task::JoinHandle<anyhow::Result<()>>,
+}
+
+impl Running {
+    fn start(config: Config, db: &PgPool) -> Running {
+        config.validate().unwrap();
+        let shutdown = CancellationToken::new();
+        let task = tokio::spawn(feed_worker::run(config, db.clone(), shutdown.clone()));
+        Running { shutdown, task }
+    }
+
+    async fn stop(self) {
+        self.shutdown.cancel();
+        tokio::time::timeout(DEADLINE, self.task)
+            .await
+            .expect("the worker stops promptly")
+            .unwrap()
+            .unwrap();
+    }
+}
+
+#[sqlx::test(migrator = "feed_core::db::MIGRATOR")]
+async fn redelivered_events_leave_one_feed_entry_and_one_like(db: PgPool) {
+    let redis = RedisServer::start();
+    let conn = connect(&redis).await;
+    let author = user(&db, "author").await;
+    let fan = user(&db, "fan").await;
+    follow(&db, fan, author).await;
+    let (post_id, created) = post(&db, author, "hello").await;
+    let mut c = db.acquire().await.unwrap();
+    db::posts::like(&mut c, post_id, fan).await.unwrap();
+    let liked = Event::PostLiked(LikeChanged {
+        post_id,
+        user_id: fan,
+    });
+    let handlers = fanout(&db, &conn);
+
+    for _ in 0..2 {
+        handlers.handle(&created.decode().unwrap()).await.unwrap();
+        handlers.handle(&liked).await.unwrap();
+    }
+    assert_eq!(feed(&conn, fan).await, vec![post_id]);
+    assert_eq!(feed_store::like_count(&mut conn.clone(), post_id).await.unwrap(), 1);
+
+    // The same through the streams: an event published twice (as the fast
+    // path and the relay may) is applied once.
+    let (second, envelope) = post(&db, author, "again").await;
+    bus::publish(&mut conn.clone(), &[envelope.clone(), envelope]).await.unwrap();
+    let worker = Running::start(config(&redis, "w1"), &db);
+    eventually(DEADLINE, "both entries handled", || async {
+        (pending(&conn, &keys::stream(feed_core::events::EventType::PostCreated)).await == 0
+            && feed(&conn, fan).await.len() == 2)
+            .then_some(())
+    })
+    .await;
+    worker.stop().await;
+    assert_eq!(feed(&conn, fan).await, vec![second, post_id]);
+}
+
+#[sqlx::test(migrator = "feed_core::db::MIGRATOR")]
+async fn a_like_and_its_unlike_converge_whatever_order_they_arrive_in(db: PgPool) {
+    let redis = RedisServer::start();
+    let conn = connect(&redis).await;
+    let author = user(&db, "author").await;
+    let fan = user(&db, "fan").await;
+    let (post_id, _) = post(&db, author, "hello").await;
+    let change = LikeChanged {
+        post_id,
+        user_id: fan,
+    };
+    let mut c = db.acquire().await.unwrap();
+    db::posts::like(&mut c, post_id, fan).await.unwrap();
+    db::posts::unlike(&mut c, post_id, fan).await.unwrap();
+    let handlers = fanout(&db, &conn);
+    // The unlike overtakes the like (they travel on different streams).
+    handlers.handle(&Event::PostUnliked(change.clone())).await.unwrap();
+    handlers.handle(&Event::PostLiked(change)).await.unwrap();
+    assert_eq!(feed_store::like_count(&mut conn.clone(), post_id).await.unwrap(), 0);
+}
+
+#[sqlx::test(migrator = "feed_core::db::MIGRATOR")]
+async fn follow_backfills_and_unfollow_and_delete_clean_up(db: PgPool) {
+    let redis = RedisServer::start();
+    let conn = connect(&redis).await;
+    let author = user(&db, "author").await;
+    let reader = user(&db, "reader").await;
+    let mut posts = Vec::new();
+    for i in 0..3 {
+        posts.push(post(&db, author, &format!("post {i}")).await.0);
+    }
+    let handlers = fanout(&db, &conn);
+
+    let followed = follow(&db, reader, author).await;
+    handlers.handle(&followed.decode().unwrap()).await.unwrap();
+    posts.reverse();
+    assert_eq!(feed(&conn, reader).await, posts, "backfilled, newest first");
+
+    db::posts::delete(&db, posts[0]).await.unwrap();
+    let deleted = Event::PostDeleted(PostDeleted {
+        post_id: posts[0],
+        author_id: author,
+    });
+    handlers.handle(&deleted).await.unwrap();
+    assert_eq!(feed(&conn, reader).await, posts[1..]);
+
+    let mut c = db.acquire().await.unwrap();
+    db::follows::unfollow(&mut c, reader, author).await.unwrap();
+    let removed = Event::FollowRemoved(FollowChanged {
+        follower_id: reader,
+        followee_id: author,
+    });
+    handlers.handle(&removed).await.unwrap();
+    assert!(feed(&conn, reader).await.is_empty());
+    // A stale follow event (the follow is gone) backfills nothing.
+    handlers.handle(&followed.decode().unwrap()).await.unwrap();
+    assert!(feed(&conn, reader).await.is_empty());
+}
+
+#[sqlx::test(migrator = "feed_core::db::MIGRATOR")]
+async fn entries_of_a_worker_killed_mid_batch_are_claimed_and_finished(db: PgPool) {
+    let redis = RedisServer::start();
+    let conn = connect(&redis).await;
+    let author = user(&db, "author").await;
+    let mut followers = Vec::new();
+    for i in 0..5 {
+        let f = user(&db, &format!("follower{i}")).await;
+        follow(&db, f, author).await;
+        followers.push(f);
+    }
+    let mut envelopes = Vec::new();
+    let mut post_ids = Vec::new();
+    for i in 0..20 {
+        let (id, envelope) = post(&db, author, &format!("post {i}")).await;
+        post_ids.push(id);
+        envelopes.push(envelope);
+    }
+    bus::publish(&mut conn.clone(), &envelopes).await.unwrap();
+
+    // A worker reads a batch, applies part of it, and dies before acking.
+    let streams = vec![keys::stream(feed_core::events::EventType::PostCreated)];
+    let batch = bus::read_group(&mut conn.clone(), "doomed", &streams, 20, Duration::from_millis(100), false)
+        .await
+        .unwrap();
+    assert_eq!(batch.len(), 20);
+    let handlers = fanout(&db, &conn);
+    for delivery in &batch[..7] {
+        let envelope = Envelope::from_json(delivery.body.as_deref().unwrap()).unwrap();
+        handlers.handle(&envelope.decode().unwrap()).await.unwrap();
+    }
+    drop(batch);
+    assert_eq!(pending(&conn, &streams[0]).await, 20);
+
+    let survivor = Running::start(config(&redis, "survivor"), &db);
+    let (_, took) = eventually(DEADLINE, "every follower to have every post", || async {
+        for f in &followers {
+            if feed(&conn, *f).await.len() != post_ids.len() {
+                return None;
+            }
+        }
+        (pending(&conn, &streams[0]).await == 0).then_some(())
+    })
+    .await;
+    survivor.stop().await;
+    println!("claimed and finished a dead worker's batch in {took:?}");
+    post_ids.reverse();
+    for f in &followers {
+        assert_eq!(feed(&conn, *f).await, post_ids, "each post exactly once, newest first");
+    }
+}
+
+#[sqlx::test(migrator = "feed_core::db::MIGRATOR")]
+async fn poison_entries_go_to_dead_letters_and_the_worker_keeps_going(db: PgPool) {
+    let redis = RedisServer::start();
+    let conn = connect(&redis).await;
+    let author = user(&db, "author").await;
+    let fan = user(&db, "fan").await;
+    follow(&db, fan, author).await;
+    let stream = keys::stream(feed_core::events::EventType::PostCreated);
+    let mut c = conn.clone();
+    let _: String = redis::cmd("XADD")
+        .arg(&stream)
+        .arg("*")
+        .arg(bus::ENVELOPE_FIELD)
+        .arg("{not json")
+        .query_async(&mut c)
+        .await
+        .unwrap();
+    let (_, mut future) = post(&db, author, "from the future").await;
+    future.version = 99;
+    let (good, envelope) = post(&db, author, "fine").await;
+    bus::publish(&mut c, &[future, envelope]).await.unwrap();
+
+    let worker = Running::start(config(&redis, "w1"), &db);
+    eventually(DEADLINE, "the good post to be delivered", || async {
+        (feed(&conn, fan).await == vec![good]).then_some(())
+    })
+    .await;
+    let letters = eventually(DEADLINE, "two dead letters", || async {
+        let letters = db::dead_letters::recent(&db, 10).await.unwrap();
+        (letters.len() == 2).then_some(letters)
+    })
+    .await
+    .0;
+    worker.stop().await;
+    let errors: Vec<&str> = letters.iter().map(|l| l.letter.error.as_str()).collect();
+    assert!(errors.iter().any(|e| e.contains("not a JSON event envelope")), "{errors:?}");
+    assert!(errors.iter().any(|e| e.contains("no version 99")), "{errors:?}");
+    assert_eq!(pending(&conn, &stream).await, 0, "dead letters are acknowledged");
+}
+
+#[sqlx::test(migrator = "feed_core::db::MIGRATOR")]
+async fn the_worker_recreates_its_group_after_redis_loses_everything(db: PgPool) {
+    let redis = RedisServer::start();
+    let conn = connect(&redis).await;
+    let author = user(&db, "author").await;
+    let fan = user(&db, "fan").await;
+    follow(&db, fan, author).await;
+    let worker = Running::start(config(&redis, "w1"), &db);
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let _: () = redis::cmd("FLUSHALL").query_async(&mut conn.clone()).await.unwrap();
+
+    let (id, envelope) = post(&db, author, "after the flush").await;
+    // Publishing recreates the stream but not the group: the worker must.
+    eventually(DEADLINE, "the post to reach the feed", || async {
+        let _ = bus::publish(&mut conn.clone(), std::slice::from_ref(&envelope)).await;
+        (feed(&conn, fan).await == vec![id]).then_some(())
+    })
+    .await;
+    worker.stop().await;
+}
+
+#[sqlx::test(migrator = "feed_core::db::MIGRATOR")]
+async fn sigterm_finishes_the_batch_and_exits_cleanly(db: PgPool) {
+    let redis = RedisServer::start();
+    let conn = connect(&redis).await;
+    let author = user(&db, "author").await;
+    let fan = user(&db, "fan").await;
+    follow(&db, fan, author).await;
+    let mut envelopes = Vec::new();
+    for i in 0..50 {
+        envelopes.push(post(&db, author, &format!("post {i}")).await.1);
+    }
+    bus::publish(&mut conn.clone(), &envelopes).await.unwrap();
+
+    let database = db.connect_options().get_database().unwrap().to_owned();
+    let server = std::env::var("DATABASE_URL").unwrap();
+    let url = format!("{}/{database}", server.rsplit_once('/').unwrap().0);
+    let mut child = tokio::process::Command::new(env!("CARGO_BIN_EXE_feed-worker"))
+        .env("FANOUT_DATABASE_URL", url)
+        .env("FANOUT_REDIS_URL", redis.url())
+        .env("FANOUT_CONSUMER_NAME", "w-bin")
+        .env("FANOUT_WORKER_HTTP_ADDR", "127.0.0.1:0")
+        .env("FANOUT_BATCH_SIZE", "5")
+        .env("FANOUT_LOG_FORMAT", "json")
+        .stdout(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    eventually(DEADLINE, "the worker to start applying posts", || async {
+        (!feed(&conn, fan).await.is_empty()).then_some(())
+    })
+    .await;
+    let pid = child.id().unwrap().to_string();
+    std::process::Command::new("kill").args(["-TERM", &pid]).status().unwrap();
+    let status = tokio::time::timeout(DEADLINE, child.wait()).await.unwrap().unwrap();
+    assert!(status.success(), "exit status {status}");
+    // Whatever it read, it applied and acknowledged before exiting.
+    let stream = keys::stream(feed_core::events::EventType::PostCreated);
+    assert_eq!(pending(&conn, &stream).await, 0);
+}
