@@ -104,6 +104,7 @@ pub async fn serve(
         Duration::from_secs(config.access_token_ttl_secs),
         Duration::from_secs(config.refresh_token_ttl_secs),
     );
+    tokio::spawn(publish::ensure_groups(redis.clone(), shutdown.clone()));
     let relay = tokio::spawn(publish::relay(
         db.clone(),
         redis.clone(),

@@ -130,6 +130,26 @@ pub async fn relay(
     }
 }
 
+/// Creates the workers' consumer group on every stream as soon as Redis
+/// answers, so backlog and lag are known (and kept for the workers) even
+/// before the first worker starts.
+pub async fn ensure_groups(redis: Redis, shutdown: CancellationToken) {
+    loop {
+        let created = async {
+            let mut conn = redis.conn().await?;
+            bus::ensure_groups(&mut conn).await
+        };
+        match created.await {
+            Ok(()) => return,
+            Err(e) => debug!(error = %e, "creating consumer groups failed; retrying"),
+        }
+        tokio::select! {
+            _ = tokio::time::sleep(Duration::from_secs(1)) => {}
+            _ = shutdown.cancelled() => return,
+        }
+    }
+}
+
 /// Why a relay pass failed.
 #[derive(Debug, thiserror::Error)]
 pub enum RelayError {

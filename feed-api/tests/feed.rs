@@ -1,0 +1,235 @@
+//! The eventual-consistency story over HTTP, end to end: users follow,
+//! post, like, unfollow and delete; feeds converge.
+
+mod common;
+
+use std::time::Duration;
+
+use common::{DEADLINE, Stack, eventually, ids};
+use reqwest::Method;
+use sqlx::PgPool;
+
+#[sqlx::test(migrator = "feed_core::db::MIGRATOR")]
+async fn followers_feeds_converge_and_the_author_sees_their_post_at_once(db: PgPool) {
+    let stack = Stack::start(db).await;
+    let alice = stack.signup("alice").await;
+    let bob = stack.signup("bob").await;
+    let carol = stack.signup("carol").await;
+    stack.follow(&bob, &alice).await;
+    stack.follow(&carol, &alice).await;
+    stack.follow(&alice, &bob).await;
+
+    let mut took = Vec::new();
+    for i in 0..5 {
+        let post = stack.post(&alice, &format!("post {i}")).await;
+        // Read-your-writes: no waiting for the workers.
+        assert_eq!(stack.feed_ids(&alice).await.first(), Some(&post));
+        let (_, t) = eventually(DEADLINE, "bob and carol to see the post", || async {
+            let bob_sees = stack.cached_feed(&bob).await.first() == Some(&post);
+            let carol_sees = stack.cached_feed(&carol).await.first() == Some(&post);
+            (bob_sees && carol_sees).then_some(())
+        })
+        .await;
+        took.push(t);
+    }
+    took.sort();
+    println!(
+        "post -> followers' feeds at rest: min {:?}, median {:?}, max {:?}",
+        took[0],
+        took[took.len() / 2],
+        took[took.len() - 1]
+    );
+
+    // Bob never read his feed: fan-out wrote to it, but only a read builds
+    // it completely from PostgreSQL. From then on it is served from Redis.
+    let page = stack.feed(&bob, "").await;
+    assert_eq!(page["freshness"]["source"], "rebuilt");
+    let page = stack.feed(&bob, "").await;
+    assert_eq!(page["items"].as_array().unwrap().len(), 5);
+    let first = &page["items"][0];
+    assert_eq!(first["content"], "post 4");
+    assert_eq!(first["author_id"], alice.id.to_string());
+    assert_eq!(first["author_handle"], "alice");
+    assert_eq!(first["like_count"], 0);
+    assert!(first["created_at"].is_string());
+    assert!(page["next_cursor"].is_null());
+    assert_eq!(page["freshness"]["source"], "cache");
+    // Bob's own feed does not include posts by people he does not follow.
+    let bob_post = stack.post(&bob, "bob here").await;
+    assert!(!stack.feed_ids(&carol).await.contains(&bob_post));
+    stack.stop().await;
+}
+
+#[sqlx::test(migrator = "feed_core::db::MIGRATOR")]
+async fn unfollow_removes_follow_backfills_delete_removes_and_likes_count(db: PgPool) {
+    let stack = Stack::start(db).await;
+    let alice = stack.signup("alice").await;
+    let bob = stack.signup("bob").await;
+    let first = stack.post(&alice, "first").await;
+    let second = stack.post(&alice, "second").await;
+
+    // Bob's feed exists (and is empty) before he follows: the posts must
+    // come from the worker's backfill, not from a rebuild.
+    assert!(stack.feed_ids(&bob).await.is_empty());
+    stack.follow(&bob, &alice).await;
+    eventually(DEADLINE, "the follow to backfill alice's posts", || async {
+        (stack.feed_ids(&bob).await == vec![second, first]).then_some(())
+    })
+    .await;
+    assert_eq!(stack.cached_feed(&bob).await, vec![second, first]);
+
+    // Likes count once per user, and the worker's engagement set agrees.
+    let liked = stack.call(&bob, Method::POST, &format!("/posts/{first}/like")).await;
+    assert_eq!(liked["like_count"], 1);
+    let again = stack.call(&bob, Method::POST, &format!("/posts/{first}/like")).await;
+    assert_eq!(again["like_count"], 1);
+    let post = stack.call(&bob, Method::GET, &format!("/posts/{first}")).await;
+    assert_eq!(post["like_count"], 1);
+    let feed = stack.feed(&bob, "").await;
+    assert_eq!(feed["items"][1]["like_count"], 1);
+    eventually(DEADLINE, "the worker to count the like", || async {
+        let client = redis::Client::open(stack.redis.url()).unwrap();
+        let mut conn = client.get_multiplexed_async_connection().await.unwrap();
+        let n = feed_core::feed_store::like_count(&mut conn, first).await.unwrap();
+        (n == 1).then_some(())
+    })
+    .await;
+    let unliked = stack.call(&bob, Method::DELETE, &format!("/posts/{first}/like")).await;
+    assert_eq!(unliked["like_count"], 0);
+
+    // Delete: gone from the feed at once, and from Redis once the worker ran.
+    stack.call(&alice, Method::DELETE, &format!("/posts/{second}")).await;
+    assert_eq!(stack.feed_ids(&bob).await, vec![first]);
+    let gone = stack.http.get(stack.url(&format!("/posts/{second}"))).send().await.unwrap();
+    assert_eq!(gone.status(), 404);
+    eventually(DEADLINE, "the delete to reach Redis", || async {
+        (stack.cached_feed(&bob).await == vec![first]).then_some(())
+    })
+    .await;
+
+    // Unfollow: gone from the feed, and from Redis.
+    stack.unfollow(&bob, &alice).await;
+    assert!(stack.feed_ids(&bob).await.is_empty());
+    eventually(DEADLINE, "the unfollow to reach Redis", || async {
+        stack.cached_feed(&bob).await.is_empty().then_some(())
+    })
+    .await;
+
+    // The lists reflect the graph.
+    let followers = stack.call(&bob, Method::GET, &format!("/users/{}/followers", alice.id)).await;
+    assert!(ids(&followers).is_empty());
+    stack.follow(&bob, &alice).await;
+    let followers = stack.call(&bob, Method::GET, &format!("/users/{}/followers", alice.id)).await;
+    assert_eq!(ids(&followers), vec![bob.id]);
+    let following = stack.call(&bob, Method::GET, &format!("/users/{}/following", bob.id)).await;
+    assert_eq!(ids(&following), vec![alice.id]);
+    stack.stop().await;
+}
+
+#[sqlx::test(migrator = "feed_core::db::MIGRATOR")]
+async fn feed_and_list_pages_are_complete_and_disjoint(db: PgPool) {
+    let stack = Stack::start(db).await;
+    let alice = stack.signup("alice").await;
+    let bob = stack.signup("bob").await;
+    stack.follow(&bob, &alice).await;
+    assert!(stack.feed_ids(&bob).await.is_empty());
+    // Bob's own post is pulled into the feed from PostgreSQL; the rest come
+    // from Redis: the pages must interleave them correctly.
+    let mut posted = Vec::new();
+    for i in 0..25 {
+        let author = if i == 11 { &bob } else { &alice };
+        posted.push(stack.post(author, &format!("post {i}")).await);
+    }
+    let bobs = posted[11];
+    posted.reverse();
+    eventually(DEADLINE, "fan-out of every post", || async {
+        (stack.cached_feed(&bob).await.len() == 24).then_some(())
+    })
+    .await;
+
+    for path in ["/feed", &format!("/users/{}/posts", alice.id)] {
+        let mut seen = Vec::new();
+        let mut cursor: Option<String> = None;
+        let mut pages = 0;
+        loop {
+            let query = match &cursor {
+                Some(c) => format!("?limit=10&cursor={c}"),
+                None => "?limit=10".to_owned(),
+            };
+            let page = stack.call(&bob, Method::GET, &format!("{path}{query}")).await;
+            seen.extend(ids(&page));
+            pages += 1;
+            match page["next_cursor"].as_str() {
+                Some(c) => cursor = Some(c.to_owned()),
+                None => break,
+            }
+            assert!(pages < 10, "pagination does not end");
+        }
+        let expected: Vec<_> = if path == "/feed" {
+            posted.clone()
+        } else {
+            posted.iter().copied().filter(|p| *p != bobs).collect()
+        };
+        assert_eq!(seen, expected, "{path}: every item once, newest first");
+        assert_eq!(pages, 3, "{path}");
+    }
+    stack.stop().await;
+}
+
+#[sqlx::test(migrator = "feed_core::db::MIGRATOR")]
+async fn a_feed_lost_from_redis_is_rebuilt_from_postgres(db: PgPool) {
+    let stack = Stack::start(db).await;
+    let alice = stack.signup("alice").await;
+    let bob = stack.signup("bob").await;
+    stack.follow(&bob, &alice).await;
+    let post = stack.post(&alice, "survives").await;
+    eventually(DEADLINE, "fan-out", || async {
+        (stack.cached_feed(&bob).await == vec![post]).then_some(())
+    })
+    .await;
+
+    let client = redis::Client::open(stack.redis.url()).unwrap();
+    let mut conn = client.get_multiplexed_async_connection().await.unwrap();
+    let _: () = redis::cmd("FLUSHALL").query_async(&mut conn).await.unwrap();
+
+    let page = stack.feed(&bob, "").await;
+    assert_eq!(ids(&page), vec![post]);
+    assert_eq!(page["freshness"]["source"], "rebuilt");
+    let page = stack.feed(&bob, "").await;
+    assert_eq!(page["freshness"]["source"], "cache");
+    assert_eq!(ids(&page), vec![post]);
+
+    // And the pipeline still works after Redis lost its streams and group.
+    let next = stack.post(&alice, "after the loss").await;
+    eventually(DEADLINE, "fan-out after the loss", || async {
+        (stack.cached_feed(&bob).await == vec![next, post]).then_some(())
+    })
+    .await;
+    stack.stop().await;
+}
+
+#[sqlx::test(migrator = "feed_core::db::MIGRATOR")]
+async fn freshness_shows_a_backlog_while_no_worker_runs(db: PgPool) {
+    let mut stack = Stack::api_only(db).await;
+    let alice = stack.signup("alice").await;
+    let bob = stack.signup("bob").await;
+    stack.follow(&bob, &alice).await;
+    assert!(stack.feed_ids(&bob).await.is_empty());
+    stack.post(&alice, "waiting").await;
+    let (freshness, _) = eventually(DEADLINE, "the backlog to show", || async {
+        let page = stack.feed(&bob, "").await;
+        let f = page["freshness"].clone();
+        (f["pending_events"].as_u64().is_some_and(|n| n >= 1)).then_some(f)
+    })
+    .await;
+    assert!(freshness["lag_ms"].as_i64().is_some());
+    assert!(freshness["caught_up_to"].is_string());
+    stack.start_worker("late");
+    eventually(DEADLINE, "the backlog to drain", || async {
+        let page = stack.feed(&bob, "").await;
+        (page["freshness"]["pending_events"] == 0 && ids(&page).len() == 1).then_some(())
+    })
+    .await;
+    tokio::time::sleep(Duration::from_millis(10)).await;
+    stack.stop().await;
+}
