@@ -27,6 +27,9 @@ pub enum ApiError {
     /// The resource does not exist (404).
     #[error("{0}")]
     NotFound(String),
+    /// The route exists, but not with this method (405).
+    #[error("{0}")]
+    MethodNotAllowed(String),
     /// The request conflicts with the current state (409).
     #[error("{0}")]
     Conflict(String),
@@ -74,6 +77,7 @@ impl ApiError {
             ApiError::Unauthorized(_) => StatusCode::UNAUTHORIZED,
             ApiError::Forbidden(_) => StatusCode::FORBIDDEN,
             ApiError::NotFound(_) => StatusCode::NOT_FOUND,
+            ApiError::MethodNotAllowed(_) => StatusCode::METHOD_NOT_ALLOWED,
             ApiError::Conflict(_) => StatusCode::CONFLICT,
             ApiError::PayloadTooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
             ApiError::UnsupportedMediaType(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
@@ -111,7 +115,10 @@ impl IntoResponse for ApiError {
         };
         let mut response = (status, axum::Json(problem)).into_response();
         let headers = response.headers_mut();
-        headers.insert(header::CONTENT_TYPE, HeaderValue::from_static("application/problem+json"));
+        headers.insert(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("application/problem+json"),
+        );
         match self {
             ApiError::Unavailable(_) => {
                 headers.insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
@@ -154,9 +161,9 @@ impl From<JsonRejection> for ApiError {
                 message: e.body_text(),
             },
             JsonRejection::JsonSyntaxError(e) => ApiError::BadRequest(e.body_text()),
-            JsonRejection::MissingJsonContentType(_) => {
-                ApiError::UnsupportedMediaType("expected a JSON body with 'Content-Type: application/json'".into())
-            }
+            JsonRejection::MissingJsonContentType(_) => ApiError::UnsupportedMediaType(
+                "expected a JSON body with 'Content-Type: application/json'".into(),
+            ),
             JsonRejection::BytesRejection(e) if e.status() == StatusCode::PAYLOAD_TOO_LARGE => {
                 ApiError::PayloadTooLarge(e.body_text())
             }
@@ -193,11 +200,15 @@ mod tests {
     #[test]
     fn the_field_is_found_in_serde_messages() {
         assert_eq!(
-            data_error_field("Failed to deserialize the JSON body into the target type: content: invalid type: integer `5`, expected a string at line 1 column 13"),
+            data_error_field(
+                "Failed to deserialize the JSON body into the target type: content: invalid type: integer `5`, expected a string at line 1 column 13"
+            ),
             "content"
         );
         assert_eq!(
-            data_error_field("Failed to deserialize the JSON body into the target type: missing field `handle` at line 1 column 2"),
+            data_error_field(
+                "Failed to deserialize the JSON body into the target type: missing field `handle` at line 1 column 2"
+            ),
             "handle"
         );
     }

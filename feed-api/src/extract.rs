@@ -21,7 +21,9 @@ pub struct ApiQuery<T>(pub T);
 pub fn parse_id(raw: &str, kind: &str) -> Result<Uuid, ApiError> {
     Uuid::try_parse(raw).map_err(|_| {
         let shown: String = raw.chars().take(64).collect();
-        ApiError::BadRequest(format!("'{shown}' is not a valid {kind} id (expected a UUID)"))
+        ApiError::BadRequest(format!(
+            "'{shown}' is not a valid {kind} id (expected a UUID)"
+        ))
     })
 }
 

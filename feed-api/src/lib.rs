@@ -62,10 +62,7 @@ pub fn app(state: AppState) -> Router {
             ApiError::NotFound(format!("no route for {} {}", req.method(), req.uri().path()))
         })
         .method_not_allowed_fallback(|req: Request<axum::body::Body>| async move {
-            let problem = ApiError::BadRequest(format!("{} is not allowed on {}", req.method(), req.uri().path()));
-            let mut response = problem.into_response();
-            *response.status_mut() = axum::http::StatusCode::METHOD_NOT_ALLOWED;
-            response
+            ApiError::MethodNotAllowed(format!("{} is not allowed on {}", req.method(), req.uri().path()))
         })
         .route_layer(axum::middleware::from_fn_with_state(state.clone(), metrics::record))
         .layer(DefaultBodyLimit::max(body_limit))
@@ -114,7 +111,12 @@ pub async fn serve(
         Duration::from_secs(config.outbox_retention_secs),
         shutdown.clone(),
     ));
-    let publisher_task = tokio::spawn(publish::run_publisher(queue, redis.clone(), db.clone(), metrics.clone()));
+    let publisher_task = tokio::spawn(publish::run_publisher(
+        queue,
+        redis.clone(),
+        db.clone(),
+        metrics.clone(),
+    ));
     let state = AppState::new(db, redis, tokens, config, metrics, publisher);
 
     info!(addr = %listener.local_addr()?, "feed-api listening");

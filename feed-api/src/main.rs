@@ -10,11 +10,21 @@ use tokio_util::sync::CancellationToken;
 async fn main() -> anyhow::Result<()> {
     let config = Config::parse();
     runtime::init_logging(&config.log);
-    config.validate().map_err(anyhow::Error::msg).context("invalid configuration")?;
+    config
+        .validate()
+        .map_err(anyhow::Error::msg)
+        .context("invalid configuration")?;
     let pg = &config.postgres;
-    let pool = db::pool(&pg.database_url, pg.db_max_connections, pg.acquire_timeout())?;
+    let pool = db::pool(
+        &pg.database_url,
+        pg.db_max_connections,
+        pg.acquire_timeout(),
+    )?;
     if config.migrate {
-        db::MIGRATOR.run(&pool).await.context("applying database migrations")?;
+        db::MIGRATOR
+            .run(&pool)
+            .await
+            .context("applying database migrations")?;
         tracing::info!("database migrations applied");
     }
     let listener = tokio::net::TcpListener::bind(config.http_addr)

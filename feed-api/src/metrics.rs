@@ -5,7 +5,9 @@ use std::time::Instant;
 use axum::extract::{MatchedPath, Request, State};
 use axum::middleware::Next;
 use axum::response::Response;
-use prometheus::{HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge, Opts, Registry};
+use prometheus::{
+    HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge, Opts, Registry,
+};
 
 use crate::state::AppState;
 
@@ -40,13 +42,19 @@ impl Metrics {
         )
         .expect("valid metric");
         let latency = HistogramVec::new(
-            HistogramOpts::new("fanout_http_request_duration_seconds", "HTTP request latency")
-                .buckets(LATENCY_BUCKETS.to_vec()),
+            HistogramOpts::new(
+                "fanout_http_request_duration_seconds",
+                "HTTP request latency",
+            )
+            .buckets(LATENCY_BUCKETS.to_vec()),
             &["method", "route"],
         )
         .expect("valid metric");
         let published = IntCounterVec::new(
-            Opts::new("fanout_events_published_total", "Events published to streams"),
+            Opts::new(
+                "fanout_events_published_total",
+                "Events published to streams",
+            ),
             &["path"],
         )
         .expect("valid metric");
@@ -55,8 +63,11 @@ impl Metrics {
             "Events the fast path could not publish",
         )
         .expect("valid metric");
-        let outbox_backlog =
-            IntGauge::new("fanout_outbox_backlog", "Events committed but not yet published").expect("valid metric");
+        let outbox_backlog = IntGauge::new(
+            "fanout_outbox_backlog",
+            "Events committed but not yet published",
+        )
+        .expect("valid metric");
         let feed_reads = IntCounterVec::new(
             Opts::new("fanout_feed_reads_total", "Home feed reads by source"),
             &["source"],

@@ -55,12 +55,20 @@ impl Publisher {
 }
 
 /// Publishes queued events in batches until the queue closes.
-pub async fn run_publisher(mut rx: mpsc::Receiver<Envelope>, redis: Redis, db: PgPool, metrics: Arc<Metrics>) {
+pub async fn run_publisher(
+    mut rx: mpsc::Receiver<Envelope>,
+    redis: Redis,
+    db: PgPool,
+    metrics: Arc<Metrics>,
+) {
     let mut batch = Vec::with_capacity(BATCH_MAX);
     while rx.recv_many(&mut batch, BATCH_MAX).await > 0 {
         match publish_batch(&redis, &batch).await {
             Ok(()) => {
-                metrics.published.with_label_values(&["fast"]).inc_by(batch.len() as u64);
+                metrics
+                    .published
+                    .with_label_values(&["fast"])
+                    .inc_by(batch.len() as u64);
                 let ids: Vec<_> = batch.iter().map(|e| e.event_id).collect();
                 if let Err(e) = db::outbox::mark_published(&db, &ids).await {
                     // The relay will publish them again: harmless duplicates.
@@ -99,7 +107,10 @@ pub async fn relay(
             Ok(n) => {
                 if n > 0 {
                     info!(events = n, "relay published events the fast path missed");
-                    metrics.published.with_label_values(&["relay"]).inc_by(n as u64);
+                    metrics
+                        .published
+                        .with_label_values(&["relay"])
+                        .inc_by(n as u64);
                 }
                 n
             }

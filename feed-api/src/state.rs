@@ -16,6 +16,9 @@ use crate::publish::Publisher;
 /// reads show freshness without each paying for `XINFO` round trips.
 const STREAM_STATS_MAX_AGE: Duration = Duration::from_millis(500);
 
+/// Stream statistics and when they were read.
+type CachedStats = (Instant, Arc<Vec<StreamStats>>);
+
 /// Shared by all requests; cheap to clone.
 #[derive(Clone)]
 pub struct AppState {
@@ -25,7 +28,7 @@ pub struct AppState {
     pub config: Arc<Config>,
     pub metrics: Arc<Metrics>,
     pub publisher: Publisher,
-    stream_stats: Arc<Mutex<Option<(Instant, Arc<Vec<StreamStats>>)>>>,
+    stream_stats: Arc<Mutex<Option<CachedStats>>>,
 }
 
 impl AppState {
@@ -51,10 +54,10 @@ impl AppState {
     /// Per-stream statistics, at most [`STREAM_STATS_MAX_AGE`] old.
     pub async fn stream_stats(&self) -> redis::RedisResult<Arc<Vec<StreamStats>>> {
         let mut cached = self.stream_stats.lock().await;
-        if let Some((at, stats)) = cached.as_ref() {
-            if at.elapsed() < STREAM_STATS_MAX_AGE {
-                return Ok(stats.clone());
-            }
+        if let Some((at, stats)) = cached.as_ref()
+            && at.elapsed() < STREAM_STATS_MAX_AGE
+        {
+            return Ok(stats.clone());
         }
         let mut conn = self.redis.conn().await?;
         let stats = Arc::new(bus::stream_stats(&mut conn).await?);

@@ -79,28 +79,45 @@ async fn unfollow_removes_follow_backfills_delete_removes_and_likes_count(db: Pg
     assert_eq!(stack.cached_feed(&bob).await, vec![second, first]);
 
     // Likes count once per user, and the worker's engagement set agrees.
-    let liked = stack.call(&bob, Method::POST, &format!("/posts/{first}/like")).await;
+    let liked = stack
+        .call(&bob, Method::POST, &format!("/posts/{first}/like"))
+        .await;
     assert_eq!(liked["like_count"], 1);
-    let again = stack.call(&bob, Method::POST, &format!("/posts/{first}/like")).await;
+    let again = stack
+        .call(&bob, Method::POST, &format!("/posts/{first}/like"))
+        .await;
     assert_eq!(again["like_count"], 1);
-    let post = stack.call(&bob, Method::GET, &format!("/posts/{first}")).await;
+    let post = stack
+        .call(&bob, Method::GET, &format!("/posts/{first}"))
+        .await;
     assert_eq!(post["like_count"], 1);
     let feed = stack.feed(&bob, "").await;
     assert_eq!(feed["items"][1]["like_count"], 1);
     eventually(DEADLINE, "the worker to count the like", || async {
         let client = redis::Client::open(stack.redis.url()).unwrap();
         let mut conn = client.get_multiplexed_async_connection().await.unwrap();
-        let n = feed_core::feed_store::like_count(&mut conn, first).await.unwrap();
+        let n = feed_core::feed_store::like_count(&mut conn, first)
+            .await
+            .unwrap();
         (n == 1).then_some(())
     })
     .await;
-    let unliked = stack.call(&bob, Method::DELETE, &format!("/posts/{first}/like")).await;
+    let unliked = stack
+        .call(&bob, Method::DELETE, &format!("/posts/{first}/like"))
+        .await;
     assert_eq!(unliked["like_count"], 0);
 
     // Delete: gone from the feed at once, and from Redis once the worker ran.
-    stack.call(&alice, Method::DELETE, &format!("/posts/{second}")).await;
+    stack
+        .call(&alice, Method::DELETE, &format!("/posts/{second}"))
+        .await;
     assert_eq!(stack.feed_ids(&bob).await, vec![first]);
-    let gone = stack.http.get(stack.url(&format!("/posts/{second}"))).send().await.unwrap();
+    let gone = stack
+        .http
+        .get(stack.url(&format!("/posts/{second}")))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(gone.status(), 404);
     eventually(DEADLINE, "the delete to reach Redis", || async {
         (stack.cached_feed(&bob).await == vec![first]).then_some(())
@@ -116,12 +133,18 @@ async fn unfollow_removes_follow_backfills_delete_removes_and_likes_count(db: Pg
     .await;
 
     // The lists reflect the graph.
-    let followers = stack.call(&bob, Method::GET, &format!("/users/{}/followers", alice.id)).await;
+    let followers = stack
+        .call(&bob, Method::GET, &format!("/users/{}/followers", alice.id))
+        .await;
     assert!(ids(&followers).is_empty());
     stack.follow(&bob, &alice).await;
-    let followers = stack.call(&bob, Method::GET, &format!("/users/{}/followers", alice.id)).await;
+    let followers = stack
+        .call(&bob, Method::GET, &format!("/users/{}/followers", alice.id))
+        .await;
     assert_eq!(ids(&followers), vec![bob.id]);
-    let following = stack.call(&bob, Method::GET, &format!("/users/{}/following", bob.id)).await;
+    let following = stack
+        .call(&bob, Method::GET, &format!("/users/{}/following", bob.id))
+        .await;
     assert_eq!(ids(&following), vec![alice.id]);
     stack.stop().await;
 }
@@ -156,7 +179,9 @@ async fn feed_and_list_pages_are_complete_and_disjoint(db: PgPool) {
                 Some(c) => format!("?limit=10&cursor={c}"),
                 None => "?limit=10".to_owned(),
             };
-            let page = stack.call(&bob, Method::GET, &format!("{path}{query}")).await;
+            let page = stack
+                .call(&bob, Method::GET, &format!("{path}{query}"))
+                .await;
             seen.extend(ids(&page));
             pages += 1;
             match page["next_cursor"].as_str() {

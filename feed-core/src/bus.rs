@@ -6,12 +6,12 @@
 use std::collections::HashMap;
 use std::time::Duration;
 
+use redis::RedisResult;
 use redis::aio::{ConnectionLike, ConnectionManager, ConnectionManagerConfig};
 use redis::streams::{
     StreamAutoClaimOptions, StreamId, StreamInfoGroupsReply, StreamPendingCountReply,
     StreamPendingReply, StreamReadOptions, StreamReadReply, StreamTrimOptions, StreamTrimmingMode,
 };
-use redis::RedisResult;
 use tokio::sync::OnceCell;
 
 use crate::events::Envelope;
@@ -49,7 +49,10 @@ impl Redis {
     /// The shared connection, opening it if this is the first use.
     pub async fn conn(&self) -> RedisResult<ConnectionManager> {
         self.conn
-            .get_or_try_init(|| self.client.get_connection_manager_with_config(self.config.clone()))
+            .get_or_try_init(|| {
+                self.client
+                    .get_connection_manager_with_config(self.config.clone())
+            })
             .await
             .cloned()
     }
@@ -163,7 +166,9 @@ pub async fn read_group(
                 .into_iter()
                 .flat_map(|k| {
                     let stream = k.key;
-                    k.ids.into_iter().map(move |e| Delivery::from_entry(&stream, e))
+                    k.ids
+                        .into_iter()
+                        .map(move |e| Delivery::from_entry(&stream, e))
                 })
                 .collect()
         })
@@ -171,7 +176,11 @@ pub async fn read_group(
 }
 
 /// Acknowledges entries of one stream.
-pub async fn ack(conn: &mut impl ConnectionLike, stream: &str, entry_ids: &[String]) -> RedisResult<()> {
+pub async fn ack(
+    conn: &mut impl ConnectionLike,
+    stream: &str,
+    entry_ids: &[String],
+) -> RedisResult<()> {
     if entry_ids.is_empty() {
         return Ok(());
     }
@@ -208,8 +217,16 @@ pub async fn claim_idle(
     }
     // XAUTOCLAIM does not say how often an entry was delivered; XPENDING over
     // the claimed range (now all ours) does.
-    let first = reply.claimed.first().map(|e| e.id.clone()).unwrap_or_default();
-    let last = reply.claimed.last().map(|e| e.id.clone()).unwrap_or_default();
+    let first = reply
+        .claimed
+        .first()
+        .map(|e| e.id.clone())
+        .unwrap_or_default();
+    let last = reply
+        .claimed
+        .last()
+        .map(|e| e.id.clone())
+        .unwrap_or_default();
     let pending: StreamPendingCountReply = redis::cmd("XPENDING")
         .arg(stream)
         .arg(keys::CONSUMER_GROUP)
@@ -270,12 +287,18 @@ pub async fn stream_stats(conn: &mut impl ConnectionLike) -> RedisResult<Vec<Str
     Ok(all)
 }
 
-async fn one_stream_stats(conn: &mut impl ConnectionLike, stream: String) -> RedisResult<StreamStats> {
+async fn one_stream_stats(
+    conn: &mut impl ConnectionLike,
+    stream: String,
+) -> RedisResult<StreamStats> {
     let mut stats = StreamStats {
         stream,
         ..Default::default()
     };
-    let exists: bool = redis::cmd("EXISTS").arg(&stats.stream).query_async(conn).await?;
+    let exists: bool = redis::cmd("EXISTS")
+        .arg(&stats.stream)
+        .query_async(conn)
+        .await?;
     if !exists {
         return Ok(stats);
     }
@@ -295,7 +318,11 @@ async fn one_stream_stats(conn: &mut impl ConnectionLike, stream: String) -> Red
     };
     stats.length = int("length");
     stats.entries_added = int("entries-added");
-    let Some(group) = groups.groups.into_iter().find(|g| g.name == keys::CONSUMER_GROUP) else {
+    let Some(group) = groups
+        .groups
+        .into_iter()
+        .find(|g| g.name == keys::CONSUMER_GROUP)
+    else {
         return Ok(stats);
     };
     stats.group_exists = true;
@@ -340,7 +367,11 @@ pub async fn trim_finished(conn: &mut impl ConnectionLike, stream: &str) -> Redi
         .arg(stream)
         .query_async(conn)
         .await?;
-    let Some(group) = groups.groups.iter().find(|g| g.name == keys::CONSUMER_GROUP) else {
+    let Some(group) = groups
+        .groups
+        .iter()
+        .find(|g| g.name == keys::CONSUMER_GROUP)
+    else {
         return Ok(0);
     };
     let summary: StreamPendingReply = redis::cmd("XPENDING")
@@ -355,7 +386,10 @@ pub async fn trim_finished(conn: &mut impl ConnectionLike, stream: &str) -> Redi
     };
     let trimmed: usize = redis::cmd("XTRIM")
         .arg(stream)
-        .arg(&StreamTrimOptions::minid(StreamTrimmingMode::Exact, keep_from))
+        .arg(StreamTrimOptions::minid(
+            StreamTrimmingMode::Exact,
+            keep_from,
+        ))
         .query_async(conn)
         .await?;
     Ok(trimmed as u64)
@@ -363,7 +397,10 @@ pub async fn trim_finished(conn: &mut impl ConnectionLike, stream: &str) -> Redi
 
 /// The smallest entry id greater than `id`.
 fn next_id(id: &str) -> String {
-    match id.split_once('-').map(|(ms, seq)| (ms.parse::<u64>(), seq.parse::<u64>())) {
+    match id
+        .split_once('-')
+        .map(|(ms, seq)| (ms.parse::<u64>(), seq.parse::<u64>()))
+    {
         Some((Ok(ms), Ok(seq))) => match seq.checked_add(1) {
             Some(seq) => format!("{ms}-{seq}"),
             None => format!("{}-0", ms + 1),

@@ -315,7 +315,10 @@ mod tests {
     fn payload_of_the_wrong_shape_is_rejected() {
         let mut envelope = Envelope::new(&sample(), Uuid::now_v7(), Utc::now(), None);
         envelope.payload = serde_json::json!({"follower_id": "not-a-uuid"});
-        assert!(matches!(envelope.decode(), Err(DecodeError::Payload { .. })));
+        assert!(matches!(
+            envelope.decode(),
+            Err(DecodeError::Payload { .. })
+        ));
     }
 
     proptest! {

@@ -50,7 +50,11 @@ pub async fn add_to_feeds(
         pipe.zadd(&key, &member, score).ignore();
         trim(&mut pipe, &key, limits);
         // Set a TTL on a feed fan-out just created; leave a reader's alone.
-        pipe.cmd("EXPIRE").arg(&key).arg(limits.ttl.as_secs()).arg("NX").ignore();
+        pipe.cmd("EXPIRE")
+            .arg(&key)
+            .arg(limits.ttl.as_secs())
+            .arg("NX")
+            .ignore();
     }
     pipe.query_async(conn).await
 }
@@ -70,12 +74,20 @@ pub async fn add_posts(
     let mut pipe = redis::pipe();
     pipe.zadd_multiple(&key, &items).ignore();
     trim(&mut pipe, &key, limits);
-    pipe.cmd("EXPIRE").arg(&key).arg(limits.ttl.as_secs()).arg("NX").ignore();
+    pipe.cmd("EXPIRE")
+        .arg(&key)
+        .arg(limits.ttl.as_secs())
+        .arg("NX")
+        .ignore();
     pipe.query_async(conn).await
 }
 
 /// Removes posts from many feeds in one round trip.
-pub async fn remove_from_feeds(conn: &mut impl ConnectionLike, users: &[Uuid], posts: &[Uuid]) -> RedisResult<()> {
+pub async fn remove_from_feeds(
+    conn: &mut impl ConnectionLike,
+    users: &[Uuid],
+    posts: &[Uuid],
+) -> RedisResult<()> {
     if users.is_empty() || posts.is_empty() {
         return Ok(());
     }
@@ -160,12 +172,15 @@ pub async fn read(
         }
         let fetched = raw.len();
         for (member, score) in raw {
-            let Ok(id) = Uuid::try_parse(&member) else { continue };
+            let Ok(id) = Uuid::try_parse(&member) else {
+                continue;
+            };
             let score = score as i64;
-            if let Some((cursor_id, cursor_score)) = before {
-                if score == cursor_score && id >= cursor_id {
-                    continue;
-                }
+            if let Some((cursor_id, cursor_score)) = before
+                && score == cursor_score
+                && id >= cursor_id
+            {
+                continue;
             }
             if posts.len() == limit {
                 return Ok(Page::Entries { posts, more: true });
@@ -181,20 +196,35 @@ pub async fn read(
 
 /// Records that a user likes a post, for engagement ranking. A set, so
 /// applying the same like twice counts once.
-pub async fn set_liked(conn: &mut impl ConnectionLike, post_id: Uuid, user_id: Uuid, liked: bool) -> RedisResult<()> {
+pub async fn set_liked(
+    conn: &mut impl ConnectionLike,
+    post_id: Uuid,
+    user_id: Uuid,
+    liked: bool,
+) -> RedisResult<()> {
     let key = keys::likers(post_id);
     let cmd = if liked { "SADD" } else { "SREM" };
-    redis::cmd(cmd).arg(key).arg(user_id.to_string()).query_async::<i64>(conn).await?;
+    redis::cmd(cmd)
+        .arg(key)
+        .arg(user_id.to_string())
+        .query_async::<i64>(conn)
+        .await?;
     Ok(())
 }
 
 /// How many users like a post, as the engagement counters know it.
 pub async fn like_count(conn: &mut impl ConnectionLike, post_id: Uuid) -> RedisResult<u64> {
-    redis::cmd("SCARD").arg(keys::likers(post_id)).query_async(conn).await
+    redis::cmd("SCARD")
+        .arg(keys::likers(post_id))
+        .query_async(conn)
+        .await
 }
 
 /// Drops a deleted post's engagement counters.
 pub async fn forget_post(conn: &mut impl ConnectionLike, post_id: Uuid) -> RedisResult<()> {
-    redis::cmd("DEL").arg(keys::likers(post_id)).query_async::<i64>(conn).await?;
+    redis::cmd("DEL")
+        .arg(keys::likers(post_id))
+        .query_async::<i64>(conn)
+        .await?;
     Ok(())
 }

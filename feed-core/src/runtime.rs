@@ -26,7 +26,9 @@ pub struct PostgresArgs {
 impl PostgresArgs {
     /// Rejects settings that cannot work, saying what to change.
     pub fn validate(&self) -> Result<(), String> {
-        if !(self.database_url.starts_with("postgres://") || self.database_url.starts_with("postgresql://")) {
+        if !(self.database_url.starts_with("postgres://")
+            || self.database_url.starts_with("postgresql://"))
+        {
             return Err("FANOUT_DATABASE_URL must start with postgres:// or postgresql://".into());
         }
         if self.db_max_connections == 0 {
@@ -45,7 +47,11 @@ impl PostgresArgs {
 #[derive(Debug, Clone, Args)]
 pub struct RedisArgs {
     /// Redis URL: redis://[:password@]host:port[/db], or rediss:// for TLS.
-    #[arg(long, env = "FANOUT_REDIS_URL", default_value = "redis://127.0.0.1:6379")]
+    #[arg(
+        long,
+        env = "FANOUT_REDIS_URL",
+        default_value = "redis://127.0.0.1:6379"
+    )]
     pub redis_url: String,
 }
 
@@ -130,7 +136,11 @@ pub fn init_logging(args: &LogArgs) {
     };
     let builder = tracing_subscriber::fmt().with_env_filter(filter);
     if json {
-        builder.json().flatten_event(true).with_current_span(true).init();
+        builder
+            .json()
+            .flatten_event(true)
+            .with_current_span(true)
+            .init();
     } else {
         builder.compact().init();
     }
@@ -184,9 +194,18 @@ mod tests {
             redact_url("postgres://fanout:s3cret@db:5432/fanout"),
             "postgres://fanout:***@db:5432/fanout"
         );
-        assert_eq!(redact_url("redis://:s3cret@redis:6379/0"), "redis://:***@redis:6379/0");
-        assert_eq!(redact_url("redis://127.0.0.1:6379"), "redis://127.0.0.1:6379");
-        assert_eq!(redact_url("postgres://fanout@db/fanout"), "postgres://fanout@db/fanout");
+        assert_eq!(
+            redact_url("redis://:s3cret@redis:6379/0"),
+            "redis://:***@redis:6379/0"
+        );
+        assert_eq!(
+            redact_url("redis://127.0.0.1:6379"),
+            "redis://127.0.0.1:6379"
+        );
+        assert_eq!(
+            redact_url("postgres://fanout@db/fanout"),
+            "postgres://fanout@db/fanout"
+        );
         assert_eq!(redact_url("garbage-with-s3cret"), "***");
     }
 }

@@ -74,7 +74,10 @@ pub fn display_name(raw: &str) -> Result<String, Invalid> {
         ));
     }
     if name.chars().any(char::is_control) {
-        return Err(invalid("display_name", "must not contain control characters"));
+        return Err(invalid(
+            "display_name",
+            "must not contain control characters",
+        ));
     }
     Ok(name.to_owned())
 }

@@ -26,7 +26,11 @@ pub struct Config {
     #[arg(long, env = "FANOUT_CONSUMER_NAME")]
     pub consumer_name: Option<String>,
     /// Address of the worker's /healthz, /readyz and /metrics.
-    #[arg(long, env = "FANOUT_WORKER_HTTP_ADDR", default_value = "127.0.0.1:9091")]
+    #[arg(
+        long,
+        env = "FANOUT_WORKER_HTTP_ADDR",
+        default_value = "127.0.0.1:9091"
+    )]
     pub http_addr: SocketAddr,
     /// Entries read per stream per round trip.
     #[arg(long, env = "FANOUT_BATCH_SIZE", default_value_t = 64)]

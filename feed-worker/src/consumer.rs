@@ -72,7 +72,9 @@ impl Consumer {
             if last_trim.elapsed() >= self.settings.trim_interval {
                 for stream in &streams {
                     match bus::trim_finished(&mut conn, stream).await {
-                        Ok(n) if n > 0 => debug!(stream, trimmed = n, "trimmed acknowledged entries"),
+                        Ok(n) if n > 0 => {
+                            debug!(stream, trimmed = n, "trimmed acknowledged entries")
+                        }
                         Ok(_) => {}
                         Err(e) => warn!(stream, error = %e, "trimming failed"),
                     }
@@ -94,7 +96,8 @@ impl Consumer {
                 Ok(batch) => {
                     own_pending = false;
                     if !batch.is_empty() {
-                        self.process(batch.into_iter().map(|d| (d, 1)).collect()).await;
+                        self.process(batch.into_iter().map(|d| (d, 1)).collect())
+                            .await;
                     }
                 }
                 Err(e) if bus::is_missing_group(&e) => {
@@ -154,7 +157,10 @@ impl Consumer {
         let mut finished: HashMap<String, Vec<String>> = HashMap::new();
         for (delivery, outcome) in outcomes {
             if outcome != Outcome::Retry {
-                finished.entry(delivery.stream).or_default().push(delivery.entry_id);
+                finished
+                    .entry(delivery.stream)
+                    .or_default()
+                    .push(delivery.entry_id);
             }
         }
         let mut conn = self.fanout.redis.clone();
@@ -175,7 +181,11 @@ impl Consumer {
         };
         let envelope = match Envelope::from_json(body) {
             Ok(envelope) => envelope,
-            Err(e) => return self.dead_letter(delivery, None, &e.to_string(), attempts).await,
+            Err(e) => {
+                return self
+                    .dead_letter(delivery, None, &e.to_string(), attempts)
+                    .await;
+            }
         };
         let span = info_span!(
             "event",
@@ -187,30 +197,50 @@ impl Consumer {
         async {
             let event = match envelope.decode() {
                 Ok(event) => event,
-                Err(e) => return self.dead_letter(delivery, Some(&envelope), &e.to_string(), attempts).await,
+                Err(e) => {
+                    return self
+                        .dead_letter(delivery, Some(&envelope), &e.to_string(), attempts)
+                        .await;
+                }
             };
             let event_type = envelope.event_type.as_str();
             let started = Instant::now();
             match self.fanout.handle(&event).await {
                 Ok(effect) => {
                     let took = started.elapsed();
-                    self.metrics.handle_seconds.with_label_values(&[event_type]).observe(took.as_secs_f64());
-                    let age = (chrono::Utc::now() - envelope.occurred_at).num_milliseconds().max(0);
+                    self.metrics
+                        .handle_seconds
+                        .with_label_values(&[event_type])
+                        .observe(took.as_secs_f64());
+                    let age = (chrono::Utc::now() - envelope.occurred_at)
+                        .num_milliseconds()
+                        .max(0);
                     self.metrics
                         .propagation_seconds
                         .with_label_values(&[event_type])
                         .observe(age as f64 / 1000.0);
                     self.metrics.feed_writes.inc_by(effect.feed_writes);
-                    self.metrics.events.with_label_values(&[event_type, "ok"]).inc();
-                    debug!(feeds = effect.feed_writes, took_ms = took.as_millis() as u64, "applied");
+                    self.metrics
+                        .events
+                        .with_label_values(&[event_type, "ok"])
+                        .inc();
+                    debug!(
+                        feeds = effect.feed_writes,
+                        took_ms = took.as_millis() as u64,
+                        "applied"
+                    );
                     Outcome::Done
                 }
                 Err(e) if attempts >= self.settings.max_deliveries => {
                     let reason = format!("gave up after {attempts} deliveries: {e}");
-                    self.dead_letter(delivery, Some(&envelope), &reason, attempts).await
+                    self.dead_letter(delivery, Some(&envelope), &reason, attempts)
+                        .await
                 }
                 Err(e) => {
-                    self.metrics.events.with_label_values(&[event_type, "retry"]).inc();
+                    self.metrics
+                        .events
+                        .with_label_values(&[event_type, "retry"])
+                        .inc();
                     warn!(attempts, error = %e, "handling failed; will retry");
                     Outcome::Retry
                 }
@@ -248,7 +278,10 @@ impl Consumer {
                     .as_deref()
                     .and_then(EventType::parse)
                     .map_or("unknown", EventType::as_str);
-                self.metrics.events.with_label_values(&[event_type, "dead_letter"]).inc();
+                self.metrics
+                    .events
+                    .with_label_values(&[event_type, "dead_letter"])
+                    .inc();
                 warn!(stream = %letter.stream, entry_id = %letter.entry_id, error, "dead-lettered");
                 Outcome::DeadLettered
             }

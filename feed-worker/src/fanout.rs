@@ -69,7 +69,9 @@ impl Fanout {
         let feed_writes = self
             .for_each_follower_chunk(e.author_id, |chunk| {
                 let mut conn = self.redis.clone();
-                async move { feed_store::add_to_feeds(&mut conn, &chunk, e.post_id, score, self.limits).await }
+                async move {
+                    feed_store::add_to_feeds(&mut conn, &chunk, e.post_id, score, self.limits).await
+                }
             })
             .await?;
         Ok(Effect { feed_writes })
@@ -95,7 +97,8 @@ impl Fanout {
         if db::users::follower_count(&self.db, e.followee_id).await? >= self.celebrity_threshold {
             return Ok(Effect::default());
         }
-        let recent = db::feed::recent_by_author(&self.db, e.followee_id, self.backfill_posts).await?;
+        let recent =
+            db::feed::recent_by_author(&self.db, e.followee_id, self.backfill_posts).await?;
         let posts: Vec<(Uuid, i64)> = recent
             .iter()
             .map(|p| (p.post_id, feed_store::score(p.created_at)))
@@ -135,7 +138,11 @@ impl Fanout {
 
     /// Walks an author's followers in keyset-ordered chunks, applying `write`
     /// to each; returns how many feeds were written.
-    async fn for_each_follower_chunk<F, Fut>(&self, author: Uuid, mut write: F) -> Result<u64, HandleError>
+    async fn for_each_follower_chunk<F, Fut>(
+        &self,
+        author: Uuid,
+        mut write: F,
+    ) -> Result<u64, HandleError>
     where
         F: FnMut(Vec<Uuid>) -> Fut,
         Fut: std::future::Future<Output = redis::RedisResult<()>>,
@@ -144,7 +151,9 @@ impl Fanout {
         let mut written = 0u64;
         loop {
             let chunk = db::follows::follower_ids(&self.db, author, after, self.chunk).await?;
-            let Some(last) = chunk.last().copied() else { break };
+            let Some(last) = chunk.last().copied() else {
+                break;
+            };
             let full = chunk.len() as i64 == self.chunk;
             written += chunk.len() as u64;
             write(chunk).await?;

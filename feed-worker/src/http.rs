@@ -50,7 +50,10 @@ async fn ready(State(p): State<Probes>) -> (StatusCode, String) {
 
 async fn metrics(State(p): State<Probes>) -> ([(axum::http::HeaderName, &'static str); 1], String) {
     (
-        [(axum::http::header::CONTENT_TYPE, "text/plain; version=0.0.4")],
+        [(
+            axum::http::header::CONTENT_TYPE,
+            "text/plain; version=0.0.4",
+        )],
         p.metrics.render(),
     )
 }

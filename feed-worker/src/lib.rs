@@ -38,7 +38,10 @@ pub async fn run(config: Config, db: PgPool, shutdown: CancellationToken) -> any
     let redis = Redis::new(&config.redis.redis_url, Duration::from_secs(2))?;
     // A blocked XREADGROUP holds its connection: reads get their own, with a
     // response timeout longer than the block.
-    let reader = Redis::new(&config.redis.redis_url, config.block() + Duration::from_secs(5))?;
+    let reader = Redis::new(
+        &config.redis.redis_url,
+        config.block() + Duration::from_secs(5),
+    )?;
     let consuming = Arc::new(AtomicBool::new(false));
 
     let listener = tokio::net::TcpListener::bind(config.http_addr)

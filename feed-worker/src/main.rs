@@ -10,9 +10,16 @@ use tokio_util::sync::CancellationToken;
 async fn main() -> anyhow::Result<()> {
     let config = Config::parse();
     runtime::init_logging(&config.log);
-    config.validate().map_err(anyhow::Error::msg).context("invalid configuration")?;
+    config
+        .validate()
+        .map_err(anyhow::Error::msg)
+        .context("invalid configuration")?;
     let pg = &config.postgres;
-    let pool = db::pool(&pg.database_url, pg.db_max_connections, pg.acquire_timeout())?;
+    let pool = db::pool(
+        &pg.database_url,
+        pg.db_max_connections,
+        pg.acquire_timeout(),
+    )?;
 
     let shutdown = CancellationToken::new();
     let on_signal = shutdown.clone();

@@ -1,6 +1,8 @@
 //! The worker's Prometheus metrics.
 
-use prometheus::{Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, Opts, Registry};
+use prometheus::{
+    Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, Opts, Registry,
+};
 
 /// Buckets for event handling and propagation, in seconds: 1 ms to 30 s.
 const LATENCY_BUCKETS: &[f64] = &[
@@ -28,7 +30,10 @@ impl Metrics {
     pub fn new() -> Metrics {
         let registry = Registry::new();
         let events = IntCounterVec::new(
-            Opts::new("fanout_worker_events_total", "Events handled, by type and outcome"),
+            Opts::new(
+                "fanout_worker_events_total",
+                "Events handled, by type and outcome",
+            ),
             &["event_type", "outcome"],
         )
         .expect("valid metric");
@@ -47,16 +52,20 @@ impl Metrics {
             &["event_type"],
         )
         .expect("valid metric");
-        let feed_writes =
-            IntCounter::new("fanout_worker_feed_writes_total", "Feeds written by the worker").expect("valid metric");
+        let feed_writes = IntCounter::new(
+            "fanout_worker_feed_writes_total",
+            "Feeds written by the worker",
+        )
+        .expect("valid metric");
         let claimed = IntCounter::new(
             "fanout_worker_claimed_total",
             "Stream entries claimed from idle consumers",
         )
         .expect("valid metric");
         let batch_size = Histogram::with_opts(
-            HistogramOpts::new("fanout_worker_batch_size", "Entries per read")
-                .buckets(vec![1.0, 2.0, 4.0, 8.0, 16.0, 32.0, 64.0, 128.0, 256.0, 512.0]),
+            HistogramOpts::new("fanout_worker_batch_size", "Entries per read").buckets(vec![
+                1.0, 2.0, 4.0, 8.0, 16.0, 32.0, 64.0, 128.0, 256.0, 512.0,
+            ]),
         )
         .expect("valid metric");
         for c in [

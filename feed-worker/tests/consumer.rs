@@ -21,12 +21,19 @@ use uuid::Uuid;
 const DEADLINE: Duration = Duration::from_secs(20);
 
 async fn user(db: &PgPool, handle: &str) -> Uuid {
-    db::users::insert(db, Uuid::now_v7(), handle, handle, "unused").await.unwrap().id
+    db::users::insert(db, Uuid::now_v7(), handle, handle, "unused")
+        .await
+        .unwrap()
+        .id
 }
 
 async fn follow(db: &PgPool, follower: Uuid, followee: Uuid) -> Envelope {
     let mut conn = db.acquire().await.unwrap();
-    assert!(db::follows::follow(&mut conn, follower, followee).await.unwrap());
+    assert!(
+        db::follows::follow(&mut conn, follower, followee)
+            .await
+            .unwrap()
+    );
     let event = Event::FollowCreated(FollowChanged {
         follower_id: follower,
         followee_id: followee,
@@ -42,7 +49,10 @@ async fn post(db: &PgPool, author: Uuid, text: &str) -> (Uuid, Envelope) {
         author_id: author,
         created_at: at,
     });
-    (id, Envelope::new(&event, author, at, Some(format!("req-{id}"))))
+    (
+        id,
+        Envelope::new(&event, author, at, Some(format!("req-{id}"))),
+    )
 }
 
 async fn connect(redis: &RedisServer) -> ConnectionManager {
@@ -81,7 +91,10 @@ async fn feed(conn: &ConnectionManager, user: Uuid) -> Vec<Uuid> {
         .query_async(&mut conn.clone())
         .await
         .unwrap();
-    members.iter().map(|m| Uuid::parse_str(m).unwrap()).collect()
+    members
+        .iter()
+        .map(|m| Uuid::parse_str(m).unwrap())
+        .collect()
 }
 
 async fn pending(conn: &ConnectionManager, stream: &str) -> u64 {
@@ -158,15 +171,27 @@ async fn redelivered_events_leave_one_feed_entry_and_one_like(db: PgPool) {
         handlers.handle(&liked).await.unwrap();
     }
     assert_eq!(feed(&conn, fan).await, vec![post_id]);
-    assert_eq!(feed_store::like_count(&mut conn.clone(), post_id).await.unwrap(), 1);
+    assert_eq!(
+        feed_store::like_count(&mut conn.clone(), post_id)
+            .await
+            .unwrap(),
+        1
+    );
 
     // The same through the streams: an event published twice (as the fast
     // path and the relay may) is applied once.
     let (second, envelope) = post(&db, author, "again").await;
-    bus::publish(&mut conn.clone(), &[envelope.clone(), envelope]).await.unwrap();
+    bus::publish(&mut conn.clone(), &[envelope.clone(), envelope])
+        .await
+        .unwrap();
     let worker = Running::start(config(&redis, "w1"), &db);
     eventually(DEADLINE, "both entries handled", || async {
-        (pending(&conn, &keys::stream(feed_core::events::EventType::PostCreated)).await == 0
+        (pending(
+            &conn,
+            &keys::stream(feed_core::events::EventType::PostCreated),
+        )
+        .await
+            == 0
             && feed(&conn, fan).await.len() == 2)
             .then_some(())
     })
@@ -191,9 +216,17 @@ async fn a_like_and_its_unlike_converge_whatever_order_they_arrive_in(db: PgPool
     db::posts::unlike(&mut c, post_id, fan).await.unwrap();
     let handlers = fanout(&db, &conn);
     // The unlike overtakes the like (they travel on different streams).
-    handlers.handle(&Event::PostUnliked(change.clone())).await.unwrap();
+    handlers
+        .handle(&Event::PostUnliked(change.clone()))
+        .await
+        .unwrap();
     handlers.handle(&Event::PostLiked(change)).await.unwrap();
-    assert_eq!(feed_store::like_count(&mut conn.clone(), post_id).await.unwrap(), 0);
+    assert_eq!(
+        feed_store::like_count(&mut conn.clone(), post_id)
+            .await
+            .unwrap(),
+        0
+    );
 }
 
 #[sqlx::test(migrator = "feed_core::db::MIGRATOR")]
@@ -256,9 +289,16 @@ async fn entries_of_a_worker_killed_mid_batch_are_claimed_and_finished(db: PgPoo
 
     // A worker reads a batch, applies part of it, and dies before acking.
     let streams = vec![keys::stream(feed_core::events::EventType::PostCreated)];
-    let batch = bus::read_group(&mut conn.clone(), "doomed", &streams, 20, Duration::from_millis(100), false)
-        .await
-        .unwrap();
+    let batch = bus::read_group(
+        &mut conn.clone(),
+        "doomed",
+        &streams,
+        20,
+        Duration::from_millis(100),
+        false,
+    )
+    .await
+    .unwrap();
     assert_eq!(batch.len(), 20);
     let handlers = fanout(&db, &conn);
     for delivery in &batch[..7] {
@@ -282,7 +322,11 @@ async fn entries_of_a_worker_killed_mid_batch_are_claimed_and_finished(db: PgPoo
     println!("claimed and finished a dead worker's batch in {took:?}");
     post_ids.reverse();
     for f in &followers {
-        assert_eq!(feed(&conn, *f).await, post_ids, "each post exactly once, newest first");
+        assert_eq!(
+            feed(&conn, *f).await,
+            post_ids,
+            "each post exactly once, newest first"
+        );
     }
 }
 
@@ -321,9 +365,21 @@ async fn poison_entries_go_to_dead_letters_and_the_worker_keeps_going(db: PgPool
     .0;
     worker.stop().await;
     let errors: Vec<&str> = letters.iter().map(|l| l.letter.error.as_str()).collect();
-    assert!(errors.iter().any(|e| e.contains("not a JSON event envelope")), "{errors:?}");
-    assert!(errors.iter().any(|e| e.contains("no version 99")), "{errors:?}");
-    assert_eq!(pending(&conn, &stream).await, 0, "dead letters are acknowledged");
+    assert!(
+        errors
+            .iter()
+            .any(|e| e.contains("not a JSON event envelope")),
+        "{errors:?}"
+    );
+    assert!(
+        errors.iter().any(|e| e.contains("no version 99")),
+        "{errors:?}"
+    );
+    assert_eq!(
+        pending(&conn, &stream).await,
+        0,
+        "dead letters are acknowledged"
+    );
 }
 
 #[sqlx::test(migrator = "feed_core::db::MIGRATOR")]
@@ -335,7 +391,10 @@ async fn the_worker_recreates_its_group_after_redis_loses_everything(db: PgPool)
     follow(&db, fan, author).await;
     let worker = Running::start(config(&redis, "w1"), &db);
     tokio::time::sleep(Duration::from_millis(200)).await;
-    let _: () = redis::cmd("FLUSHALL").query_async(&mut conn.clone()).await.unwrap();
+    let _: () = redis::cmd("FLUSHALL")
+        .query_async(&mut conn.clone())
+        .await
+        .unwrap();
 
     let (id, envelope) = post(&db, author, "after the flush").await;
     // Publishing recreates the stream but not the group: the worker must.
@@ -378,8 +437,14 @@ async fn sigterm_finishes_the_batch_and_exits_cleanly(db: PgPool) {
     })
     .await;
     let pid = child.id().unwrap().to_string();
-    std::process::Command::new("kill").args(["-TERM", &pid]).status().unwrap();
-    let status = tokio::time::timeout(DEADLINE, child.wait()).await.unwrap().unwrap();
+    std::process::Command::new("kill")
+        .args(["-TERM", &pid])
+        .status()
+        .unwrap();
+    let status = tokio::time::timeout(DEADLINE, child.wait())
+        .await
+        .unwrap()
+        .unwrap();
     assert!(status.success(), "exit status {status}");
     // Whatever it read, it applied and acknowledged before exiting.
     let stream = keys::stream(feed_core::events::EventType::PostCreated);

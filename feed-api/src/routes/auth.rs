@@ -14,7 +14,9 @@ use crate::extract::ApiJson;
 use crate::state::AppState;
 
 pub fn router() -> OpenApiRouter<AppState> {
-    OpenApiRouter::new().routes(routes!(login)).routes(routes!(refresh))
+    OpenApiRouter::new()
+        .routes(routes!(login))
+        .routes(routes!(refresh))
 }
 
 /// Credentials.
@@ -44,10 +46,22 @@ pub struct TokenPair {
     pub expires_in: u64,
 }
 
-async fn issue(state: &AppState, db: &mut sqlx::PgConnection, user: Uuid, family: Uuid) -> Result<TokenPair, ApiError> {
+async fn issue(
+    state: &AppState,
+    db: &mut sqlx::PgConnection,
+    user: Uuid,
+    family: Uuid,
+) -> Result<TokenPair, ApiError> {
     let refresh_token = new_refresh_token();
     let expires_at = Utc::now() + state.tokens.refresh_ttl;
-    db::tokens::insert(&mut *db, user, family, &hash_refresh_token(&refresh_token), expires_at).await?;
+    db::tokens::insert(
+        &mut *db,
+        user,
+        family,
+        &hash_refresh_token(&refresh_token),
+        expires_at,
+    )
+    .await?;
     Ok(TokenPair {
         access_token: state.tokens.access_token(user)?,
         refresh_token,
@@ -60,7 +74,10 @@ async fn issue(state: &AppState, db: &mut sqlx::PgConnection, user: Uuid, family
 #[utoipa::path(post, path = "/auth/login", tag = "auth", request_body = Login,
     responses((status = 200, body = TokenPair), (status = 400, body = Problem), (status = 401, body = Problem),
         (status = 413, body = Problem), (status = 415, body = Problem), (status = 422, body = Problem)))]
-async fn login(State(state): State<AppState>, ApiJson(body): ApiJson<Login>) -> Result<axum::Json<TokenPair>, ApiError> {
+async fn login(
+    State(state): State<AppState>,
+    ApiJson(body): ApiJson<Login>,
+) -> Result<axum::Json<TokenPair>, ApiError> {
     let denied = || ApiError::Unauthorized("invalid handle or password".into());
     // An over-long password cannot match and must not cost a hash.
     if body.password.len() > feed_core::validate::PASSWORD_MAX_BYTES {
@@ -75,7 +92,9 @@ async fn login(State(state): State<AppState>, ApiJson(body): ApiJson<Login>) -> 
     let ok = verify_password(body.password, stored).await?;
     let user = user.filter(|_| ok).ok_or_else(denied)?;
     let mut conn = state.db.acquire().await?;
-    Ok(axum::Json(issue(&state, &mut conn, user, Uuid::now_v7()).await?))
+    Ok(axum::Json(
+        issue(&state, &mut conn, user, Uuid::now_v7()).await?,
+    ))
 }
 
 /// Trades a refresh token for new tokens. Each refresh token works once;
@@ -100,7 +119,9 @@ async fn refresh(
         db::tokens::revoke_family(&mut *tx, token.family_id).await?;
         tx.commit().await?;
         tracing::warn!(user_id = %token.user_id, "refresh token reused; session revoked");
-        return Err(denied("the refresh token was already used; the session has been revoked"));
+        return Err(denied(
+            "the refresh token was already used; the session has been revoked",
+        ));
     }
     if token.expires_at <= Utc::now() {
         return Err(denied("the refresh token has expired; log in again"));

@@ -7,8 +7,8 @@ use std::collections::{BTreeMap, HashMap};
 use axum::extract::State;
 use chrono::{DateTime, Utc};
 use feed_core::events::EventType;
-use feed_core::{db, keys};
 use feed_core::feed_store::{self, Page};
+use feed_core::{db, keys};
 use serde::Serialize;
 use utoipa::ToSchema;
 use utoipa_axum::{router::OpenApiRouter, routes};
@@ -77,27 +77,36 @@ async fn home_feed(
     let (pushed, source) = match read_cached(&state, caller.id, before, want).await {
         Ok(Some(page)) => (page, "cache"),
         Ok(None) => {
-            let all = db::feed::fanned_out(&state.db, caller.id, threshold, limits.max_len as i64).await?;
+            let all = db::feed::fanned_out(&state.db, caller.id, threshold, limits.max_len as i64)
+                .await?;
             let scored: Vec<(Uuid, i64)> = all
                 .iter()
                 .map(|e| (e.post_id, feed_store::score(e.created_at)))
                 .collect();
-            if let Ok(mut conn) = state.redis.conn().await {
-                if let Err(e) = feed_store::rebuild(&mut conn, caller.id, &scored, limits).await {
-                    tracing::warn!(error = %e, "rebuilding a feed in Redis failed");
-                }
+            if let Ok(mut conn) = state.redis.conn().await
+                && let Err(e) = feed_store::rebuild(&mut conn, caller.id, &scored, limits).await
+            {
+                tracing::warn!(error = %e, "rebuilding a feed in Redis failed");
             }
             (from_database(all, before, want), "rebuilt")
         }
         Err(e) => {
             tracing::warn!(error = %e, "Redis unavailable; reading the feed from PostgreSQL");
-            let all = db::feed::fanned_out(&state.db, caller.id, threshold, limits.max_len as i64).await?;
+            let all = db::feed::fanned_out(&state.db, caller.id, threshold, limits.max_len as i64)
+                .await?;
             (from_database(all, before, want), "database")
         }
     };
     state.metrics.feed_reads.with_label_values(&[source]).inc();
 
-    let pulled_rows = db::feed::pulled(&state.db, caller.id, threshold, before.map(|b| b.0), want as i64).await?;
+    let pulled_rows = db::feed::pulled(
+        &state.db,
+        caller.id,
+        threshold,
+        before.map(|b| b.0),
+        want as i64,
+    )
+    .await?;
     let pulled = Source {
         more: pulled_rows.len() == want,
         entries: pulled_rows.into_iter().map(|e| e.post_id).collect(),
@@ -111,28 +120,40 @@ async fn home_feed(
         .filter_map(|s| s.entries.iter().min().copied())
         .max();
     let candidates: Vec<Uuid> = {
-        let mut ids: Vec<Uuid> = pushed.entries.iter().chain(&pulled.entries).copied().collect();
+        let mut ids: Vec<Uuid> = pushed
+            .entries
+            .iter()
+            .chain(&pulled.entries)
+            .copied()
+            .collect();
         ids.sort_unstable_by(|a, b| b.cmp(a));
         ids.dedup();
         ids
     };
-    let mut visible: HashMap<Uuid, db::posts::Post> = db::posts::visible_in_feed(&state.db, caller.id, &candidates)
-        .await?
-        .into_iter()
-        .map(|p| (p.id, p))
-        .collect();
+    let mut visible: HashMap<Uuid, db::posts::Post> =
+        db::posts::visible_in_feed(&state.db, caller.id, &candidates)
+            .await?
+            .into_iter()
+            .map(|p| (p.id, p))
+            .collect();
     let ordered: BTreeMap<std::cmp::Reverse<Uuid>, db::posts::Post> = candidates
         .iter()
         .filter(|id| horizon.is_none_or(|h| **id >= h))
         .filter_map(|id| visible.remove(id).map(|p| (std::cmp::Reverse(*id), p)))
         .collect();
     let more_after_page = ordered.len() > limit || horizon.is_some();
-    let items: Vec<PostView> = ordered.into_values().take(limit).map(PostView::from).collect();
+    let items: Vec<PostView> = ordered
+        .into_values()
+        .take(limit)
+        .map(PostView::from)
+        .collect();
     let next_cursor = if more_after_page {
         match items.last() {
             Some(last) => Some(cursor_after(last.created_at, last.id)),
             // Every candidate dropped out but more exist: resume past them.
-            None => horizon.map(|h| cursor_after(feed_core::ids::time_of(h).unwrap_or_default(), h)),
+            None => {
+                horizon.map(|h| cursor_after(feed_core::ids::time_of(h).unwrap_or_default(), h))
+            }
         }
     } else {
         None

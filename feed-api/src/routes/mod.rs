@@ -34,7 +34,9 @@ impl PageQuery {
         let limit = feed_core::validate::page_size(self.limit)?;
         let cursor = match self.cursor.as_deref() {
             None | Some("") => None,
-            Some(raw) => Some(Cursor::decode(raw).map_err(|e| ApiError::BadRequest(e.to_string()))?),
+            Some(raw) => {
+                Some(Cursor::decode(raw).map_err(|e| ApiError::BadRequest(e.to_string()))?)
+            }
         };
         Ok((limit, cursor))
     }
@@ -65,7 +67,11 @@ pub async fn record(
 
 /// Commits a change with its outbox events, then hands the events to the
 /// publisher (they are safe in the outbox whatever happens next).
-pub async fn commit(state: &AppState, tx: Transaction<'_, Postgres>, events: Vec<Envelope>) -> Result<(), ApiError> {
+pub async fn commit(
+    state: &AppState,
+    tx: Transaction<'_, Postgres>,
+    events: Vec<Envelope>,
+) -> Result<(), ApiError> {
     tx.commit().await?;
     if !events.is_empty() {
         state.publisher.publish(events);

@@ -82,7 +82,10 @@ async fn health(state: &AppState) -> Health {
     let postgres = check(async { sqlx::query("SELECT 1").execute(&state.db).await.map(drop) });
     let redis = check(async {
         let mut conn = state.redis.conn().await?;
-        redis::cmd("PING").query_async::<String>(&mut conn).await.map(drop)
+        redis::cmd("PING")
+            .query_async::<String>(&mut conn)
+            .await
+            .map(drop)
     });
     let (postgres, redis) = tokio::join!(postgres, redis);
     let status = if postgres.error.is_none() && redis.error.is_none() {
@@ -167,7 +170,9 @@ pub struct MetricsSummary {
 /// Per-stream length, lag and pending entries; the outbox and dead letters.
 #[utoipa::path(get, path = "/debug/metrics-summary", tag = "ops",
     responses((status = 200, body = MetricsSummary), (status = 503, body = Problem)))]
-async fn metrics_summary(State(state): State<AppState>) -> Result<axum::Json<MetricsSummary>, ApiError> {
+async fn metrics_summary(
+    State(state): State<AppState>,
+) -> Result<axum::Json<MetricsSummary>, ApiError> {
     let stats = state.stream_stats().await.map_err(|e| {
         tracing::warn!(error = %e, "reading stream statistics failed");
         ApiError::Unavailable("Redis")

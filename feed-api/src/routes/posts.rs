@@ -112,7 +112,10 @@ async fn load_post(state: &AppState, id: &str) -> Result<axum::Json<PostView>, A
 #[utoipa::path(get, path = "/posts/{id}", tag = "posts",
     params(("id" = String, Path, description = "Post id")),
     responses((status = 200, body = PostView), (status = 400, body = Problem), (status = 404, body = Problem)))]
-async fn get_post(State(state): State<AppState>, Path(id): Path<String>) -> Result<axum::Json<PostView>, ApiError> {
+async fn get_post(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+) -> Result<axum::Json<PostView>, ApiError> {
     load_post(&state, &id).await
 }
 
@@ -144,7 +147,9 @@ async fn delete_post(
         .await?
         .ok_or_else(|| ApiError::not_found("post", id))?;
     if author != caller.id {
-        return Err(ApiError::Forbidden("only the author may delete a post".into()));
+        return Err(ApiError::Forbidden(
+            "only the author may delete a post".into(),
+        ));
     }
     db::posts::delete(&mut *tx, id).await?;
     let mut events = Vec::new();
@@ -201,7 +206,9 @@ async fn set_like(
         };
         record(&mut tx, &mut events, event, caller.id, request_id).await?;
     }
-    let like_count = db::posts::by_id(&mut *tx, id).await?.map_or(0, |p| p.like_count);
+    let like_count = db::posts::by_id(&mut *tx, id)
+        .await?
+        .map_or(0, |p| p.like_count);
     commit(state, tx, events).await?;
     Ok(axum::Json(LikeState {
         post_id: id,

@@ -97,7 +97,10 @@ async fn create_user(
 #[utoipa::path(get, path = "/users/{id}", tag = "users",
     params(("id" = String, Path, description = "User id")),
     responses((status = 200, body = UserView), (status = 400, body = Problem), (status = 404, body = Problem)))]
-async fn get_user(State(state): State<AppState>, Path(id): Path<String>) -> Result<axum::Json<UserView>, ApiError> {
+async fn get_user(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+) -> Result<axum::Json<UserView>, ApiError> {
     let id = parse_id(&id, "user")?;
     let user = db::users::by_id(&state.db, id)
         .await?
@@ -137,13 +140,15 @@ async fn follow(
         return Err(ApiError::not_found("user", followee));
     }
     let mut events = Vec::new();
-    let followed = db::follows::follow(&mut tx, caller.id, followee).await.map_err(|e| {
-        if db::is_foreign_key_violation(&e) {
-            ApiError::Unauthorized("the token's user no longer exists".into())
-        } else {
-            e.into()
-        }
-    })?;
+    let followed = db::follows::follow(&mut tx, caller.id, followee)
+        .await
+        .map_err(|e| {
+            if db::is_foreign_key_violation(&e) {
+                ApiError::Unauthorized("the token's user no longer exists".into())
+            } else {
+                e.into()
+            }
+        })?;
     if followed {
         let event = Event::FollowCreated(FollowChanged {
             follower_id: caller.id,
@@ -286,7 +291,8 @@ async fn user_posts(
     if !db::users::exists(&state.db, user).await? {
         return Err(ApiError::not_found("user", user));
     }
-    let mut posts = db::posts::by_author(&state.db, user, cursor.map(|c| c.id), i64::from(limit) + 1).await?;
+    let mut posts =
+        db::posts::by_author(&state.db, user, cursor.map(|c| c.id), i64::from(limit) + 1).await?;
     let more = posts.len() > limit as usize;
     posts.truncate(limit as usize);
     let next_cursor = more

@@ -1,7 +1,7 @@
 //! A whole Fanout stack per test: the API on a loopback port, workers, a
 //! fresh PostgreSQL database (from `#[sqlx::test]`) and a redis-server of
 //! its own. Tests talk to it over HTTP, as clients do.
-#![allow(dead_code)]
+#![allow(dead_code, unused_imports)]
 
 use std::time::Duration;
 
@@ -87,7 +87,12 @@ impl Stack {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let base = format!("http://{}", listener.local_addr().unwrap());
         let shutdown = CancellationToken::new();
-        let handle = tokio::spawn(feed_api::serve(config, db.clone(), listener, shutdown.clone()));
+        let handle = tokio::spawn(feed_api::serve(
+            config,
+            db.clone(),
+            listener,
+            shutdown.clone(),
+        ));
         Stack {
             base,
             http: reqwest::Client::new(),
@@ -178,13 +183,21 @@ impl Stack {
     }
 
     pub async fn follow(&self, user: &User, other: &User) {
-        self.call(user, reqwest::Method::POST, &format!("/users/{}/follow", other.id))
-            .await;
+        self.call(
+            user,
+            reqwest::Method::POST,
+            &format!("/users/{}/follow", other.id),
+        )
+        .await;
     }
 
     pub async fn unfollow(&self, user: &User, other: &User) {
-        self.call(user, reqwest::Method::POST, &format!("/users/{}/unfollow", other.id))
-            .await;
+        self.call(
+            user,
+            reqwest::Method::POST,
+            &format!("/users/{}/unfollow", other.id),
+        )
+        .await;
     }
 
     /// An authenticated request that must succeed; returns its JSON body.
@@ -204,7 +217,8 @@ impl Stack {
 
     /// A page of the user's home feed.
     pub async fn feed(&self, user: &User, query: &str) -> Value {
-        self.call(user, reqwest::Method::GET, &format!("/feed{query}")).await
+        self.call(user, reqwest::Method::GET, &format!("/feed{query}"))
+            .await
     }
 
     /// The post ids on the first page of the user's home feed.

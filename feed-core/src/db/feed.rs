@@ -74,7 +74,11 @@ pub async fn pulled(
 }
 
 /// A user's newest posts, for backfilling a new follower's feed.
-pub async fn recent_by_author(db: impl PgExecutor<'_>, author: Uuid, limit: i64) -> sqlx::Result<Vec<Entry>> {
+pub async fn recent_by_author(
+    db: impl PgExecutor<'_>,
+    author: Uuid,
+    limit: i64,
+) -> sqlx::Result<Vec<Entry>> {
     sqlx::query_as!(
         Entry,
         "SELECT id AS post_id, created_at FROM posts WHERE author_id = $1 ORDER BY id DESC LIMIT $2",

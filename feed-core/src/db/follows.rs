@@ -20,9 +20,12 @@ pub async fn follow(db: &mut PgConnection, follower: Uuid, followee: Uuid) -> sq
     .rows_affected()
         == 1;
     if inserted {
-        sqlx::query!("UPDATE users SET follower_count = follower_count + 1 WHERE id = $1", followee)
-            .execute(&mut *db)
-            .await?;
+        sqlx::query!(
+            "UPDATE users SET follower_count = follower_count + 1 WHERE id = $1",
+            followee
+        )
+        .execute(&mut *db)
+        .await?;
     }
     Ok(inserted)
 }
@@ -50,7 +53,11 @@ pub async fn unfollow(db: &mut PgConnection, follower: Uuid, followee: Uuid) -> 
 }
 
 /// Whether `follower` follows `followee` now.
-pub async fn is_following(db: impl PgExecutor<'_>, follower: Uuid, followee: Uuid) -> sqlx::Result<bool> {
+pub async fn is_following(
+    db: impl PgExecutor<'_>,
+    follower: Uuid,
+    followee: Uuid,
+) -> sqlx::Result<bool> {
     let found = sqlx::query_scalar!(
         r#"SELECT EXISTS (SELECT 1 FROM follows WHERE follower_id = $1 AND followee_id = $2) AS "found!""#,
         follower,

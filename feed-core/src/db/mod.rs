@@ -21,7 +21,11 @@ pub static MIGRATOR: Migrator = sqlx::migrate!("./migrations");
 /// Opens a pool lazily: a process starts (and answers `/healthz`) while
 /// PostgreSQL is still coming up, and each query waits at most
 /// `acquire_timeout` for a connection before failing fast.
-pub fn pool(url: &str, max_connections: u32, acquire_timeout: Duration) -> Result<PgPool, sqlx::Error> {
+pub fn pool(
+    url: &str,
+    max_connections: u32,
+    acquire_timeout: Duration,
+) -> Result<PgPool, sqlx::Error> {
     let options: PgConnectOptions = url.parse()?;
     Ok(PgPoolOptions::new()
         .max_connections(max_connections)
@@ -47,7 +51,10 @@ pub fn is_foreign_key_violation(err: &sqlx::Error) -> bool {
 pub fn is_unavailable(err: &sqlx::Error) -> bool {
     matches!(
         err,
-        sqlx::Error::PoolTimedOut | sqlx::Error::Io(_) | sqlx::Error::PoolClosed | sqlx::Error::Tls(_)
+        sqlx::Error::PoolTimedOut
+            | sqlx::Error::Io(_)
+            | sqlx::Error::PoolClosed
+            | sqlx::Error::Tls(_)
     ) || err
         .as_database_error()
         .and_then(|e| e.code())

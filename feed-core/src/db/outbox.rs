@@ -69,7 +69,11 @@ pub async fn backlog(db: impl PgExecutor<'_>) -> sqlx::Result<(i64, Option<DateT
 }
 
 /// Deletes up to `limit` events published before `before`; returns how many.
-pub async fn prune(db: impl PgExecutor<'_>, before: DateTime<Utc>, limit: i64) -> sqlx::Result<u64> {
+pub async fn prune(
+    db: impl PgExecutor<'_>,
+    before: DateTime<Utc>,
+    limit: i64,
+) -> sqlx::Result<u64> {
     let done = sqlx::query!(
         "DELETE FROM outbox WHERE event_id IN (
            SELECT event_id FROM outbox WHERE published_at < $1 LIMIT $2)",

@@ -53,15 +53,20 @@ pub async fn by_id(db: impl PgExecutor<'_>, id: Uuid) -> sqlx::Result<Option<Pos
 
 /// A post's author and creation time, locked against a concurrent delete.
 pub async fn lock(db: &mut PgConnection, id: Uuid) -> sqlx::Result<Option<(Uuid, DateTime<Utc>)>> {
-    let row = sqlx::query!("SELECT author_id, created_at FROM posts WHERE id = $1 FOR UPDATE", id)
-        .fetch_optional(db)
-        .await?;
+    let row = sqlx::query!(
+        "SELECT author_id, created_at FROM posts WHERE id = $1 FOR UPDATE",
+        id
+    )
+    .fetch_optional(db)
+    .await?;
     Ok(row.map(|r| (r.author_id, r.created_at)))
 }
 
 /// Deletes a post (its likes go with it).
 pub async fn delete(db: impl PgExecutor<'_>, id: Uuid) -> sqlx::Result<bool> {
-    let deleted = sqlx::query!("DELETE FROM posts WHERE id = $1", id).execute(db).await?;
+    let deleted = sqlx::query!("DELETE FROM posts WHERE id = $1", id)
+        .execute(db)
+        .await?;
     Ok(deleted.rows_affected() == 1)
 }
 
@@ -89,7 +94,11 @@ pub async fn by_author(
 /// The posts among `ids` that `viewer` may see in their home feed (their
 /// own, or by someone they follow now), in no particular order. Feed entries
 /// of deleted posts or unfollowed authors drop out here, whatever Redis holds.
-pub async fn visible_in_feed(db: impl PgExecutor<'_>, viewer: Uuid, ids: &[Uuid]) -> sqlx::Result<Vec<Post>> {
+pub async fn visible_in_feed(
+    db: impl PgExecutor<'_>,
+    viewer: Uuid,
+    ids: &[Uuid],
+) -> sqlx::Result<Vec<Post>> {
     sqlx::query_as!(
         Post,
         r#"SELECT p.id, p.author_id, u.handle AS author_handle, p.content, p.like_count, p.created_at
@@ -117,19 +126,26 @@ pub async fn like(db: &mut PgConnection, post_id: Uuid, user_id: Uuid) -> sqlx::
     .rows_affected()
         == 1;
     if inserted {
-        sqlx::query!("UPDATE posts SET like_count = like_count + 1 WHERE id = $1", post_id)
-            .execute(&mut *db)
-            .await?;
+        sqlx::query!(
+            "UPDATE posts SET like_count = like_count + 1 WHERE id = $1",
+            post_id
+        )
+        .execute(&mut *db)
+        .await?;
     }
     Ok(inserted)
 }
 
 /// Removes a like; false if there was none.
 pub async fn unlike(db: &mut PgConnection, post_id: Uuid, user_id: Uuid) -> sqlx::Result<bool> {
-    let deleted = sqlx::query!("DELETE FROM likes WHERE post_id = $1 AND user_id = $2", post_id, user_id)
-        .execute(&mut *db)
-        .await?
-        .rows_affected()
+    let deleted = sqlx::query!(
+        "DELETE FROM likes WHERE post_id = $1 AND user_id = $2",
+        post_id,
+        user_id
+    )
+    .execute(&mut *db)
+    .await?
+    .rows_affected()
         == 1;
     if deleted {
         sqlx::query!(

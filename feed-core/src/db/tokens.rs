@@ -38,7 +38,10 @@ pub async fn insert(
 
 /// Finds a token by hash and locks it, so two refreshes with the same token
 /// cannot both succeed.
-pub async fn lock_by_hash(db: &mut PgConnection, token_hash: &[u8]) -> sqlx::Result<Option<RefreshToken>> {
+pub async fn lock_by_hash(
+    db: &mut PgConnection,
+    token_hash: &[u8],
+) -> sqlx::Result<Option<RefreshToken>> {
     sqlx::query_as!(
         RefreshToken,
         "SELECT id, user_id, family_id, expires_at, used_at, revoked_at
@@ -51,9 +54,12 @@ pub async fn lock_by_hash(db: &mut PgConnection, token_hash: &[u8]) -> sqlx::Res
 
 /// Marks a token spent.
 pub async fn mark_used(db: impl PgExecutor<'_>, id: Uuid) -> sqlx::Result<()> {
-    sqlx::query!("UPDATE refresh_tokens SET used_at = now() WHERE id = $1", id)
-        .execute(db)
-        .await?;
+    sqlx::query!(
+        "UPDATE refresh_tokens SET used_at = now() WHERE id = $1",
+        id
+    )
+    .execute(db)
+    .await?;
     Ok(())
 }
 

@@ -49,17 +49,26 @@ pub async fn by_id(db: impl PgExecutor<'_>, id: Uuid) -> sqlx::Result<Option<Use
 
 /// Whether a user exists.
 pub async fn exists(db: impl PgExecutor<'_>, id: Uuid) -> sqlx::Result<bool> {
-    let found = sqlx::query_scalar!(r#"SELECT EXISTS (SELECT 1 FROM users WHERE id = $1) AS "found!""#, id)
-        .fetch_one(db)
-        .await?;
+    let found = sqlx::query_scalar!(
+        r#"SELECT EXISTS (SELECT 1 FROM users WHERE id = $1) AS "found!""#,
+        id
+    )
+    .fetch_one(db)
+    .await?;
     Ok(found)
 }
 
 /// The id and password hash for a (normalized) handle, to check a login.
-pub async fn credentials(db: impl PgExecutor<'_>, handle: &str) -> sqlx::Result<Option<(Uuid, String)>> {
-    let row = sqlx::query!("SELECT id, password_hash FROM users WHERE handle = $1", handle)
-        .fetch_optional(db)
-        .await?;
+pub async fn credentials(
+    db: impl PgExecutor<'_>,
+    handle: &str,
+) -> sqlx::Result<Option<(Uuid, String)>> {
+    let row = sqlx::query!(
+        "SELECT id, password_hash FROM users WHERE handle = $1",
+        handle
+    )
+    .fetch_optional(db)
+    .await?;
     Ok(row.map(|r| (r.id, r.password_hash)))
 }
 

@@ -1,0 +1,82 @@
+//! Degrade, never lose: what happens while Redis is down.
+
+mod common;
+
+use common::{DEADLINE, Stack, eventually, ids};
+use sqlx::PgPool;
+
+#[sqlx::test(migrator = "feed_core::db::MIGRATOR")]
+async fn a_post_written_while_redis_is_down_reaches_followers_once_it_is_back(db: PgPool) {
+    let mut stack = Stack::start(db.clone()).await;
+    let alice = stack.signup("alice").await;
+    let bob = stack.signup("bob").await;
+    stack.follow(&bob, &alice).await;
+    let before = stack.post(&alice, "before the outage").await;
+    eventually(DEADLINE, "fan-out before the outage", || async {
+        (stack.feed_ids(&bob).await == vec![before]).then_some(())
+    })
+    .await;
+    assert_eq!(stack.feed(&bob, "").await["freshness"]["source"], "cache");
+
+    stack.redis.stop();
+    let during = stack.post(&alice, "during the outage").await;
+    // Reads fall back to PostgreSQL, writes still commit.
+    let page = stack.feed(&bob, "").await;
+    assert_eq!(page["freshness"]["source"], "database");
+    assert_eq!(ids(&page), vec![during, before]);
+    let unpublished: i64 =
+        sqlx::query_scalar("SELECT count(*) FROM outbox WHERE published_at IS NULL")
+            .fetch_one(&db)
+            .await
+            .unwrap();
+    assert!(unpublished >= 1, "the event waits in the outbox");
+
+    // Redis comes back with its data (bob's cached feed lacks the post):
+    // the relay publishes the event and the worker fans it out.
+    stack.redis.restart();
+    eventually(DEADLINE, "the post to reach bob's cached feed", || async {
+        (stack.cached_feed(&bob).await == vec![during, before]).then_some(())
+    })
+    .await;
+    let page = stack.feed(&bob, "").await;
+    assert_eq!(page["freshness"]["source"], "cache");
+    assert_eq!(ids(&page), vec![during, before]);
+    let published: Option<chrono::DateTime<chrono::Utc>> = sqlx::query_scalar(
+        "SELECT published_at FROM outbox WHERE envelope->'payload'->>'post_id' = $1",
+    )
+    .bind(during.to_string())
+    .fetch_one(&db)
+    .await
+    .unwrap();
+    assert!(published.is_some(), "the relay marked the event published");
+    stack.stop().await;
+}
+
+#[sqlx::test(migrator = "feed_core::db::MIGRATOR")]
+async fn health_reports_redis_down_and_up_again(db: PgPool) {
+    let mut stack = Stack::api_only(db).await;
+    let ready = stack.http.get(stack.url("/readyz")).send().await.unwrap();
+    assert_eq!(ready.status(), 200);
+    stack.redis.stop();
+    let ready = stack.http.get(stack.url("/readyz")).send().await.unwrap();
+    assert_eq!(ready.status(), 503);
+    let health: serde_json::Value = stack
+        .http
+        .get(stack.url("/debug/health"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(health["status"], "degraded");
+    assert_eq!(health["postgres"]["status"], "up");
+    assert_eq!(health["redis"]["status"], "down");
+    stack.redis.restart();
+    eventually(DEADLINE, "readiness to return", || async {
+        let ready = stack.http.get(stack.url("/readyz")).send().await.unwrap();
+        (ready.status() == 200).then_some(())
+    })
+    .await;
+    stack.stop().await;
+}
