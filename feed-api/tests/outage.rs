@@ -80,3 +80,71 @@ async fn health_reports_redis_down_and_up_again(db: PgPool) {
     .await;
     stack.stop().await;
 }
+
+#[sqlx::test(migrator = "feed_core::db::MIGRATOR")]
+async fn with_postgres_down_writes_answer_503_and_cached_feeds_are_still_served(db: PgPool) {
+    let stack = Stack::start(db).await;
+    let alice = stack.signup("alice").await;
+    let bob = stack.signup("bob").await;
+    stack.follow(&bob, &alice).await;
+    assert!(stack.feed_ids(&bob).await.is_empty());
+    let post = stack.post(&alice, "cached for bad days").await;
+    eventually(DEADLINE, "fan-out", || async {
+        (stack.cached_feed(&bob).await == vec![post]).then_some(())
+    })
+    .await;
+
+    // A second API replica, sharing Redis, whose PostgreSQL is unreachable.
+    let unreachable = format!(
+        "postgres://fanout@127.0.0.1:{}/fanout",
+        fanout_testkit::free_port()
+    );
+    let dead_db =
+        feed_core::db::pool(&unreachable, 2, std::time::Duration::from_millis(300)).unwrap();
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let base = format!("http://{}", listener.local_addr().unwrap());
+    let shutdown = tokio_util::sync::CancellationToken::new();
+    let replica = tokio::spawn(feed_api::serve(
+        common::api_config(&stack.redis.url()),
+        dead_db,
+        listener,
+        shutdown.clone(),
+    ));
+
+    let write = stack
+        .http
+        .post(format!("{base}/posts"))
+        .bearer_auth(&alice.token)
+        .json(&serde_json::json!({"content": "not now"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(write.status(), 503);
+    assert_eq!(write.headers()["retry-after"], "1");
+    assert!(write.text().await.unwrap().contains("unavailable"));
+
+    let read = stack
+        .http
+        .get(format!("{base}/feed"))
+        .bearer_auth(&bob.token)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(read.status(), 200);
+    let page: serde_json::Value = read.json().await.unwrap();
+    assert_eq!(page["freshness"]["source"], "degraded");
+    assert_eq!(ids(&page), vec![post]);
+    assert_eq!(page["items"][0]["content"], "cached for bad days");
+    assert_eq!(page["items"][0]["author_handle"], "alice");
+
+    let ready = stack
+        .http
+        .get(format!("{base}/readyz"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(ready.status(), 503);
+    shutdown.cancel();
+    replica.await.unwrap().unwrap();
+    stack.stop().await;
+}

@@ -220,11 +220,57 @@ pub async fn like_count(conn: &mut impl ConnectionLike, post_id: Uuid) -> RedisR
         .await
 }
 
-/// Drops a deleted post's engagement counters.
+/// Drops a deleted post's cached copy and engagement counters.
 pub async fn forget_post(conn: &mut impl ConnectionLike, post_id: Uuid) -> RedisResult<()> {
     redis::cmd("DEL")
         .arg(keys::likers(post_id))
+        .arg(keys::post(post_id))
         .query_async::<i64>(conn)
         .await?;
     Ok(())
+}
+
+/// A post as cached for serving feeds while PostgreSQL is down.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct CachedPost {
+    pub id: Uuid,
+    pub author_id: Uuid,
+    pub author_handle: String,
+    pub content: String,
+    pub created_at: chrono::DateTime<chrono::Utc>,
+    /// As it was when cached.
+    pub like_count: i64,
+}
+
+/// Caches a post for as long as feeds live.
+pub async fn cache_post(
+    conn: &mut impl ConnectionLike,
+    post: &CachedPost,
+    limits: FeedLimits,
+) -> RedisResult<()> {
+    let json = serde_json::to_string(post).expect("a cached post always serializes");
+    redis::cmd("SET")
+        .arg(keys::post(post.id))
+        .arg(json)
+        .arg("EX")
+        .arg(limits.ttl.as_secs())
+        .query_async::<()>(conn)
+        .await
+}
+
+/// The cached copies of those posts that have one, in the order asked.
+pub async fn cached_posts(
+    conn: &mut impl ConnectionLike,
+    ids: &[Uuid],
+) -> RedisResult<Vec<CachedPost>> {
+    if ids.is_empty() {
+        return Ok(Vec::new());
+    }
+    let keys: Vec<String> = ids.iter().map(|id| keys::post(*id)).collect();
+    let found: Vec<Option<String>> = redis::cmd("MGET").arg(&keys).query_async(conn).await?;
+    Ok(found
+        .into_iter()
+        .flatten()
+        .filter_map(|json| serde_json::from_str(&json).ok())
+        .collect())
 }

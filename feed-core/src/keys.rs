@@ -30,3 +30,9 @@ pub fn feed(user_id: Uuid) -> String {
 pub fn likers(post_id: Uuid) -> String {
     format!("likers:{post_id}")
 }
+
+/// A post's public fields (JSON), so feeds can still be served while
+/// PostgreSQL is down.
+pub fn post(post_id: Uuid) -> String {
+    format!("post:{post_id}")
+}

@@ -56,10 +56,20 @@ impl Fanout {
     }
 
     async fn post_created(&self, e: &PostCreated) -> Result<Effect, HandleError> {
-        if db::posts::by_id(&self.db, e.post_id).await?.is_none() {
+        let Some(post) = db::posts::by_id(&self.db, e.post_id).await? else {
             // Deleted before we got to it.
             return Ok(Effect::default());
-        }
+        };
+        // Readers fall back on this copy while PostgreSQL is down.
+        let cached = feed_store::CachedPost {
+            id: post.id,
+            author_id: post.author_id,
+            author_handle: post.author_handle,
+            content: post.content,
+            created_at: post.created_at,
+            like_count: post.like_count,
+        };
+        feed_store::cache_post(&mut self.redis.clone(), &cached, self.limits).await?;
         if db::users::follower_count(&self.db, e.author_id).await? >= self.celebrity_threshold {
             // Readers pull a celebrity's posts; writing to every follower's
             // feed would cost more than it saves.

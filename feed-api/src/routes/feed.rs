@@ -30,7 +30,8 @@ pub fn router() -> OpenApiRouter<AppState> {
 pub struct Freshness {
     /// `cache`: the feed in Redis; `rebuilt`: Redis had no feed, it was
     /// rebuilt from PostgreSQL now; `database`: Redis is unreachable, the
-    /// page was read from PostgreSQL.
+    /// page was read from PostgreSQL; `degraded`: PostgreSQL is unreachable,
+    /// the page is Redis' copy (likes as cached, recent deletes may show).
     pub source: &'static str,
     /// Every event committed before this time has been applied to feeds
     /// (null when Redis cannot tell).
@@ -68,13 +69,27 @@ async fn home_feed(
     let (limit, cursor) = query.parse()?;
     let limit = limit as usize;
     let before = cursor.map(|c| (c.id, c.at_micros.div_euclid(1000)));
+    match page(&state, caller, limit, before).await {
+        Err(ApiError::Unavailable(_)) => degraded(&state, caller, limit, before).await,
+        other => other,
+    }
+    .map(axum::Json)
+}
+
+/// A page built from Redis and PostgreSQL together.
+async fn page(
+    state: &AppState,
+    caller: AuthUser,
+    limit: usize,
+    before: Option<(Uuid, i64)>,
+) -> Result<FeedPage, ApiError> {
     let threshold = state.config.feed.celebrity_threshold;
     let limits = state.config.feed.limits();
     // Over-read: entries of deleted posts or unfollowed authors drop out
     // when hydrated.
     let want = limit + limit / 2 + 4;
 
-    let (pushed, source) = match read_cached(&state, caller.id, before, want).await {
+    let (pushed, source) = match read_cached(state, caller.id, before, want).await {
         Ok(Some(page)) => (page, "cache"),
         Ok(None) => {
             let all = db::feed::fanned_out(&state.db, caller.id, threshold, limits.max_len as i64)
@@ -158,11 +173,61 @@ async fn home_feed(
     } else {
         None
     };
-    Ok(axum::Json(FeedPage {
+    Ok(FeedPage {
         items,
         next_cursor,
-        freshness: freshness(&state, source).await,
-    }))
+        freshness: freshness(state, source).await,
+    })
+}
+
+/// While PostgreSQL is down: the cached feed with the posts' cached copies.
+/// Nothing is filtered against the truth, so a post deleted or unfollowed
+/// since the workers last ran may show; likes are as cached.
+async fn degraded(
+    state: &AppState,
+    caller: AuthUser,
+    limit: usize,
+    before: Option<(Uuid, i64)>,
+) -> Result<FeedPage, ApiError> {
+    let unavailable = || ApiError::Unavailable("the database");
+    let Ok(Some(cached)) = read_cached(state, caller.id, before, limit).await else {
+        return Err(unavailable());
+    };
+    let mut conn = state.redis.conn().await.map_err(|_| unavailable())?;
+    let posts = feed_store::cached_posts(&mut conn, &cached.entries)
+        .await
+        .map_err(|_| unavailable())?;
+    tracing::warn!("PostgreSQL unavailable; serving a feed from Redis alone");
+    state
+        .metrics
+        .feed_reads
+        .with_label_values(&["degraded"])
+        .inc();
+    let next_cursor = cached
+        .more
+        .then(|| {
+            cached
+                .entries
+                .last()
+                .map(|id| cursor_after(feed_core::ids::time_of(*id).unwrap_or_default(), *id))
+        })
+        .flatten();
+    let items = posts
+        .into_iter()
+        .map(|p| PostView {
+            id: p.id,
+            author_id: p.author_id,
+            author_handle: p.author_handle,
+            content: p.content,
+            created_at: p.created_at,
+            like_count: p.like_count,
+        })
+        .collect();
+    Ok(FeedPage {
+        items,
+        next_cursor,
+        freshness: freshness(state, "degraded").await,
+    })
 }
 
 /// Reads the cached feed; `Ok(None)` when it must be rebuilt.
