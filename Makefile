@@ -5,8 +5,9 @@ SHELL := bash
 .SHELLFLAGS := -eu -o pipefail -c
 
 DATA            ?= .data
-TEST_PG_PORT    ?= 55433
-TEST_REDIS_PORT ?= 56380
+# Below the ephemeral port range (32768-60999), where a client socket could
+# already hold the port.
+TEST_PG_PORT    ?= 25433
 TEST_DATABASE_URL := postgres://fanout@127.0.0.1:$(TEST_PG_PORT)/fanout
 
 # Builds use the committed query metadata in .sqlx/: no database needed.
@@ -20,7 +21,7 @@ run: deps
 
 ## test: start a test PostgreSQL, then run every test (each test starts its own redis-server)
 test: deps
-	scripts/services.sh up $(DATA)/test $(TEST_PG_PORT) $(TEST_REDIS_PORT)
+	scripts/services.sh up $(DATA)/test $(TEST_PG_PORT)
 	DATABASE_URL=$(TEST_DATABASE_URL) cargo test --workspace --all-targets
 	DATABASE_URL=$(TEST_DATABASE_URL) cargo test --workspace --doc
 
@@ -43,7 +44,7 @@ generate:
 
 ## sqlx-prepare: refresh .sqlx/ after changing a query (needs a database with the schema)
 sqlx-prepare: deps
-	scripts/services.sh up $(DATA)/test $(TEST_PG_PORT) $(TEST_REDIS_PORT)
+	scripts/services.sh up $(DATA)/test $(TEST_PG_PORT)
 	scripts/sqlx-prepare.sh postgres://fanout@127.0.0.1:$(TEST_PG_PORT)
 
 ## stop: stop the PostgreSQL and Redis that run/test left running

@@ -6,8 +6,9 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 data=.data/run
-pg_port=${FANOUT_RUN_PG_PORT:-55432}
-redis_port=${FANOUT_RUN_REDIS_PORT:-56379}
+# Below the ephemeral port range, so no client socket holds them already.
+pg_port=${FANOUT_RUN_PG_PORT:-25432}
+redis_port=${FANOUT_RUN_REDIS_PORT:-26379}
 profile=${PROFILE:-debug}
 
 scripts/services.sh up "$data" "$pg_port" "$redis_port"

@@ -3,8 +3,11 @@
 # `make test` use: plain processes under a data folder of the project, never
 # the system services.
 #
-#   scripts/services.sh up   DIR PG_PORT REDIS_PORT   # start (idempotent)
-#   scripts/services.sh down DIR                       # stop
+#   scripts/services.sh up   DIR PG_PORT [REDIS_PORT]   # start (idempotent)
+#   scripts/services.sh down DIR                         # stop
+#
+# Without REDIS_PORT only PostgreSQL starts (the tests start a redis-server
+# of their own per test).
 #
 # PostgreSQL refuses to run as root; as root the cluster belongs to the
 # `postgres` user (created if missing). Its superuser is `fanout`, trusted on
@@ -31,7 +34,7 @@ as_pg_owner() {
 }
 
 up() {
-  local pg_port=${1:?PG_PORT} redis_port=${2:?REDIS_PORT}
+  local pg_port=${1:?PG_PORT} redis_port=${2:-}
   mkdir -p "$redis_dir"
   if [ "$(id -u)" = 0 ]; then
     id postgres >/dev/null 2>&1 || useradd --system --home-dir /var/lib/postgresql --shell /bin/bash postgres
@@ -59,7 +62,7 @@ up() {
     "SELECT 1 FROM pg_database WHERE datname = 'fanout'" | grep -q 1 \
     || as_pg_owner "$(pg_bin createdb)" -h 127.0.0.1 -p "$pg_port" -U fanout fanout
 
-  if ! redis-cli -p "$redis_port" ping >/dev/null 2>&1; then
+  if [ -n "$redis_port" ] && ! redis-cli -p "$redis_port" ping >/dev/null 2>&1; then
     # Append-only file with fsync every second: a restart keeps the streams.
     redis-server --port "$redis_port" --bind 127.0.0.1 --dir "$redis_dir" \
       --appendonly yes --appendfsync everysec --save "" \

@@ -104,6 +104,11 @@ async fn bad_requests_get_the_right_4xx_and_change_nothing(db: PgPool) {
     let unknown = uuid::Uuid::now_v7();
     let long = "x".repeat(501);
     let huge = "y".repeat(20_000);
+    let ancient = {
+        use base64::Engine;
+        let raw = format!("-1000000000000000000.{}", uuid::Uuid::nil().simple());
+        base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(raw)
+    };
     let nested = format!("{}{}", "[".repeat(200), "]".repeat(200));
 
     let cases = vec![

@@ -193,62 +193,71 @@ pub async fn ack(
     Ok(())
 }
 
+/// Entries taken over from idle consumers, and where the next scan of the
+/// pending list starts.
+#[derive(Debug, Default)]
+pub struct Claimed {
+    /// Each entry with how many times it has now been delivered (this claim
+    /// included).
+    pub entries: Vec<(Delivery, usize)>,
+    /// Pass as `start` next time; `0-0` once the scan wrapped around.
+    pub next_start: String,
+}
+
 /// Takes over up to `count` entries of `stream` that have been pending on any
-/// consumer for at least `min_idle`, with how many times each has now been
-/// delivered (this claim included).
+/// consumer for at least `min_idle`, scanning the pending list from `start`.
 pub async fn claim_idle(
     conn: &mut impl ConnectionLike,
     stream: &str,
     consumer: &str,
     min_idle: Duration,
     count: usize,
-) -> RedisResult<Vec<(Delivery, usize)>> {
+    start: &str,
+) -> RedisResult<Claimed> {
     let reply: redis::streams::StreamAutoClaimReply = redis::cmd("XAUTOCLAIM")
         .arg(stream)
         .arg(keys::CONSUMER_GROUP)
         .arg(consumer)
         .arg(min_idle.as_millis() as u64)
-        .arg("0")
+        .arg(start)
         .arg(StreamAutoClaimOptions::default().count(count))
         .query_async(conn)
         .await?;
     if reply.claimed.is_empty() {
-        return Ok(Vec::new());
+        return Ok(Claimed {
+            entries: Vec::new(),
+            next_start: reply.next_stream_id,
+        });
     }
-    // XAUTOCLAIM does not say how often an entry was delivered; XPENDING over
-    // the claimed range (now all ours) does.
-    let first = reply
-        .claimed
-        .first()
-        .map(|e| e.id.clone())
-        .unwrap_or_default();
-    let last = reply
-        .claimed
-        .last()
-        .map(|e| e.id.clone())
-        .unwrap_or_default();
-    let pending: StreamPendingCountReply = redis::cmd("XPENDING")
-        .arg(stream)
-        .arg(keys::CONSUMER_GROUP)
-        .arg(&first)
-        .arg(&last)
-        .arg(reply.claimed.len())
-        .arg(consumer)
-        .query_async(conn)
-        .await?;
+    // XAUTOCLAIM does not say how often an entry was delivered; XPENDING
+    // does, asked entry by entry (a range could hold other pending entries).
+    let mut pipe = redis::pipe();
+    for entry in &reply.claimed {
+        pipe.cmd("XPENDING")
+            .arg(stream)
+            .arg(keys::CONSUMER_GROUP)
+            .arg(&entry.id)
+            .arg(&entry.id)
+            .arg(1);
+    }
+    let pending: Vec<StreamPendingCountReply> = pipe.query_async(conn).await?;
     let counts: HashMap<String, usize> = pending
-        .ids
         .into_iter()
+        .flat_map(|p| p.ids)
         .map(|p| (p.id, p.times_delivered))
         .collect();
-    Ok(reply
+    let entries = reply
         .claimed
         .into_iter()
         .map(|entry| {
             let delivered = counts.get(&entry.id).copied().unwrap_or(1);
             (Delivery::from_entry(stream, entry), delivered)
         })
-        .collect())
+        .collect();
+    Ok(Claimed {
+        entries,
+        next_start: reply.next_stream_id,
+    })
 }
 
 /// What Redis knows about one stream and the workers' group on it.

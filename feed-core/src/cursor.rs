@@ -9,6 +9,9 @@ use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use uuid::Uuid;
 
+/// 9999-12-31T23:59:59.999999Z in microseconds.
+const MAX_MICROS: i64 = 253_402_300_799_999_999;
+
 /// The position after which the next page starts.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Cursor {
@@ -38,8 +41,14 @@ impl Cursor {
         let bytes = URL_SAFE_NO_PAD.decode(raw).map_err(|_| BadCursor)?;
         let text = std::str::from_utf8(&bytes).map_err(|_| BadCursor)?;
         let (at, id) = text.split_once('.').ok_or(BadCursor)?;
+        let at_micros: i64 = at.parse().map_err(|_| BadCursor)?;
+        // Every time this server hands out lies in 1970..=9999, which
+        // PostgreSQL and chrono both represent.
+        if !(0..=MAX_MICROS).contains(&at_micros) {
+            return Err(BadCursor);
+        }
         Ok(Cursor {
-            at_micros: at.parse().map_err(|_| BadCursor)?,
+            at_micros,
             id: Uuid::try_parse(id).map_err(|_| BadCursor)?,
         })
     }
@@ -57,6 +66,14 @@ mod tests {
             id: Uuid::now_v7(),
         };
         assert_eq!(Cursor::decode(&cursor.encode()), Ok(cursor));
+    }
+
+    #[test]
+    fn times_out_of_range_are_rejected() {
+        for at_micros in [-1, i64::MIN, MAX_MICROS + 1] {
+            let raw = URL_SAFE_NO_PAD.encode(format!("{at_micros}.{}", Uuid::nil().simple()));
+            assert_eq!(Cursor::decode(&raw), Err(BadCursor), "{at_micros}");
+        }
     }
 
     proptest! {

@@ -20,8 +20,8 @@ pub const SENTINEL: &str = "built";
 /// How feeds are kept.
 #[derive(Debug, Clone, Copy)]
 pub struct FeedLimits {
-    /// Most posts a feed holds; older ones are trimmed (and read from
-    /// PostgreSQL past the end).
+    /// Most posts a feed holds; older ones are trimmed, and the home feed
+    /// ends there (a user's own and followed celebrities' posts go further).
     pub max_len: usize,
     /// A feed nobody reads expires after this long; reading renews it.
     pub ttl: Duration,

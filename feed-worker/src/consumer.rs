@@ -61,12 +61,14 @@ impl Consumer {
         // A restarted worker (same name) first re-reads its own pending entries.
         let mut own_pending = true;
         let mut last_claim: Option<Instant> = None;
+        // Where each stream's scan of the pending list resumes.
+        let mut claim_from: HashMap<String, String> = HashMap::new();
         let mut last_trim = Instant::now();
         info!(consumer = %self.settings.consumer, "consuming {}", streams.join(", "));
 
         while !shutdown.is_cancelled() {
             if last_claim.is_none_or(|t| t.elapsed() >= self.settings.claim_interval) {
-                self.claim_idle(&streams).await;
+                self.claim_idle(&streams, &mut claim_from).await;
                 last_claim = Some(Instant::now());
             }
             if last_trim.elapsed() >= self.settings.trim_interval {
@@ -118,24 +120,29 @@ impl Consumer {
     }
 
     /// Takes over and handles entries idle on any consumer too long.
-    async fn claim_idle(&self, streams: &[String]) {
+    async fn claim_idle(&self, streams: &[String], claim_from: &mut HashMap<String, String>) {
         let mut conn = self.fanout.redis.clone();
         for stream in streams {
+            let start = claim_from.get(stream).map_or("0-0", String::as_str);
             let claimed = bus::claim_idle(
                 &mut conn,
                 stream,
                 &self.settings.consumer,
                 self.settings.claim_idle,
                 self.settings.batch_size,
+                start,
             )
             .await;
             match claimed {
-                Ok(batch) if !batch.is_empty() => {
-                    info!(stream, entries = batch.len(), "claimed idle entries");
-                    self.metrics.claimed.inc_by(batch.len() as u64);
-                    self.process(batch).await;
+                Ok(claimed) => {
+                    claim_from.insert(stream.clone(), claimed.next_start);
+                    let batch = claimed.entries;
+                    if !batch.is_empty() {
+                        info!(stream, entries = batch.len(), "claimed idle entries");
+                        self.metrics.claimed.inc_by(batch.len() as u64);
+                        self.process(batch).await;
+                    }
                 }
-                Ok(_) => {}
                 Err(e) if bus::is_missing_group(&e) => {}
                 Err(e) => warn!(stream, error = %e, "claiming idle entries failed"),
             }

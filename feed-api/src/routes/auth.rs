@@ -83,8 +83,11 @@ async fn login(
     if body.password.len() > feed_core::validate::PASSWORD_MAX_BYTES {
         return Err(denied());
     }
-    let handle = body.handle.to_ascii_lowercase();
-    let found = db::users::credentials(&state.db, &handle).await?;
+    // A handle no one could have signed up with matches no one.
+    let found = match feed_core::validate::handle(&body.handle) {
+        Ok(handle) => db::users::credentials(&state.db, &handle).await?,
+        Err(_) => None,
+    };
     let (user, stored) = match found {
         Some((id, hash)) => (Some(id), Some(hash)),
         None => (None, None),
@@ -111,6 +114,7 @@ async fn refresh(
     let token = db::tokens::lock_by_hash(&mut tx, &hash_refresh_token(&body.refresh_token))
         .await?
         .ok_or_else(|| denied("unknown refresh token"))?;
+    db::tokens::lock_family(&mut tx, token.family_id).await?;
     if token.revoked_at.is_some() {
         return Err(denied("the refresh token has been revoked; log in again"));
     }

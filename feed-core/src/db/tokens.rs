@@ -52,6 +52,19 @@ pub async fn lock_by_hash(
     .await
 }
 
+/// Serializes every rotation and revocation of one token family until the
+/// transaction ends: otherwise a revocation could miss a token that a
+/// concurrent refresh is inserting.
+pub async fn lock_family(db: &mut PgConnection, family_id: Uuid) -> sqlx::Result<()> {
+    sqlx::query!(
+        "SELECT pg_advisory_xact_lock(hashtextextended($1::text, 0))",
+        family_id.to_string()
+    )
+    .execute(db)
+    .await?;
+    Ok(())
+}
+
 /// Marks a token spent.
 pub async fn mark_used(db: impl PgExecutor<'_>, id: Uuid) -> sqlx::Result<()> {
     sqlx::query!(
