@@ -290,6 +290,21 @@ async fn bad_requests_get_the_right_4xx_and_change_nothing(db: PgPool) {
             "unknown",
         )
         .json(r#"{"refresh_token": "made-up"}"#),
+        case(
+            "NUL in a login handle",
+            Method::POST,
+            "/auth/login",
+            401,
+            "invalid handle or password",
+        )
+        .json(r#"{"handle": "a\u0000b", "password": "not the password"}"#),
+        case(
+            "cursor before the epoch",
+            Method::GET,
+            format!("/users/{}/followers?cursor={ancient}", alice.id),
+            400,
+            "cursor",
+        ),
     ];
 
     let before = snapshot(&db).await;
