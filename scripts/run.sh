@@ -29,6 +29,9 @@ export FANOUT_JWT_SECRET=${FANOUT_JWT_SECRET:-$(cat "$data/jwt-secret")}
 pids=()
 stop() {
   trap - INT TERM EXIT
+  # Finish the clean-up even if whatever reads our output is gone.
+  trap '' PIPE
+  set +e
   echo "stopping ..."
   for pid in "${pids[@]}"; do kill -TERM "$pid" 2>/dev/null || true; done
   for pid in "${pids[@]}"; do wait "$pid" 2>/dev/null || true; done
@@ -37,11 +40,14 @@ stop() {
 }
 trap stop INT TERM EXIT
 
-"$bin/feed-api" --migrate > >(sed -u 's/^/[api]      /') 2>&1 &
+# Each process's lines get its name. The prefixing filters ignore Ctrl-C, so
+# the shutdown logs still show; they end when their process does.
+prefix() { trap '' INT TERM; exec sed -u "s/^/$1 /"; }
+"$bin/feed-api" --migrate > >(prefix "[api]     ") 2>&1 &
 pids+=($!)
 for i in 1 2; do
   FANOUT_CONSUMER_NAME="worker-$i" FANOUT_WORKER_HTTP_ADDR="127.0.0.1:909$i" \
-    "$bin/feed-worker" > >(sed -u "s/^/[worker-$i] /") 2>&1 &
+    "$bin/feed-worker" > >(prefix "[worker-$i]") 2>&1 &
   pids+=($!)
 done
 

@@ -231,7 +231,7 @@ impl Consumer {
                         .events
                         .with_label_values(&[event_type, "ok"])
                         .inc();
-                    debug!(
+                    info!(
                         feeds = effect.feed_writes,
                         took_ms = took.as_millis() as u64,
                         "applied"
