@@ -450,3 +450,48 @@ async fn sigterm_finishes_the_batch_and_exits_cleanly(db: PgPool) {
     let stream = keys::stream(feed_core::events::EventType::PostCreated);
     assert_eq!(pending(&conn, &stream).await, 0);
 }
+
+#[sqlx::test(migrator = "feed_core::db::MIGRATOR")]
+async fn the_worker_serves_its_probes_and_metrics(db: PgPool) {
+    let redis = RedisServer::start();
+    let conn = connect(&redis).await;
+    let author = user(&db, "author").await;
+    let fan = user(&db, "fan").await;
+    follow(&db, fan, author).await;
+    let port = fanout_testkit::free_port();
+    let mut cfg = config(&redis, "probed");
+    cfg.http_addr = format!("127.0.0.1:{port}").parse().unwrap();
+    let worker = Running::start(cfg, &db);
+    let get = |path: &'static str| async move {
+        let mut stream = tokio::net::TcpStream::connect(("127.0.0.1", port))
+            .await
+            .ok()?;
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let request =
+            format!("GET {path} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n");
+        stream.write_all(request.as_bytes()).await.ok()?;
+        let mut response = String::new();
+        stream.read_to_string(&mut response).await.ok()?;
+        Some(response)
+    };
+    let (ready, _) = eventually(DEADLINE, "the worker to be ready", || async {
+        get("/readyz")
+            .await
+            .filter(|r| r.starts_with("HTTP/1.1 200"))
+    })
+    .await;
+    assert!(ready.ends_with("ready"));
+    assert!(get("/healthz").await.unwrap().starts_with("HTTP/1.1 200"));
+
+    let (_, envelope) = post(&db, author, "counted").await;
+    bus::publish(&mut conn.clone(), &[envelope]).await.unwrap();
+    let (metrics, _) = eventually(DEADLINE, "the event to be counted", || async {
+        get("/metrics").await.filter(|m| {
+            m.contains(r#"fanout_worker_events_total{event_type="post.created",outcome="ok"} 1"#)
+        })
+    })
+    .await;
+    assert!(metrics.contains("fanout_worker_propagation_seconds_bucket"));
+    assert!(metrics.contains("fanout_worker_feed_writes_total 1"));
+    worker.stop().await;
+}
