@@ -4,7 +4,6 @@ use anyhow::Context;
 use clap::Parser;
 use feed_api::config::Config;
 use feed_core::{db, runtime};
-use tokio_util::sync::CancellationToken;
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
@@ -31,11 +30,6 @@ async fn main() -> anyhow::Result<()> {
         .await
         .with_context(|| format!("binding FANOUT_HTTP_ADDR {}", config.http_addr))?;
 
-    let shutdown = CancellationToken::new();
-    let on_signal = shutdown.clone();
-    tokio::spawn(async move {
-        runtime::shutdown_signal().await;
-        on_signal.cancel();
-    });
+    let shutdown = runtime::shutdown_token();
     feed_api::serve(config, pool, listener, shutdown).await
 }

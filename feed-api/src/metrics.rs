@@ -35,7 +35,6 @@ pub struct Metrics {
 
 impl Metrics {
     pub fn new() -> Metrics {
-        let registry = Registry::new();
         let requests = IntCounterVec::new(
             Opts::new("fanout_http_requests_total", "HTTP requests"),
             &["method", "route", "status"],
@@ -73,16 +72,14 @@ impl Metrics {
             &["source"],
         )
         .expect("valid metric");
-        for c in [
-            Box::new(requests.clone()) as Box<dyn prometheus::core::Collector>,
+        let registry = feed_core::runtime::registry(vec![
+            Box::new(requests.clone()),
             Box::new(latency.clone()),
             Box::new(published.clone()),
             Box::new(publish_failures.clone()),
             Box::new(outbox_backlog.clone()),
             Box::new(feed_reads.clone()),
-        ] {
-            registry.register(c).expect("metric names are unique");
-        }
+        ]);
         Metrics {
             registry,
             requests,
@@ -96,9 +93,7 @@ impl Metrics {
 
     /// The metrics in Prometheus' text format.
     pub fn render(&self) -> String {
-        prometheus::TextEncoder::new()
-            .encode_to_string(&self.registry.gather())
-            .unwrap_or_default()
+        feed_core::runtime::render_metrics(&self.registry)
     }
 }
 

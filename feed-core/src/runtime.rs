@@ -169,6 +169,37 @@ pub async fn shutdown_signal() {
     }
 }
 
+/// A token cancelled when the process is asked to stop; pass it to
+/// everything that must shut down gracefully.
+pub fn shutdown_token() -> tokio_util::sync::CancellationToken {
+    let token = tokio_util::sync::CancellationToken::new();
+    let on_signal = token.clone();
+    tokio::spawn(async move {
+        shutdown_signal().await;
+        on_signal.cancel();
+    });
+    token
+}
+
+/// A registry holding `collectors`. Metric names are fixed in code, so a
+/// clash is a bug and panics at start-up.
+pub fn registry(collectors: Vec<Box<dyn prometheus::core::Collector>>) -> prometheus::Registry {
+    let registry = prometheus::Registry::new();
+    for collector in collectors {
+        registry
+            .register(collector)
+            .expect("metric names are unique");
+    }
+    registry
+}
+
+/// A registry's metrics in Prometheus' text format.
+pub fn render_metrics(registry: &prometheus::Registry) -> String {
+    prometheus::TextEncoder::new()
+        .encode_to_string(&registry.gather())
+        .unwrap_or_default()
+}
+
 /// A URL with its password replaced by `***`, for logs and `/debug/config`.
 pub fn redact_url(url: &str) -> String {
     let Some((scheme, rest)) = url.split_once("://") else {

@@ -4,7 +4,6 @@ use anyhow::Context;
 use clap::Parser;
 use feed_core::{db, runtime};
 use feed_worker::config::Config;
-use tokio_util::sync::CancellationToken;
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
@@ -21,11 +20,6 @@ async fn main() -> anyhow::Result<()> {
         pg.acquire_timeout(),
     )?;
 
-    let shutdown = CancellationToken::new();
-    let on_signal = shutdown.clone();
-    tokio::spawn(async move {
-        runtime::shutdown_signal().await;
-        on_signal.cancel();
-    });
+    let shutdown = runtime::shutdown_token();
     feed_worker::run(config, pool, shutdown).await
 }

@@ -28,7 +28,6 @@ pub struct Metrics {
 
 impl Metrics {
     pub fn new() -> Metrics {
-        let registry = Registry::new();
         let events = IntCounterVec::new(
             Opts::new(
                 "fanout_worker_events_total",
@@ -68,16 +67,14 @@ impl Metrics {
             ]),
         )
         .expect("valid metric");
-        for c in [
-            Box::new(events.clone()) as Box<dyn prometheus::core::Collector>,
+        let registry = feed_core::runtime::registry(vec![
+            Box::new(events.clone()),
             Box::new(handle_seconds.clone()),
             Box::new(propagation_seconds.clone()),
             Box::new(feed_writes.clone()),
             Box::new(claimed.clone()),
             Box::new(batch_size.clone()),
-        ] {
-            registry.register(c).expect("metric names are unique");
-        }
+        ]);
         Metrics {
             registry,
             events,
@@ -91,9 +88,7 @@ impl Metrics {
 
     /// The metrics in Prometheus' text format.
     pub fn render(&self) -> String {
-        prometheus::TextEncoder::new()
-            .encode_to_string(&self.registry.gather())
-            .unwrap_or_default()
+        feed_core::runtime::render_metrics(&self.registry)
     }
 }
 

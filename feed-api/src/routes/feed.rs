@@ -212,17 +212,7 @@ async fn degraded(
                 .map(|id| cursor_after(feed_core::ids::time_of(*id).unwrap_or_default(), *id))
         })
         .flatten();
-    let items = posts
-        .into_iter()
-        .map(|p| PostView {
-            id: p.id,
-            author_id: p.author_id,
-            author_handle: p.author_handle,
-            content: p.content,
-            created_at: p.created_at,
-            like_count: p.like_count,
-        })
-        .collect();
+    let items = posts.into_iter().map(PostView::from).collect();
     Ok(FeedPage {
         items,
         next_cursor,

@@ -51,6 +51,16 @@ pub fn cursor_after(at: DateTime<Utc>, id: Uuid) -> String {
     .encode()
 }
 
+/// Maps a write's error: a foreign-key violation on the caller's own id
+/// means the token outlived its user.
+pub fn caller_gone(e: sqlx::Error) -> ApiError {
+    if feed_core::db::is_foreign_key_violation(&e) {
+        ApiError::Unauthorized("the token's user no longer exists".into())
+    } else {
+        e.into()
+    }
+}
+
 /// Writes an event to the outbox in the caller's transaction.
 pub async fn record(
     tx: &mut Transaction<'_, Postgres>,

@@ -3,15 +3,15 @@
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use chrono::{DateTime, Utc};
-use feed_core::db;
 use feed_core::events::{Event, LikeChanged, PostCreated, PostDeleted};
 use feed_core::validate;
+use feed_core::{db, feed_store};
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 use utoipa_axum::{router::OpenApiRouter, routes};
 use uuid::Uuid;
 
-use super::{commit, record};
+use super::{caller_gone, commit, record};
 use crate::auth::AuthUser;
 use crate::error::{ApiError, Problem};
 use crate::extract::{ApiJson, RequestId, parse_id};
@@ -38,6 +38,19 @@ pub struct PostView {
 
 impl From<db::posts::Post> for PostView {
     fn from(p: db::posts::Post) -> Self {
+        PostView {
+            id: p.id,
+            author_id: p.author_id,
+            author_handle: p.author_handle,
+            content: p.content,
+            created_at: p.created_at,
+            like_count: p.like_count,
+        }
+    }
+}
+
+impl From<feed_store::CachedPost> for PostView {
+    fn from(p: feed_store::CachedPost) -> Self {
         PostView {
             id: p.id,
             author_id: p.author_id,
@@ -82,13 +95,7 @@ async fn create_post(
     let mut tx = state.db.begin().await?;
     let post = db::posts::insert(&mut *tx, id, caller.id, &content, created_at)
         .await
-        .map_err(|e| {
-            if db::is_foreign_key_violation(&e) {
-                ApiError::Unauthorized("the token's user no longer exists".into())
-            } else {
-                e.into()
-            }
-        })?;
+        .map_err(caller_gone)?;
     let mut events = Vec::new();
     let event = Event::PostCreated(PostCreated {
         post_id: id,
@@ -183,13 +190,9 @@ async fn set_like(
         return Err(ApiError::not_found("post", id));
     }
     let changed = if liked {
-        db::posts::like(&mut tx, id, caller.id).await.map_err(|e| {
-            if db::is_foreign_key_violation(&e) {
-                ApiError::Unauthorized("the token's user no longer exists".into())
-            } else {
-                e.into()
-            }
-        })?
+        db::posts::like(&mut tx, id, caller.id)
+            .await
+            .map_err(caller_gone)?
     } else {
         db::posts::unlike(&mut tx, id, caller.id).await?
     };

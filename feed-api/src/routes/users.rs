@@ -12,7 +12,7 @@ use utoipa_axum::{router::OpenApiRouter, routes};
 use uuid::Uuid;
 
 use super::posts::{PostPage, PostView};
-use super::{PageQuery, commit, cursor_after, record};
+use super::{PageQuery, caller_gone, commit, cursor_after, record};
 use crate::auth::{AuthUser, hash_password};
 use crate::error::{ApiError, Problem};
 use crate::extract::{ApiJson, ApiQuery, RequestId, parse_id};
@@ -142,13 +142,7 @@ async fn follow(
     let mut events = Vec::new();
     let followed = db::follows::follow(&mut tx, caller.id, followee)
         .await
-        .map_err(|e| {
-            if db::is_foreign_key_violation(&e) {
-                ApiError::Unauthorized("the token's user no longer exists".into())
-            } else {
-                e.into()
-            }
-        })?;
+        .map_err(caller_gone)?;
     if followed {
         let event = Event::FollowCreated(FollowChanged {
             follower_id: caller.id,

@@ -7,49 +7,40 @@ use uuid::Uuid;
 use super::users::User;
 use crate::cursor::Cursor;
 
-/// Adds a follow edge and counts it; false if it already existed. An unknown
-/// followee is a foreign-key violation.
+/// Adds a follow edge and counts it, in one statement; false if it already
+/// existed. An unknown followee is a foreign-key violation.
 pub async fn follow(db: &mut PgConnection, follower: Uuid, followee: Uuid) -> sqlx::Result<bool> {
-    let inserted = sqlx::query!(
-        "INSERT INTO follows (follower_id, followee_id) VALUES ($1, $2) ON CONFLICT DO NOTHING",
+    let counted = sqlx::query_scalar!(
+        "WITH edge AS (
+           INSERT INTO follows (follower_id, followee_id) VALUES ($1, $2)
+           ON CONFLICT DO NOTHING RETURNING followee_id)
+         UPDATE users SET follower_count = follower_count + 1
+         FROM edge WHERE users.id = edge.followee_id
+         RETURNING users.id",
         follower,
         followee
     )
-    .execute(&mut *db)
-    .await?
-    .rows_affected()
-        == 1;
-    if inserted {
-        sqlx::query!(
-            "UPDATE users SET follower_count = follower_count + 1 WHERE id = $1",
-            followee
-        )
-        .execute(&mut *db)
-        .await?;
-    }
-    Ok(inserted)
+    .fetch_optional(db)
+    .await?;
+    Ok(counted.is_some())
 }
 
-/// Removes a follow edge; false if there was none.
+/// Removes a follow edge and uncounts it, in one statement; false if there
+/// was none.
 pub async fn unfollow(db: &mut PgConnection, follower: Uuid, followee: Uuid) -> sqlx::Result<bool> {
-    let deleted = sqlx::query!(
-        "DELETE FROM follows WHERE follower_id = $1 AND followee_id = $2",
+    let counted = sqlx::query_scalar!(
+        "WITH edge AS (
+           DELETE FROM follows WHERE follower_id = $1 AND followee_id = $2
+           RETURNING followee_id)
+         UPDATE users SET follower_count = greatest(follower_count - 1, 0)
+         FROM edge WHERE users.id = edge.followee_id
+         RETURNING users.id",
         follower,
         followee
     )
-    .execute(&mut *db)
-    .await?
-    .rows_affected()
-        == 1;
-    if deleted {
-        sqlx::query!(
-            "UPDATE users SET follower_count = follower_count - 1 WHERE id = $1 AND follower_count > 0",
-            followee
-        )
-        .execute(&mut *db)
-        .await?;
-    }
-    Ok(deleted)
+    .fetch_optional(db)
+    .await?;
+    Ok(counted.is_some())
 }
 
 /// Whether `follower` follows `followee` now.

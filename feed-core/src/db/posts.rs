@@ -113,49 +113,40 @@ pub async fn visible_in_feed(
     .await
 }
 
-/// Records a like and counts it; false if the user already liked the post.
-/// The post must have been locked by [`lock`] in the same transaction.
+/// Records a like and counts it, in one statement; false if the user
+/// already liked the post. The post must have been locked by [`lock`] in the
+/// same transaction.
 pub async fn like(db: &mut PgConnection, post_id: Uuid, user_id: Uuid) -> sqlx::Result<bool> {
-    let inserted = sqlx::query!(
-        "INSERT INTO likes (post_id, user_id) VALUES ($1, $2) ON CONFLICT DO NOTHING",
+    let counted = sqlx::query_scalar!(
+        "WITH edge AS (
+           INSERT INTO likes (post_id, user_id) VALUES ($1, $2)
+           ON CONFLICT DO NOTHING RETURNING post_id)
+         UPDATE posts SET like_count = like_count + 1
+         FROM edge WHERE posts.id = edge.post_id
+         RETURNING posts.id",
         post_id,
         user_id
     )
-    .execute(&mut *db)
-    .await?
-    .rows_affected()
-        == 1;
-    if inserted {
-        sqlx::query!(
-            "UPDATE posts SET like_count = like_count + 1 WHERE id = $1",
-            post_id
-        )
-        .execute(&mut *db)
-        .await?;
-    }
-    Ok(inserted)
+    .fetch_optional(db)
+    .await?;
+    Ok(counted.is_some())
 }
 
-/// Removes a like; false if there was none.
+/// Removes a like and uncounts it, in one statement; false if there was
+/// none.
 pub async fn unlike(db: &mut PgConnection, post_id: Uuid, user_id: Uuid) -> sqlx::Result<bool> {
-    let deleted = sqlx::query!(
-        "DELETE FROM likes WHERE post_id = $1 AND user_id = $2",
+    let counted = sqlx::query_scalar!(
+        "WITH edge AS (
+           DELETE FROM likes WHERE post_id = $1 AND user_id = $2 RETURNING post_id)
+         UPDATE posts SET like_count = greatest(like_count - 1, 0)
+         FROM edge WHERE posts.id = edge.post_id
+         RETURNING posts.id",
         post_id,
         user_id
     )
-    .execute(&mut *db)
-    .await?
-    .rows_affected()
-        == 1;
-    if deleted {
-        sqlx::query!(
-            "UPDATE posts SET like_count = like_count - 1 WHERE id = $1 AND like_count > 0",
-            post_id
-        )
-        .execute(&mut *db)
-        .await?;
-    }
-    Ok(deleted)
+    .fetch_optional(db)
+    .await?;
+    Ok(counted.is_some())
 }
 
 /// Whether a user likes a post now.
