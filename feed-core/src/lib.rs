@@ -8,6 +8,7 @@
 //! - [`ids`]: time-ordered ids (UUIDv7) and the time they encode.
 //! - [`keys`]: Redis key and stream names, so every process spells them alike.
 //! - [`validate`]: rules for user input (handles, post content, page sizes).
+//! - [`autoscale`]: the worker autoscaling policy, a pure function.
 //! - [`cursor`]: opaque pagination cursors.
 //! - `db` (feature `db`): the sqlx pool, migrations and repositories.
 //! - `bus` (feature `redis`): publishing to and consuming from Redis Streams,
@@ -19,6 +20,7 @@
 //! The operator links this crate without `db`, so it never pulls in sqlx.
 #![forbid(unsafe_code)]
 
+pub mod autoscale;
 pub mod cursor;
 pub mod events;
 pub mod ids;

@@ -1,0 +1,429 @@
+//! The worker autoscaling policy: a pure function from what Redis says about
+//! the streams (and what the policy remembers) to a worker count, with the
+//! reason. The operator runs it every poll interval; the simulator replays
+//! traces through the very same code.
+//!
+//! # The policy
+//!
+//! Every poll, with `B` the backlog (lag + pending, over all streams), `λ`
+//! the arrival rate (growth of entries-added) and `μ` the rate one worker
+//! serves (growth of entries-read per ready worker, learned while there was
+//! work to do):
+//!
+//! ```text
+//! wanted = ceil( λ / (μ · utilization)  +  B / (μ · drain_seconds) )
+//! ```
+//!
+//! enough workers to keep up with arrivals at the target utilization and to
+//! drain the backlog within the drain-time target. Simple per-replica targets
+//! for lag and pending entries are a floor under it. Then:
+//!
+//! - unknown lag (no group, or Redis cannot compute it) is never read as
+//!   zero: the count holds, and never drops below one;
+//! - scale-up follows the lowest recommendation of the scale-up window (zero
+//!   by default: at once), scale-down the highest of the scale-down window
+//!   (a sustained drop only), so no direction reverses inside a window;
+//! - steps are limited, then the count is clamped to `[min, max]`;
+//! - with scale-to-zero, the count goes to zero after `idle_seconds` without
+//!   backlog or arrivals (and, like any scale-down, once the scale-down
+//!   window agrees), and back up as soon as one entry waits (not the
+//!   second), whatever the windows say.
+
+use std::collections::VecDeque;
+
+/// How the policy behaves; the operator fills it from
+/// `FeedCluster.spec.autoscaling`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Settings {
+    /// Fewest workers while there is any work (or always, without
+    /// scale-to-zero).
+    pub min_replicas: u32,
+    /// Most workers.
+    pub max_replicas: u32,
+    /// Drain the backlog within this many seconds.
+    pub drain_seconds: f64,
+    /// Keep each worker this busy on arrivals alone (0 < u ≤ 1): headroom for
+    /// bursts.
+    pub target_utilization: f64,
+    /// A worker per this many undelivered entries, at least.
+    pub lag_per_replica: u64,
+    /// A worker per this many delivered-but-unacknowledged entries, at least.
+    pub pending_per_replica: u64,
+    /// Events one worker is assumed to serve per second until the policy has
+    /// measured it.
+    pub assumed_rate_per_replica: f64,
+    /// Scale up to the lowest recommendation of this many seconds.
+    pub scale_up_window_secs: f64,
+    /// Scale down to the highest recommendation of this many seconds.
+    pub scale_down_window_secs: f64,
+    /// Most workers added by one decision.
+    pub max_scale_up_step: u32,
+    /// Most workers removed by one decision.
+    pub max_scale_down_step: u32,
+    /// Go to zero workers when idle.
+    pub scale_to_zero: bool,
+    /// Seconds without backlog or arrivals before scaling to zero.
+    pub idle_seconds: f64,
+    /// Wake from zero when the backlog exceeds this many entries (0: the
+    /// first entry wakes a worker).
+    pub activation_backlog: u64,
+}
+
+impl Default for Settings {
+    fn default() -> Self {
+        Settings {
+            min_replicas: 1,
+            max_replicas: 10,
+            drain_seconds: 30.0,
+            target_utilization: 0.8,
+            lag_per_replica: 1_000,
+            pending_per_replica: 500,
+            assumed_rate_per_replica: 200.0,
+            scale_up_window_secs: 0.0,
+            scale_down_window_secs: 300.0,
+            max_scale_up_step: 4,
+            max_scale_down_step: 2,
+            scale_to_zero: false,
+            idle_seconds: 300.0,
+            activation_backlog: 0,
+        }
+    }
+}
+
+impl Settings {
+    /// Rejects settings the policy cannot honour, saying which field.
+    pub fn validate(&self) -> Result<(), String> {
+        if self.max_replicas == 0 {
+            return Err("maxReplicas must be at least 1".into());
+        }
+        if self.min_replicas > self.max_replicas {
+            return Err("minReplicas must not exceed maxReplicas".into());
+        }
+        if !self.drain_seconds.is_finite() || self.drain_seconds <= 0.0 {
+            return Err("drainSeconds must be positive".into());
+        }
+        if !(self.target_utilization > 0.0 && self.target_utilization <= 1.0) {
+            return Err("targetUtilization must be in (0, 1]".into());
+        }
+        if self.lag_per_replica == 0 || self.pending_per_replica == 0 {
+            return Err("lag and pending targets per replica must be at least 1".into());
+        }
+        if !self.assumed_rate_per_replica.is_finite() || self.assumed_rate_per_replica <= 0.0 {
+            return Err("the assumed rate per replica must be positive".into());
+        }
+        if self.max_scale_up_step == 0 || self.max_scale_down_step == 0 {
+            return Err("scale steps must be at least 1".into());
+        }
+        if self.scale_up_window_secs < 0.0
+            || self.scale_down_window_secs < 0.0
+            || self.idle_seconds < 0.0
+        {
+            return Err("windows and idle time must not be negative".into());
+        }
+        Ok(())
+    }
+}
+
+/// What one poll of Redis and the worker Deployment saw.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Observation {
+    /// Seconds since any fixed origin (monotonic).
+    pub at_secs: f64,
+    /// Undelivered entries over all streams; `None` when unknown.
+    pub lag: Option<u64>,
+    /// Delivered, unacknowledged entries over all streams, poison excluded.
+    pub pending: u64,
+    /// Entries ever added over all streams (a counter).
+    pub entries_added: u64,
+    /// Entries the group ever read over all streams; `None` when unknown.
+    pub entries_read: Option<u64>,
+    /// Workers the Deployment asks for now.
+    pub current_replicas: u32,
+    /// Workers ready now.
+    pub ready_replicas: u32,
+}
+
+/// Which rule settled the count when it is not simply what the load asks.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Limit {
+    /// Lag unknown: holding.
+    UnknownLag,
+    /// A recommendation inside a stabilization window held the count.
+    Stabilization,
+    /// The step limit capped a scale-up.
+    MaxScaleUpStep,
+    /// The step limit capped a scale-down.
+    MaxScaleDownStep,
+    /// Clamped up to `min_replicas`.
+    MinReplicas,
+    /// Clamped down to `max_replicas`.
+    MaxReplicas,
+}
+
+/// Which way the decision goes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Direction {
+    Up,
+    Down,
+    None,
+}
+
+/// A decision with everything needed to explain it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Decision {
+    /// Workers to run.
+    pub desired: u32,
+    /// What the load alone asks for, before windows, steps and clamps.
+    pub wanted: u32,
+    pub direction: Direction,
+    /// The rule that settled `desired`, if not the load.
+    pub limited_by: Option<Limit>,
+    /// The estimates the decision used.
+    pub backlog: Option<u64>,
+    pub arrival_rate: f64,
+    pub service_rate_per_replica: f64,
+    /// One sentence for `.status`, Events and logs.
+    pub reason: String,
+}
+
+/// What the policy remembers between polls of one FeedCluster.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Memory {
+    previous: Option<Observation>,
+    arrival_rate: Option<f64>,
+    service_rate: Option<f64>,
+    /// Recent recommendations (time, wanted), oldest first.
+    history: VecDeque<(f64, u32)>,
+    /// When there was last backlog or arrivals.
+    last_active_secs: Option<f64>,
+}
+
+/// Weight of the newest rate sample in the moving averages: reacts within a
+/// few polls, ignores a single noisy one.
+const SMOOTHING: f64 = 0.5;
+
+fn smooth(old: Option<f64>, sample: f64) -> f64 {
+    match old {
+        Some(old) => old + SMOOTHING * (sample - old),
+        None => sample,
+    }
+}
+
+/// Decides how many workers to run now, and remembers what it needs for the
+/// next decision.
+pub fn decide(settings: &Settings, memory: &mut Memory, now: Observation) -> Decision {
+    let backlog = now.lag.map(|lag| lag + now.pending);
+    learn_rates(memory, &now);
+    let arrival_rate = memory.arrival_rate.unwrap_or(0.0);
+    let service_rate = memory
+        .service_rate
+        .unwrap_or(settings.assumed_rate_per_replica);
+    let active = backlog.is_none_or(|b| b > settings.activation_backlog) || arrival_rate > 0.0;
+    if active || memory.last_active_secs.is_none() {
+        memory.last_active_secs = Some(now.at_secs);
+    }
+    let current = now.current_replicas;
+
+    let Some(backlog) = backlog else {
+        // Work may be waiting that Redis cannot count: never scale down on it.
+        let desired = current
+            .max(1)
+            .max(settings.min_replicas)
+            .min(settings.max_replicas.max(1));
+        memory.previous = Some(now);
+        return Decision {
+            desired,
+            wanted: desired,
+            direction: direction(current, desired),
+            limited_by: Some(Limit::UnknownLag),
+            backlog: None,
+            arrival_rate,
+            service_rate_per_replica: service_rate,
+            reason: format!("lag is unknown; holding {desired} worker(s)"),
+        };
+    };
+
+    let wanted = wanted_for_load(
+        settings,
+        backlog,
+        now.lag.unwrap_or(0),
+        now.pending,
+        arrival_rate,
+        service_rate,
+    );
+    let idle_for = now.at_secs - memory.last_active_secs.unwrap_or(now.at_secs);
+    // At zero, stay there until the backlog passes the activation threshold;
+    // above zero, go to zero after `idle_seconds` with nothing to do.
+    let idle = settings.scale_to_zero
+        && backlog <= settings.activation_backlog
+        && (current == 0
+            || (backlog == 0 && arrival_rate == 0.0 && idle_for >= settings.idle_seconds));
+    let floor = settings.min_replicas.max(1);
+    let recommended = if idle { 0 } else { wanted.max(floor) };
+
+    memory.history.push_back((now.at_secs, recommended));
+    let keep = settings
+        .scale_up_window_secs
+        .max(settings.scale_down_window_secs);
+    while memory
+        .history
+        .front()
+        .is_some_and(|(t, _)| now.at_secs - t > keep)
+    {
+        memory.history.pop_front();
+    }
+    let within = |window: f64| {
+        memory
+            .history
+            .iter()
+            .filter(move |(t, _)| now.at_secs - t <= window)
+            .map(|(_, w)| *w)
+    };
+    let up_to = within(settings.scale_up_window_secs)
+        .min()
+        .unwrap_or(recommended);
+    let down_to = within(settings.scale_down_window_secs)
+        .max()
+        .unwrap_or(recommended);
+
+    let mut limited_by = (recommended > wanted).then_some(Limit::MinReplicas);
+    let mut desired = if current == 0 && !idle {
+        // Waking: the first waiting entry gets a worker, whatever the windows.
+        recommended
+    } else if up_to > current {
+        up_to
+    } else if down_to < current {
+        down_to
+    } else {
+        if recommended != current {
+            limited_by = Some(Limit::Stabilization);
+        }
+        current
+    };
+    if desired > current && desired - current > settings.max_scale_up_step {
+        desired = current + settings.max_scale_up_step;
+        limited_by = Some(Limit::MaxScaleUpStep);
+    }
+    if desired < current && current - desired > settings.max_scale_down_step && !idle {
+        desired = current - settings.max_scale_down_step;
+        limited_by = Some(Limit::MaxScaleDownStep);
+    }
+    if desired > settings.max_replicas {
+        desired = settings.max_replicas;
+        limited_by = Some(Limit::MaxReplicas);
+    }
+    memory.previous = Some(now);
+
+    let reason = reason(
+        desired,
+        wanted,
+        current,
+        backlog,
+        arrival_rate,
+        service_rate,
+        limited_by,
+        idle,
+    );
+    Decision {
+        desired,
+        wanted,
+        direction: direction(current, desired),
+        limited_by,
+        backlog: Some(backlog),
+        arrival_rate,
+        service_rate_per_replica: service_rate,
+        reason,
+    }
+}
+
+/// Workers the load asks for: arrivals at the target utilization plus the
+/// backlog within the drain time, and the per-replica floors.
+fn wanted_for_load(
+    settings: &Settings,
+    backlog: u64,
+    lag: u64,
+    pending: u64,
+    arrival: f64,
+    service: f64,
+) -> u32 {
+    let for_arrivals = arrival / (service * settings.target_utilization);
+    let for_backlog = backlog as f64 / (service * settings.drain_seconds);
+    let by_rate = (for_arrivals + for_backlog).ceil();
+    let by_lag = lag.div_ceil(settings.lag_per_replica) as f64;
+    let by_pending = pending.div_ceil(settings.pending_per_replica) as f64;
+    let wanted = by_rate.max(by_lag).max(by_pending);
+    if wanted.is_finite() {
+        wanted.min(u32::MAX as f64) as u32
+    } else {
+        u32::MAX
+    }
+}
+
+/// Updates the arrival and per-worker service rates from the counters'
+/// growth since the previous poll.
+fn learn_rates(memory: &mut Memory, now: &Observation) {
+    let Some(prev) = memory.previous else { return };
+    let dt = now.at_secs - prev.at_secs;
+    if dt <= 0.0 {
+        return;
+    }
+    // A counter that went backwards means Redis restarted: skip the sample.
+    if let Some(added) = now.entries_added.checked_sub(prev.entries_added) {
+        memory.arrival_rate = Some(smooth(memory.arrival_rate, added as f64 / dt));
+    }
+    let busy = prev.lag.is_some_and(|lag| lag + prev.pending > 0);
+    if let (Some(read), Some(prev_read)) = (now.entries_read, prev.entries_read)
+        && let Some(read) = read.checked_sub(prev_read)
+        && busy
+        && prev.ready_replicas > 0
+        && read > 0
+    {
+        // Only while there was work waiting does growth of entries-read show
+        // what workers can do, rather than what arrived.
+        let per_replica = read as f64 / dt / f64::from(prev.ready_replicas);
+        memory.service_rate = Some(smooth(memory.service_rate, per_replica));
+    }
+}
+
+fn direction(current: u32, desired: u32) -> Direction {
+    match desired.cmp(&current) {
+        std::cmp::Ordering::Greater => Direction::Up,
+        std::cmp::Ordering::Less => Direction::Down,
+        std::cmp::Ordering::Equal => Direction::None,
+    }
+}
+
+#[allow(clippy::too_many_arguments)]
+fn reason(
+    desired: u32,
+    wanted: u32,
+    current: u32,
+    backlog: u64,
+    arrival: f64,
+    service: f64,
+    limited_by: Option<Limit>,
+    idle: bool,
+) -> String {
+    let load = format!(
+        "backlog {backlog}, arrivals {arrival:.1}/s, {service:.1}/s per worker: the load asks for {wanted}"
+    );
+    let why = match limited_by {
+        _ if idle && desired == 0 => "idle long enough: scaling to zero".to_owned(),
+        None if desired == current => "no change".to_owned(),
+        None => format!("scaling {current} -> {desired}"),
+        Some(Limit::Stabilization) => format!("holding {current} inside the stabilization window"),
+        Some(Limit::MaxScaleUpStep) => {
+            format!("scaling {current} -> {desired}, capped by the scale-up step")
+        }
+        Some(Limit::MaxScaleDownStep) => {
+            format!("scaling {current} -> {desired}, capped by the scale-down step")
+        }
+        Some(Limit::MinReplicas) => format!("{desired}: the minimum"),
+        Some(Limit::MaxReplicas) => format!("{desired}: the maximum"),
+        Some(Limit::UnknownLag) => format!("holding {desired}: lag unknown"),
+    };
+    format!("{load}; {why}")
+}
+
+#[cfg(test)]
+mod tests;
