@@ -37,10 +37,11 @@ lint:
 fmt:
 	cargo fmt --all
 
-## generate: rewrite the generated artefacts (event JSON Schemas, OpenAPI) from the code
+## generate: rewrite the generated artefacts (event JSON Schemas, OpenAPI, the CRD) from the code
 generate:
 	FANOUT_REGENERATE=1 cargo test -p feed-core --test generated
 	FANOUT_REGENERATE=1 cargo test -p feed-api --test generated
+	FANOUT_REGENERATE=1 cargo test -p fanout-operator --test crd
 
 ## sqlx-prepare: refresh .sqlx/ after changing a query (needs a database with the schema)
 sqlx-prepare: deps

@@ -1,0 +1,501 @@
+//! The `FeedCluster` custom resource (`fanout.dev/v1alpha1`, short name
+//! `fc`): what a platform engineer asks for, and what the operator reports.
+//!
+//! The doc comments become the CRD's descriptions (`kubectl explain
+//! fc.spec.autoscaling`); defaults and CEL rules are in the schema, so the
+//! API server rejects a bad FeedCluster before the operator sees it.
+
+use feed_core::autoscale;
+use k8s_openapi::api::core::v1::ResourceRequirements;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
+use kube::{CustomResource, KubeSchema};
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+
+/// A Fanout deployment: the feed API, its workers (autoscaled by stream
+/// backlog), and where PostgreSQL and Redis are.
+#[derive(CustomResource, KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[kube(
+    group = "fanout.dev",
+    version = "v1alpha1",
+    kind = "FeedCluster",
+    doc = "A Fanout deployment: the feed API, its workers autoscaled by stream backlog, PostgreSQL and Redis.",
+    namespaced,
+    shortname = "fc",
+    status = "FeedClusterStatus",
+    printcolumn(name = "Ready", type_ = "string", json_path = r#".status.conditions[?(@.type=="Ready")].status"#),
+    printcolumn(name = "API", type_ = "string", json_path = ".status.api.summary"),
+    printcolumn(name = "Workers", type_ = "string", json_path = ".status.workers.summary"),
+    printcolumn(name = "Backlog", type_ = "integer", json_path = ".status.backlog"),
+    printcolumn(name = "Age", type_ = "date", json_path = ".metadata.creationTimestamp")
+)]
+#[serde(rename_all = "camelCase")]
+pub struct FeedClusterSpec {
+    /// Container image holding feed-api and feed-worker. Defaults to the
+    /// operator's own image, so API, workers and operator share a version.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub image: Option<String>,
+    /// The REST API.
+    #[serde(default)]
+    pub api: ApiSpec,
+    /// The feed workers; their replica count belongs to the autoscaler.
+    #[serde(default)]
+    pub workers: WorkersSpec,
+    /// How workers are scaled by the Redis Stream backlog.
+    #[serde(default)]
+    pub autoscaling: AutoscalingSpec,
+    /// Where PostgreSQL is: an external instance, or one the operator runs.
+    pub postgres: DatastoreSpec,
+    /// Where Redis is: an external instance, or one the operator runs.
+    pub redis: DatastoreSpec,
+    /// How home feeds are kept.
+    #[serde(default)]
+    pub feed: FeedSpec,
+    /// Token signing.
+    #[serde(default)]
+    pub auth: AuthSpec,
+}
+
+/// The REST API Deployment and Service.
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct ApiSpec {
+    /// API pods.
+    #[serde(default = "default_api_replicas")]
+    #[schemars(range(min = 1, max = 100))]
+    pub replicas: i32,
+    /// CPU and memory for each API pod.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub resources: Option<ResourceRequirements>,
+    /// How the API is exposed.
+    #[serde(default)]
+    pub service: ServiceSpec,
+}
+
+fn default_api_replicas() -> i32 {
+    2
+}
+
+impl Default for ApiSpec {
+    fn default() -> Self {
+        ApiSpec {
+            replicas: default_api_replicas(),
+            resources: None,
+            service: ServiceSpec::default(),
+        }
+    }
+}
+
+/// The Service in front of the API.
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[serde(rename_all = "camelCase")]
+#[x_kube(validation = kube::core::Rule::new("!has(self.nodePort) || self.type == 'NodePort'").message("nodePort needs type NodePort"))]
+pub struct ServiceSpec {
+    /// `ClusterIP`, `NodePort` or `LoadBalancer`.
+    #[serde(default, rename = "type")]
+    pub type_: ServiceType,
+    /// Port the Service listens on.
+    #[serde(default = "default_service_port")]
+    #[schemars(range(min = 1, max = 65535))]
+    pub port: i32,
+    /// Node port, with type `NodePort` (30000-32767).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 30000, max = 32767))]
+    pub node_port: Option<i32>,
+}
+
+fn default_service_port() -> i32 {
+    80
+}
+
+impl Default for ServiceSpec {
+    fn default() -> Self {
+        ServiceSpec {
+            type_: ServiceType::default(),
+            port: default_service_port(),
+            node_port: None,
+        }
+    }
+}
+
+/// Kubernetes Service types the API may use.
+#[derive(JsonSchema, Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub enum ServiceType {
+    #[default]
+    ClusterIP,
+    NodePort,
+    LoadBalancer,
+}
+
+/// The worker Deployment.
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[serde(rename_all = "camelCase")]
+#[x_kube(validation = kube::core::Rule::new("self.minReplicas <= self.maxReplicas").message("minReplicas must not exceed maxReplicas"))]
+pub struct WorkersSpec {
+    /// Fewest workers while there is work (0 only with scale-to-zero).
+    #[serde(default = "default_min_workers")]
+    #[schemars(range(min = 0, max = 1000))]
+    pub min_replicas: i32,
+    /// Most workers.
+    #[serde(default = "default_max_workers")]
+    #[schemars(range(min = 1, max = 1000))]
+    pub max_replicas: i32,
+    /// CPU and memory for each worker pod.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub resources: Option<ResourceRequirements>,
+}
+
+fn default_min_workers() -> i32 {
+    1
+}
+
+fn default_max_workers() -> i32 {
+    10
+}
+
+impl Default for WorkersSpec {
+    fn default() -> Self {
+        WorkersSpec {
+            min_replicas: default_min_workers(),
+            max_replicas: default_max_workers(),
+            resources: None,
+        }
+    }
+}
+
+/// Backlog-driven scaling of the workers. Every `pollIntervalSeconds` the
+/// operator reads each stream's lag and pending entries, estimates arrival
+/// and service rates, and runs enough workers to absorb arrivals at
+/// `targetUtilizationPercent` and drain the backlog within `drainSeconds`.
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct AutoscalingSpec {
+    /// Scale workers by backlog. When false the workers run at minReplicas.
+    #[serde(default = "yes")]
+    pub enabled: bool,
+    /// `Scale` acts on decisions; `RecommendOnly` decides and reports in
+    /// `.status` and Events without touching the Deployment.
+    #[serde(default)]
+    pub mode: AutoscalingMode,
+    /// Seconds between two looks at the streams.
+    #[serde(default = "default_poll")]
+    #[schemars(range(min = 1, max = 3600))]
+    pub poll_interval_seconds: i32,
+    /// Drain any backlog within this many seconds.
+    #[serde(default = "default_drain")]
+    #[schemars(range(min = 1, max = 86400))]
+    pub drain_seconds: i32,
+    /// How busy arrivals alone may keep a worker, in percent; the rest is
+    /// headroom for bursts.
+    #[serde(default = "default_utilization")]
+    #[schemars(range(min = 1, max = 100))]
+    pub target_utilization_percent: i32,
+    /// At least one worker per this many undelivered entries.
+    #[serde(default = "default_lag_per_replica")]
+    #[schemars(range(min = 1))]
+    pub lag_per_replica: i64,
+    /// At least one worker per this many delivered, unacknowledged entries.
+    #[serde(default = "default_pending_per_replica")]
+    #[schemars(range(min = 1))]
+    pub pending_per_replica: i64,
+    /// Events per second one worker is assumed to handle until measured.
+    #[serde(default = "default_assumed_rate")]
+    #[schemars(range(min = 1))]
+    pub assumed_events_per_second: i32,
+    /// How fast to add workers.
+    #[serde(default = "ScalingRules::up")]
+    pub scale_up: ScalingRules,
+    /// How fast to remove workers.
+    #[serde(default = "ScalingRules::down")]
+    pub scale_down: ScalingRules,
+    /// Run no workers while there is nothing to do.
+    #[serde(default)]
+    pub scale_to_zero: ScaleToZero,
+}
+
+fn yes() -> bool {
+    true
+}
+fn default_poll() -> i32 {
+    15
+}
+fn default_drain() -> i32 {
+    30
+}
+fn default_utilization() -> i32 {
+    80
+}
+fn default_lag_per_replica() -> i64 {
+    1_000
+}
+fn default_pending_per_replica() -> i64 {
+    500
+}
+fn default_assumed_rate() -> i32 {
+    200
+}
+
+impl Default for AutoscalingSpec {
+    fn default() -> Self {
+        AutoscalingSpec {
+            enabled: true,
+            mode: AutoscalingMode::default(),
+            poll_interval_seconds: default_poll(),
+            drain_seconds: default_drain(),
+            target_utilization_percent: default_utilization(),
+            lag_per_replica: default_lag_per_replica(),
+            pending_per_replica: default_pending_per_replica(),
+            assumed_events_per_second: default_assumed_rate(),
+            scale_up: ScalingRules::up(),
+            scale_down: ScalingRules::down(),
+            scale_to_zero: ScaleToZero::default(),
+        }
+    }
+}
+
+/// Whether decisions are acted on.
+#[derive(JsonSchema, Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub enum AutoscalingMode {
+    #[default]
+    Scale,
+    RecommendOnly,
+}
+
+/// Pace of scaling in one direction.
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct ScalingRules {
+    /// Act on the most conservative recommendation of this many seconds:
+    /// the lowest when scaling up, the highest when scaling down.
+    #[schemars(range(min = 0, max = 3600))]
+    pub stabilization_window_seconds: i32,
+    /// Most workers added or removed by one decision.
+    #[schemars(range(min = 1, max = 1000))]
+    pub max_step: i32,
+}
+
+impl ScalingRules {
+    /// Scale up at once, four workers at a time.
+    pub fn up() -> Self {
+        ScalingRules {
+            stabilization_window_seconds: 0,
+            max_step: 4,
+        }
+    }
+
+    /// Scale down after five minutes of lower recommendations, two at a time.
+    pub fn down() -> Self {
+        ScalingRules {
+            stabilization_window_seconds: 300,
+            max_step: 2,
+        }
+    }
+}
+
+/// Scale-to-zero.
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct ScaleToZero {
+    /// Allow zero workers when idle (needs workers.minReplicas 0 or 1).
+    #[serde(default)]
+    pub enabled: bool,
+    /// Seconds without backlog or arrivals before going to zero.
+    #[serde(default = "default_idle")]
+    #[schemars(range(min = 0, max = 86400))]
+    pub idle_seconds: i32,
+    /// Wake when the backlog exceeds this many entries; 0 wakes on the first.
+    #[serde(default)]
+    #[schemars(range(min = 0))]
+    pub activation_backlog: i64,
+}
+
+fn default_idle() -> i32 {
+    300
+}
+
+impl Default for ScaleToZero {
+    fn default() -> Self {
+        ScaleToZero {
+            enabled: false,
+            idle_seconds: default_idle(),
+            activation_backlog: 0,
+        }
+    }
+}
+
+/// A datastore: exactly one of `external` or `managed`.
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[serde(rename_all = "camelCase")]
+#[x_kube(validation = kube::core::Rule::new("has(self.external) != has(self.managed)").message("set exactly one of external or managed"))]
+pub struct DatastoreSpec {
+    /// An instance run elsewhere, reached with a URL kept in a Secret
+    /// (`postgres://…?sslmode=require`, `rediss://…`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub external: Option<ExternalDatastore>,
+    /// A single-instance server the operator runs in the namespace, for
+    /// development and trials (no replication, no backups).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub managed: Option<ManagedDatastore>,
+}
+
+/// The Secret key holding a datastore's URL.
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct ExternalDatastore {
+    /// Secret in the FeedCluster's namespace.
+    pub secret_name: String,
+    /// Key of the URL in that Secret.
+    #[serde(default = "default_url_key")]
+    pub key: String,
+}
+
+fn default_url_key() -> String {
+    "url".into()
+}
+
+/// A datastore the operator runs.
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct ManagedDatastore {
+    /// Size of its persistent volume.
+    #[serde(default = "default_storage")]
+    pub storage: String,
+    /// Image to run instead of the default (postgres:15-alpine,
+    /// redis:7-alpine).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub image: Option<String>,
+}
+
+fn default_storage() -> String {
+    "1Gi".into()
+}
+
+/// How home feeds are kept.
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct FeedSpec {
+    /// Most posts kept per home feed in Redis.
+    #[serde(default = "default_max_length")]
+    #[schemars(range(min = 1, max = 100000))]
+    pub max_length: i32,
+    /// Authors with this many followers are merged into feeds at read time
+    /// instead of being fanned out.
+    #[serde(default = "default_celebrity")]
+    #[schemars(range(min = 1))]
+    pub celebrity_threshold: i64,
+}
+
+fn default_max_length() -> i32 {
+    800
+}
+fn default_celebrity() -> i64 {
+    10_000
+}
+
+impl Default for FeedSpec {
+    fn default() -> Self {
+        FeedSpec {
+            max_length: default_max_length(),
+            celebrity_threshold: default_celebrity(),
+        }
+    }
+}
+
+/// Token signing.
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq, Default)]
+#[serde(rename_all = "camelCase")]
+pub struct AuthSpec {
+    /// Secret holding the JWT signing key under `jwt-secret`; the operator
+    /// generates one when absent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub jwt_secret_name: Option<String>,
+}
+
+/// What the operator observed and did.
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq, Default)]
+#[serde(rename_all = "camelCase")]
+pub struct FeedClusterStatus {
+    /// The generation of the spec this status describes.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub observed_generation: Option<i64>,
+    /// `Ready`, `Progressing` and `Degraded`, with reasons.
+    #[serde(default)]
+    pub conditions: Vec<Condition>,
+    /// API pods.
+    #[serde(default)]
+    pub api: ReplicaStatus,
+    /// Worker pods.
+    #[serde(default)]
+    pub workers: ReplicaStatus,
+    /// Lag plus pending entries over all streams; absent when unknown.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub backlog: Option<i64>,
+    /// Per-stream lag and pending entries.
+    #[serde(default)]
+    pub streams: Vec<StreamStatus>,
+    /// The autoscaler's latest decision.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_scale: Option<ScaleDecision>,
+}
+
+/// Desired and ready pods.
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq, Default)]
+#[serde(rename_all = "camelCase")]
+pub struct ReplicaStatus {
+    pub desired: i32,
+    pub ready: i32,
+    /// `ready/desired`, for `kubectl get`.
+    #[serde(default)]
+    pub summary: String,
+}
+
+/// One stream's backlog.
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq, Default)]
+#[serde(rename_all = "camelCase")]
+pub struct StreamStatus {
+    pub name: String,
+    /// Undelivered entries; absent when Redis cannot tell.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub lag: Option<i64>,
+    /// Delivered, unacknowledged entries.
+    pub pending: i64,
+}
+
+/// An autoscaler decision, explained.
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct ScaleDecision {
+    pub time: Time,
+    /// `Up`, `Down` or `None`.
+    pub direction: String,
+    pub from: i32,
+    pub to: i32,
+    /// Inputs, what the load asked for, and the rule that settled it.
+    pub reason: String,
+    /// Whether the Deployment was scaled (false in RecommendOnly mode).
+    pub applied: bool,
+}
+
+impl FeedClusterSpec {
+    /// The autoscaling policy's settings for this spec.
+    pub fn policy(&self) -> autoscale::Settings {
+        let a = &self.autoscaling;
+        let w = &self.workers;
+        autoscale::Settings {
+            min_replicas: w.min_replicas.max(0) as u32,
+            max_replicas: w.max_replicas.max(1) as u32,
+            drain_seconds: f64::from(a.drain_seconds),
+            target_utilization: f64::from(a.target_utilization_percent) / 100.0,
+            lag_per_replica: a.lag_per_replica.max(1) as u64,
+            pending_per_replica: a.pending_per_replica.max(1) as u64,
+            assumed_rate_per_replica: f64::from(a.assumed_events_per_second),
+            scale_up_window_secs: f64::from(a.scale_up.stabilization_window_seconds),
+            scale_down_window_secs: f64::from(a.scale_down.stabilization_window_seconds),
+            max_scale_up_step: a.scale_up.max_step.max(1) as u32,
+            max_scale_down_step: a.scale_down.max_step.max(1) as u32,
+            scale_to_zero: a.scale_to_zero.enabled,
+            idle_seconds: f64::from(a.scale_to_zero.idle_seconds),
+            activation_backlog: a.scale_to_zero.activation_backlog.max(0) as u64,
+        }
+    }
+}
