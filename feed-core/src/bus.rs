@@ -87,6 +87,10 @@ pub async fn ensure_groups(conn: &mut impl ConnectionLike) -> RedisResult<()> {
             .arg(keys::CONSUMER_GROUP)
             .arg("0")
             .arg("MKSTREAM")
+            // Reading from the start, the group has read nothing: saying so
+            // lets Redis count entries-read and lag exactly from the outset.
+            .arg("ENTRIESREAD")
+            .arg(0)
             .query_async(conn)
             .await;
         match created {
@@ -362,6 +366,76 @@ async fn one_stream_stats(
         (a, b) => a.or(b),
     };
     Ok(stats)
+}
+
+/// The backlog the autoscaler acts on, summed over every stream.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Backlog {
+    /// Per stream, as read.
+    pub streams: Vec<StreamStats>,
+    /// Undelivered entries; `None` if any stream's lag is unknown.
+    pub lag: Option<u64>,
+    /// Delivered, unacknowledged entries, without poison.
+    pub pending: u64,
+    /// Pending entries delivered more than `max_deliveries` times: they will
+    /// be dead-lettered, and more workers would not help.
+    pub poison: u64,
+    /// Entries ever added (a counter).
+    pub entries_added: u64,
+    /// Entries ever read by the group; `None` if any stream cannot tell.
+    pub entries_read: Option<u64>,
+}
+
+/// Most pending entries inspected per stream for poison: the oldest, where
+/// poison collects; a bound on what one probe costs.
+const POISON_SCAN: usize = 1_000;
+
+/// Reads every stream's backlog for the autoscaler.
+pub async fn backlog(
+    conn: &mut impl ConnectionLike,
+    max_deliveries: usize,
+) -> RedisResult<Backlog> {
+    let streams = stream_stats(conn).await?;
+    let mut total = Backlog {
+        lag: Some(0),
+        entries_read: Some(0),
+        ..Default::default()
+    };
+    for s in &streams {
+        total.entries_added += s.entries_added;
+        total.lag = match (total.lag, s.lag, s.group_exists, s.length) {
+            (Some(sum), Some(lag), true, _) => Some(sum + lag),
+            // No group and nothing in the stream: nothing waits there.
+            (sum, _, false, 0) => sum,
+            _ => None,
+        };
+        total.entries_read = match (total.entries_read, s.entries_read, s.group_exists) {
+            (Some(sum), Some(read), true) => Some(sum + read),
+            (sum, _, false) => sum,
+            _ => None,
+        };
+        let poison = if s.pending == 0 {
+            0
+        } else {
+            let oldest: StreamPendingCountReply = redis::cmd("XPENDING")
+                .arg(&s.stream)
+                .arg(keys::CONSUMER_GROUP)
+                .arg("-")
+                .arg("+")
+                .arg(POISON_SCAN)
+                .query_async(conn)
+                .await?;
+            oldest
+                .ids
+                .iter()
+                .filter(|p| p.times_delivered > max_deliveries)
+                .count() as u64
+        };
+        total.poison += poison;
+        total.pending += s.pending.saturating_sub(poison);
+    }
+    total.streams = streams;
+    Ok(total)
 }
 
 /// Trims a stream below the oldest entry the group has not finished, so

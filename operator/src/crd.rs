@@ -23,11 +23,11 @@ use serde::{Deserialize, Serialize};
     namespaced,
     shortname = "fc",
     status = "FeedClusterStatus",
-    printcolumn(name = "Ready", type_ = "string", json_path = r#".status.conditions[?(@.type=="Ready")].status"#),
-    printcolumn(name = "API", type_ = "string", json_path = ".status.api.summary"),
-    printcolumn(name = "Workers", type_ = "string", json_path = ".status.workers.summary"),
-    printcolumn(name = "Backlog", type_ = "integer", json_path = ".status.backlog"),
-    printcolumn(name = "Age", type_ = "date", json_path = ".metadata.creationTimestamp")
+    printcolumn = r#"{"name":"Ready","type":"string","jsonPath":".status.conditions[?(@.type==\"Ready\")].status"}"#,
+    printcolumn = r#"{"name":"API","type":"string","jsonPath":".status.api.summary"}"#,
+    printcolumn = r#"{"name":"Workers","type":"string","jsonPath":".status.workers.summary"}"#,
+    printcolumn = r#"{"name":"Backlog","type":"integer","jsonPath":".status.backlog"}"#,
+    printcolumn = r#"{"name":"Age","type":"date","jsonPath":".metadata.creationTimestamp"}"#
 )]
 #[serde(rename_all = "camelCase")]
 pub struct FeedClusterSpec {

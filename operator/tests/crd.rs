@@ -8,7 +8,9 @@ use kube::CustomResourceExt;
 use operator::crd::{AutoscalingMode, FeedCluster, ServiceType};
 
 fn repo(path: &str) -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..").join(path)
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("..")
+        .join(path)
 }
 
 #[test]
@@ -34,7 +36,10 @@ fn the_crd_validates_what_the_operator_relies_on() {
         "has(self.external) != has(self.managed)",
         "!has(self.nodePort) || self.type == 'NodePort'",
     ] {
-        assert!(crd.contains(&serde_json::to_string(rule).unwrap()), "missing CEL rule {rule}");
+        assert!(
+            crd.contains(&serde_json::to_string(rule).unwrap()),
+            "missing CEL rule {rule}"
+        );
     }
     let crd = FeedCluster::crd();
     assert_eq!(crd.spec.names.short_names, Some(vec!["fc".to_owned()]));
@@ -45,7 +50,14 @@ fn the_crd_validates_what_the_operator_relies_on() {
         .map(|c| c.name.clone())
         .collect();
     assert_eq!(columns, ["Ready", "API", "Workers", "Backlog", "Age"]);
-    assert!(crd.spec.versions[0].subresources.as_ref().unwrap().status.is_some());
+    assert!(
+        crd.spec.versions[0]
+            .subresources
+            .as_ref()
+            .unwrap()
+            .status
+            .is_some()
+    );
 }
 
 #[test]

@@ -6,5 +6,8 @@ use kube::CustomResourceExt;
 
 fn main() {
     let crd = operator::crd::FeedCluster::crd();
-    print!("{}", serde_saphyr::to_string(&crd).expect("the CRD serializes to YAML"));
+    print!(
+        "{}",
+        serde_saphyr::to_string(&crd).expect("the CRD serializes to YAML")
+    );
 }

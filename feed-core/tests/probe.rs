@@ -1,0 +1,101 @@
+//! The autoscaler's view of the streams, against a real redis-server with a
+//! real consumer group and backlog.
+#![cfg(feature = "redis")]
+
+use fanout_testkit::RedisServer;
+use feed_core::bus;
+use feed_core::events::EventType;
+use feed_core::keys;
+
+async fn connect(redis: &RedisServer) -> redis::aio::MultiplexedConnection {
+    let client = redis::Client::open(redis.url()).unwrap();
+    client.get_multiplexed_async_connection().await.unwrap()
+}
+
+async fn add(conn: &mut redis::aio::MultiplexedConnection, stream: &str, n: usize) -> Vec<String> {
+    let mut ids = Vec::new();
+    for i in 0..n {
+        let id: String = redis::cmd("XADD")
+            .arg(stream)
+            .arg("*")
+            .arg(bus::ENVELOPE_FIELD)
+            .arg(format!("{{\"n\":{i}}}"))
+            .query_async(conn)
+            .await
+            .unwrap();
+        ids.push(id);
+    }
+    ids
+}
+
+#[tokio::test]
+async fn lag_pending_poison_and_rates_are_read_per_stream() {
+    let redis = RedisServer::start();
+    let mut conn = connect(&redis).await;
+    let created = keys::stream(EventType::PostCreated);
+    let liked = keys::stream(EventType::PostLiked);
+
+    // Before any group exists, a non-empty stream's lag is unknown.
+    add(&mut conn, &created, 1).await;
+    let backlog = bus::backlog(&mut conn, 5).await.unwrap();
+    assert_eq!(backlog.lag, None, "no group: unknown, never zero");
+
+    bus::ensure_groups(&mut conn).await.unwrap();
+    let ids = add(&mut conn, &created, 9).await;
+    add(&mut conn, &liked, 5).await;
+    // A worker takes 4 entries of post.created and does not acknowledge them.
+    let taken = bus::read_group(
+        &mut conn,
+        "w1",
+        std::slice::from_ref(&created),
+        4,
+        std::time::Duration::ZERO,
+        false,
+    )
+    .await
+    .unwrap();
+    assert_eq!(taken.len(), 4);
+    // One of them keeps failing: delivered 7 times (> 5).
+    for _ in 0..6 {
+        let _: redis::Value = redis::cmd("XCLAIM")
+            .arg(&created)
+            .arg(keys::CONSUMER_GROUP)
+            .arg("w1")
+            .arg(0)
+            .arg(&taken[0].entry_id)
+            .query_async(&mut conn)
+            .await
+            .unwrap();
+    }
+
+    let backlog = bus::backlog(&mut conn, 5).await.unwrap();
+    assert_eq!(
+        backlog.lag,
+        Some(6 + 5),
+        "undelivered: 6 of post.created, 5 of post.liked"
+    );
+    assert_eq!(backlog.pending, 3, "4 pending, one of them poison");
+    assert_eq!(backlog.poison, 1);
+    assert_eq!(backlog.entries_added, 15);
+    assert_eq!(backlog.entries_read, Some(4));
+    let stream = backlog
+        .streams
+        .iter()
+        .find(|s| s.stream == created)
+        .unwrap();
+    assert_eq!(
+        (stream.lag, stream.pending, stream.consumers),
+        (Some(6), 4, 1)
+    );
+
+    // Deleting an undelivered entry leaves Redis unable to count the lag:
+    // the probe says unknown rather than a guess.
+    let _: usize = redis::cmd("XDEL")
+        .arg(&created)
+        .arg(&ids[8])
+        .query_async(&mut conn)
+        .await
+        .unwrap();
+    let backlog = bus::backlog(&mut conn, 5).await.unwrap();
+    assert_eq!(backlog.lag, None);
+}
