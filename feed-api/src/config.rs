@@ -29,9 +29,17 @@ pub struct Config {
     /// Apply database migrations at start-up (on Kubernetes a Job does it).
     #[arg(long, env = "FANOUT_MIGRATE", default_value_t = false)]
     pub migrate: bool,
+    /// Apply database migrations and exit (the operator's migration Job).
+    #[arg(long)]
+    pub migrate_only: bool,
     /// Secret that signs access tokens (HS256), at least 32 bytes. Keep it in
     /// a Secret; every API replica needs the same one.
-    #[arg(long, env = "FANOUT_JWT_SECRET", hide_env_values = true)]
+    #[arg(
+        long,
+        env = "FANOUT_JWT_SECRET",
+        hide_env_values = true,
+        default_value = ""
+    )]
     pub jwt_secret: String,
     /// `iss` of the access tokens, checked on every request.
     #[arg(long, env = "FANOUT_JWT_ISSUER", default_value = "fanout")]
@@ -70,6 +78,9 @@ impl Config {
         self.postgres.validate()?;
         self.redis.validate()?;
         self.feed.validate()?;
+        if self.migrate_only {
+            return Ok(());
+        }
         if self.jwt_secret.len() < JWT_SECRET_MIN_BYTES {
             return Err(format!(
                 "FANOUT_JWT_SECRET must be at least {JWT_SECRET_MIN_BYTES} bytes (e.g. `openssl rand -hex 32`)"

@@ -19,12 +19,15 @@ async fn main() -> anyhow::Result<()> {
         pg.db_max_connections,
         pg.acquire_timeout(),
     )?;
-    if config.migrate {
+    if config.migrate || config.migrate_only {
         db::MIGRATOR
             .run(&pool)
             .await
             .context("applying database migrations")?;
         tracing::info!("database migrations applied");
+    }
+    if config.migrate_only {
+        return Ok(());
     }
     let listener = tokio::net::TcpListener::bind(config.http_addr)
         .await

@@ -4,9 +4,11 @@
 //! # Layout
 //!
 //! - [`crd`]: the `FeedCluster` resource, its spec and status.
+//! - [`resources`]: the objects a FeedCluster becomes, as pure functions.
 //!
 //! The autoscaling policy itself is plain Rust in `feed_core::autoscale`, so
 //! the simulator and the operator run the same code.
 #![forbid(unsafe_code)]
 
 pub mod crd;
+pub mod resources;
