@@ -1,0 +1,374 @@
+//! The reconciler: makes the cluster match each FeedCluster, reports what it
+//! found in `.status`, and backs off on errors.
+//!
+//! Order: the CRD types ([`crate::crd`]) → [`Context`] → [`reconcile`] →
+//! [`error_policy`] → [`run`].
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use futures_util::StreamExt;
+use k8s_openapi::api::apps::v1::{Deployment, StatefulSet};
+use k8s_openapi::api::batch::v1::Job;
+use k8s_openapi::api::core::v1::{ConfigMap, Secret, Service};
+use k8s_openapi::api::policy::v1::PodDisruptionBudget;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
+use kube::api::{Api, ObjectMeta, Patch, PatchParams, PostParams};
+use kube::runtime::controller::{Action, Controller};
+use kube::runtime::events::{Event, EventType, Recorder};
+use kube::runtime::watcher;
+use kube::{Client, Resource, ResourceExt};
+use rand::RngCore;
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+use serde_json::json;
+use tracing::{info, warn};
+
+use crate::crd::{FeedCluster, FeedClusterStatus, ReplicaStatus};
+use crate::metrics::Metrics;
+use crate::resources::{self, Names};
+
+/// The field manager of everything the reconciler applies. The autoscaler
+/// uses its own, so neither overwrites the other's fields.
+pub const FIELD_MANAGER: &str = "fanout-operator";
+
+/// How often a healthy FeedCluster is looked at again without any change.
+const RESYNC: Duration = Duration::from_secs(300);
+/// How soon to look again while something is rolling out.
+const PROGRESS_POLL: Duration = Duration::from_secs(10);
+/// First retry after an error; doubles per consecutive failure.
+const BACKOFF_BASE: Duration = Duration::from_secs(5);
+/// Longest wait between retries after errors.
+const BACKOFF_MAX: Duration = Duration::from_secs(300);
+
+/// Why a reconciliation failed.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error("Kubernetes API: {0}")]
+    Kube(#[from] kube::Error),
+    #[error("invalid FeedCluster: {0}")]
+    InvalidSpec(String),
+}
+
+impl Error {
+    fn label(&self) -> &'static str {
+        match self {
+            Error::Kube(_) => "kube",
+            Error::InvalidSpec(_) => "invalid_spec",
+        }
+    }
+}
+
+/// What every reconciliation shares.
+pub struct Context {
+    pub client: Client,
+    pub recorder: Recorder,
+    pub metrics: Arc<Metrics>,
+    /// The operator's own image: what FeedClusters run unless they name one.
+    pub default_image: String,
+    /// Consecutive failures per FeedCluster, for the backoff.
+    failures: Mutex<HashMap<String, u32>>,
+}
+
+impl Context {
+    pub fn new(
+        client: Client,
+        recorder: Recorder,
+        metrics: Arc<Metrics>,
+        default_image: String,
+    ) -> Context {
+        Context {
+            client,
+            recorder,
+            metrics,
+            default_image,
+            failures: Mutex::default(),
+        }
+    }
+}
+
+fn key(fc: &FeedCluster) -> String {
+    format!("{}/{}", fc.namespace().unwrap_or_default(), fc.name_any())
+}
+
+/// Brings one FeedCluster's objects to what its spec asks, then writes its
+/// status.
+pub async fn reconcile(fc: Arc<FeedCluster>, ctx: Arc<Context>) -> Result<Action, Error> {
+    let started = Instant::now();
+    let result = apply(&fc, &ctx).await;
+    ctx.metrics
+        .duration
+        .observe(started.elapsed().as_secs_f64());
+    if result.is_ok() {
+        ctx.metrics.reconciles.with_label_values(&["ok"]).inc();
+        ctx.failures.lock().expect("not poisoned").remove(&key(&fc));
+    }
+    result
+}
+
+/// Retries with exponential backoff per FeedCluster, so a broken one neither
+/// spins nor waits forever.
+pub fn error_policy(fc: Arc<FeedCluster>, error: &Error, ctx: Arc<Context>) -> Action {
+    ctx.metrics.reconciles.with_label_values(&["error"]).inc();
+    ctx.metrics.errors.with_label_values(&[error.label()]).inc();
+    let mut failures = ctx.failures.lock().expect("not poisoned");
+    let n = failures.entry(key(&fc)).or_insert(0);
+    *n = n.saturating_add(1);
+    let delay = BACKOFF_BASE
+        .saturating_mul(2u32.saturating_pow(n.saturating_sub(1).min(16)))
+        .min(BACKOFF_MAX);
+    warn!(feedcluster = %key(&fc), error = %error, retry_in_s = delay.as_secs(), "reconcile failed");
+    Action::requeue(delay)
+}
+
+async fn apply(fc: &FeedCluster, ctx: &Context) -> Result<Action, Error> {
+    let ns = fc.namespace().unwrap_or_else(|| "default".into());
+    let names = Names::of(fc);
+    if let Err(why) = fc.spec.policy().validate() {
+        publish(ctx, fc, EventType::Warning, "InvalidSpec", &why).await;
+        let status = FeedClusterStatus {
+            observed_generation: fc.metadata.generation,
+            conditions: vec![
+                condition("Ready", false, "InvalidSpec", &why),
+                condition("Degraded", true, "InvalidSpec", &why),
+            ],
+            ..fc.status.clone().unwrap_or_default()
+        };
+        patch_status(ctx, fc, &status).await?;
+        return Err(Error::InvalidSpec(why));
+    }
+    let image = fc
+        .spec
+        .image
+        .clone()
+        .unwrap_or_else(|| ctx.default_image.clone());
+    let client = ctx.client.clone();
+
+    if fc.spec.auth.jwt_secret_name.is_none() {
+        let secret = jwt_secret(fc, &names);
+        create_if_absent(Api::<Secret>::namespaced(client.clone(), &ns), secret).await?;
+    }
+    if fc.spec.postgres.managed.is_some() {
+        let secret = resources::postgres_secret(fc, &random_hex(16));
+        create_if_absent(Api::<Secret>::namespaced(client.clone(), &ns), secret).await?;
+        apply_object(&client, &ns, resources::postgres_service(fc)).await?;
+    }
+    if let Some(set) = resources::postgres_statefulset(fc) {
+        apply_object(&client, &ns, set).await?;
+    }
+    if fc.spec.redis.managed.is_some() {
+        apply_object(&client, &ns, resources::redis_service(fc)).await?;
+    }
+    if let Some(set) = resources::redis_statefulset(fc) {
+        apply_object(&client, &ns, set).await?;
+    }
+    apply_object(&client, &ns, resources::config_map(fc)).await?;
+
+    // The API rolls out only once its schema is in place.
+    let job = apply_object(&client, &ns, resources::migration_job(fc, &image)).await?;
+    let migrated = job.status.as_ref().and_then(|s| s.succeeded).unwrap_or(0) > 0;
+    let api = if migrated {
+        Some(apply_object(&client, &ns, resources::api_deployment(fc, &image)).await?)
+    } else {
+        Api::<Deployment>::namespaced(client.clone(), &ns)
+            .get_opt(&names.api())
+            .await?
+    };
+    apply_object(&client, &ns, resources::api_service(fc)).await?;
+    apply_object(&client, &ns, resources::api_pdb(fc)).await?;
+    let workers = apply_object(&client, &ns, resources::worker_deployment(fc, &image)).await?;
+    apply_object(&client, &ns, resources::worker_pdb(fc)).await?;
+
+    let api = replicas(api.as_ref());
+    let workers = replicas(Some(&workers));
+    let ready = migrated && api.ready >= 1 && (workers.desired == 0 || workers.ready >= 1);
+    let progressing = !migrated || api.ready < api.desired || workers.ready < workers.desired;
+    let (reason, message) = if !migrated {
+        (
+            "Migrating",
+            format!(
+                "waiting for Job {} to apply the schema",
+                names.migration(&image)
+            ),
+        )
+    } else if progressing {
+        (
+            "RollingOut",
+            format!("API {}, workers {}", api.summary, workers.summary),
+        )
+    } else {
+        (
+            "Available",
+            format!("API {}, workers {}", api.summary, workers.summary),
+        )
+    };
+    let previous = fc.status.clone().unwrap_or_default();
+    let status = FeedClusterStatus {
+        observed_generation: fc.metadata.generation,
+        conditions: vec![
+            condition("Ready", ready, reason, &message),
+            condition("Progressing", progressing, reason, &message),
+            condition("Degraded", false, "AsExpected", "no errors"),
+        ],
+        api,
+        workers,
+        ..previous.clone()
+    };
+    let became_ready = ready && !is_true(&previous, "Ready");
+    patch_status(ctx, fc, &status).await?;
+    if became_ready {
+        publish(ctx, fc, EventType::Normal, "Ready", &message).await;
+    }
+    info!(feedcluster = %key(fc), ready, migrated, "reconciled");
+    Ok(Action::requeue(if progressing {
+        PROGRESS_POLL
+    } else {
+        RESYNC
+    }))
+}
+
+/// Server-side applies an object with the operator's field manager and
+/// returns it as the API server now has it.
+async fn apply_object<K>(client: &Client, ns: &str, object: K) -> Result<K, Error>
+where
+    K: Resource<Scope = k8s_openapi::NamespaceResourceScope, DynamicType = ()>
+        + Clone
+        + std::fmt::Debug
+        + Serialize
+        + DeserializeOwned,
+{
+    let api: Api<K> = Api::namespaced(client.clone(), ns);
+    let params = PatchParams::apply(FIELD_MANAGER).force();
+    Ok(api
+        .patch(&object.name_any(), &params, &Patch::Apply(&object))
+        .await?)
+}
+
+/// Creates an object unless it exists: for generated secrets, which must
+/// never be regenerated.
+async fn create_if_absent<K>(api: Api<K>, object: K) -> Result<(), Error>
+where
+    K: Resource + Clone + std::fmt::Debug + Serialize + DeserializeOwned,
+{
+    if api.get_opt(&object.name_any()).await?.is_some() {
+        return Ok(());
+    }
+    match api.create(&PostParams::default(), &object).await {
+        Ok(_) => Ok(()),
+        // Created concurrently: fine.
+        Err(kube::Error::Api(e)) if e.code == 409 => Ok(()),
+        Err(e) => Err(e.into()),
+    }
+}
+
+fn jwt_secret(fc: &FeedCluster, names: &Names) -> Secret {
+    Secret {
+        metadata: ObjectMeta {
+            ..resources::metadata(fc, names.jwt(), "auth")
+        },
+        type_: Some("Opaque".into()),
+        string_data: Some([("jwt-secret".to_owned(), random_hex(32))].into()),
+        ..Secret::default()
+    }
+}
+
+/// `bytes` random bytes as hex.
+fn random_hex(bytes: usize) -> String {
+    let mut buf = vec![0u8; bytes];
+    rand::rng().fill_bytes(&mut buf);
+    buf.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+fn replicas(deployment: Option<&Deployment>) -> ReplicaStatus {
+    let desired = deployment
+        .and_then(|d| d.spec.as_ref())
+        .and_then(|s| s.replicas)
+        .unwrap_or(0);
+    let ready = deployment
+        .and_then(|d| d.status.as_ref())
+        .and_then(|s| s.ready_replicas)
+        .unwrap_or(0);
+    ReplicaStatus {
+        desired,
+        ready,
+        summary: format!("{ready}/{desired}"),
+    }
+}
+
+fn condition(kind: &str, status: bool, reason: &str, message: &str) -> Condition {
+    Condition {
+        type_: kind.to_owned(),
+        status: if status { "True" } else { "False" }.to_owned(),
+        reason: reason.to_owned(),
+        message: message.to_owned(),
+        last_transition_time: Time(k8s_openapi::jiff::Timestamp::now()),
+        observed_generation: None,
+    }
+}
+
+fn is_true(status: &FeedClusterStatus, kind: &str) -> bool {
+    status
+        .conditions
+        .iter()
+        .any(|c| c.type_ == kind && c.status == "True")
+}
+
+async fn patch_status(
+    ctx: &Context,
+    fc: &FeedCluster,
+    status: &FeedClusterStatus,
+) -> Result<(), Error> {
+    let api: Api<FeedCluster> =
+        Api::namespaced(ctx.client.clone(), &fc.namespace().unwrap_or_default());
+    let patch = json!({"status": status});
+    api.patch_status(
+        &fc.name_any(),
+        &PatchParams::default(),
+        &Patch::Merge(&patch),
+    )
+    .await?;
+    Ok(())
+}
+
+async fn publish(ctx: &Context, fc: &FeedCluster, type_: EventType, reason: &str, note: &str) {
+    let event = Event {
+        type_,
+        reason: reason.to_owned(),
+        note: Some(note.to_owned()),
+        action: "Reconcile".to_owned(),
+        secondary: None,
+    };
+    if let Err(e) = ctx.recorder.publish(&event, &fc.object_ref(&())).await {
+        warn!(error = %e, "publishing an event failed");
+    }
+}
+
+/// Runs the controller until `shutdown` resolves: watches FeedClusters and
+/// everything they own, so a deleted or edited child is put back.
+pub async fn run(
+    ctx: Arc<Context>,
+    shutdown: impl std::future::Future<Output = ()> + Send + Sync + 'static,
+) {
+    let client = ctx.client.clone();
+    let clusters: Api<FeedCluster> = Api::all(client.clone());
+    let config = watcher::Config::default().labels("app.kubernetes.io/managed-by=fanout-operator");
+    Controller::new(clusters, watcher::Config::default())
+        .owns(Api::<Deployment>::all(client.clone()), config.clone())
+        .owns(Api::<StatefulSet>::all(client.clone()), config.clone())
+        .owns(Api::<Service>::all(client.clone()), config.clone())
+        .owns(Api::<ConfigMap>::all(client.clone()), config.clone())
+        .owns(Api::<Job>::all(client.clone()), config.clone())
+        .owns(Api::<PodDisruptionBudget>::all(client), config)
+        .graceful_shutdown_on(shutdown)
+        .run(reconcile, error_policy, ctx)
+        .for_each(|result| async move {
+            if let Err(e) = result {
+                warn!(error = %e, "controller stream error");
+            }
+        })
+        .await;
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,260 @@
+use std::sync::Arc;
+
+use http::Method;
+use serde_json::{Value, json};
+
+use super::*;
+use crate::fixtures::{Expect, IMAGE, Reply, test_context, within_a_second};
+
+const NS: &str = "/api/v1/namespaces/feeds";
+const APPS: &str = "/apis/apps/v1/namespaces/feeds";
+const POLICY: &str = "/apis/policy/v1/namespaces/feeds";
+const EVENTS: &str = "/apis/events.k8s.io/v1/namespaces/feeds/events";
+const STATUS: &str = "/apis/fanout.dev/v1alpha1/namespaces/feeds/feedclusters/demo/status";
+
+fn job_path(fc: &FeedCluster) -> String {
+    format!(
+        "/apis/batch/v1/namespaces/feeds/jobs/{}",
+        Names::of(fc).migration(IMAGE)
+    )
+}
+
+/// Everything up to the migration Job, for a FeedCluster whose generated
+/// secrets do (`secrets_exist`) or do not exist yet.
+fn datastores_and_config(secrets_exist: bool) -> Vec<Expect> {
+    let mut script = Vec::new();
+    for secret in ["demo-jwt", "demo-postgres"] {
+        let path = format!("{NS}/secrets/{secret}");
+        if secrets_exist {
+            let existing =
+                json!({"apiVersion": "v1", "kind": "Secret", "metadata": {"name": secret}});
+            script.push(Expect::new(Method::GET, path, Reply::Json(existing)));
+        } else {
+            script.push(Expect::new(Method::GET, path, Reply::NotFound));
+            script.push(
+                Expect::new(Method::POST, format!("{NS}/secrets"), Reply::Echo).check(
+                    move |body| {
+                        let data = &body["stringData"];
+                        let value = data["jwt-secret"]
+                            .as_str()
+                            .or(data["password"].as_str())
+                            .unwrap();
+                        assert!(
+                            value.len() >= 32,
+                            "a generated secret has at least 128 bits"
+                        );
+                    },
+                ),
+            );
+        }
+        if secret == "demo-postgres" {
+            script.push(Expect::new(
+                Method::PATCH,
+                format!("{NS}/services/demo-postgres"),
+                Reply::Echo,
+            ));
+            script.push(Expect::new(
+                Method::PATCH,
+                format!("{APPS}/statefulsets/demo-postgres"),
+                Reply::Echo,
+            ));
+        }
+    }
+    script.push(Expect::new(
+        Method::PATCH,
+        format!("{NS}/services/demo-redis"),
+        Reply::Echo,
+    ));
+    script.push(Expect::new(
+        Method::PATCH,
+        format!("{APPS}/statefulsets/demo-redis"),
+        Reply::Echo,
+    ));
+    script.push(Expect::new(
+        Method::PATCH,
+        format!("{NS}/configmaps/demo-config"),
+        Reply::Echo,
+    ));
+    script
+}
+
+fn ready(replicas: i32) -> Reply {
+    Reply::EchoWith(Box::new(move |d: &mut Value| {
+        d["status"] = json!({"readyReplicas": replicas, "replicas": replicas});
+        if d["spec"].get("replicas").is_none() {
+            // The API server defaults what the operator leaves out.
+            d["spec"]["replicas"] = json!(replicas);
+        }
+    }))
+}
+
+/// The API Service and PDB, the worker Deployment and PDB.
+fn the_rest(workers: Reply) -> Vec<Expect> {
+    vec![
+        Expect::new(
+            Method::PATCH,
+            format!("{NS}/services/demo-api"),
+            Reply::Echo,
+        ),
+        Expect::new(
+            Method::PATCH,
+            format!("{POLICY}/poddisruptionbudgets/demo-api"),
+            Reply::Echo,
+        ),
+        Expect::new(
+            Method::PATCH,
+            format!("{APPS}/deployments/demo-workers"),
+            workers,
+        )
+        .check(|body| {
+            assert!(
+                body["spec"].get("replicas").is_none(),
+                "the reconciler must not set the autoscaler's replica count: {}",
+                body["spec"]
+            );
+        }),
+        Expect::new(
+            Method::PATCH,
+            format!("{POLICY}/poddisruptionbudgets/demo-workers"),
+            Reply::Echo,
+        ),
+    ]
+}
+
+/// Answers a status patch with the whole FeedCluster, as the API server does.
+fn status_reply(fc: &FeedCluster) -> Reply {
+    let object = serde_json::to_value(fc).unwrap();
+    Reply::EchoWith(Box::new(move |patch: &mut Value| {
+        let mut full = object;
+        full["status"] = patch["status"].take();
+        *patch = full;
+    }))
+}
+
+fn status_check(ready: &'static str, reason: &'static str) -> impl FnOnce(&Value) + Send {
+    move |body| {
+        let status = &body["status"];
+        assert_eq!(status["observedGeneration"], 3);
+        let conditions = status["conditions"].as_array().unwrap();
+        let ready_condition = conditions.iter().find(|c| c["type"] == "Ready").unwrap();
+        assert_eq!(ready_condition["status"], ready, "{status}");
+        assert_eq!(ready_condition["reason"], reason, "{status}");
+        assert!(conditions.iter().any(|c| c["type"] == "Progressing"));
+        assert!(conditions.iter().any(|c| c["type"] == "Degraded"));
+    }
+}
+
+#[tokio::test]
+async fn a_new_feedcluster_gets_its_objects_and_waits_for_the_migration() {
+    let (ctx, server) = test_context();
+    let fc = FeedCluster::test();
+    let mut script = datastores_and_config(false);
+    // The Job has not finished: the API Deployment is only looked up.
+    script.push(
+        Expect::new(Method::PATCH, job_path(&fc), Reply::Echo).check(|job| {
+            let container = &job["spec"]["template"]["spec"]["containers"][0];
+            assert_eq!(container["command"][1], "--migrate-only");
+            assert_eq!(
+                container["image"], IMAGE,
+                "the operator's own image by default"
+            );
+        }),
+    );
+    script.push(Expect::new(
+        Method::GET,
+        format!("{APPS}/deployments/demo-api"),
+        Reply::NotFound,
+    ));
+    script.extend(the_rest(Reply::Echo));
+    script.push(
+        Expect::new(Method::PATCH, STATUS, status_reply(&fc))
+            .check(status_check("False", "Migrating")),
+    );
+    let scenario = server.run(script);
+
+    let action = reconcile(Arc::new(fc), ctx.clone()).await.unwrap();
+    within_a_second(scenario).await;
+    assert_eq!(
+        action,
+        Action::requeue(PROGRESS_POLL),
+        "look again soon while progressing"
+    );
+}
+
+#[tokio::test]
+async fn once_migrated_the_api_rolls_out_and_ready_is_reported_once() {
+    let (ctx, server) = test_context();
+    let fc = FeedCluster::test();
+    let mut script = datastores_and_config(true);
+    script.push(Expect::new(
+        Method::PATCH,
+        job_path(&fc),
+        Reply::EchoWith(Box::new(|job| job["status"] = json!({"succeeded": 1}))),
+    ));
+    script.push(
+        Expect::new(
+            Method::PATCH,
+            format!("{APPS}/deployments/demo-api"),
+            ready(1),
+        )
+        .check(|d| {
+            assert_eq!(d["spec"]["replicas"], 1);
+            let pod = &d["spec"]["template"]["spec"];
+            assert_eq!(pod["securityContext"]["runAsNonRoot"], true);
+        }),
+    );
+    script.extend(the_rest(ready(2)));
+    script.push(
+        Expect::new(Method::PATCH, STATUS, status_reply(&fc)).check(|body| {
+            status_check("True", "Available")(body);
+            assert_eq!(body["status"]["workers"]["summary"], "2/2");
+            assert_eq!(body["status"]["api"]["summary"], "1/1");
+        }),
+    );
+    script.push(
+        Expect::new(Method::POST, EVENTS, Reply::Echo)
+            .check(|event| assert_eq!(event["reason"], "Ready")),
+    );
+    let scenario = server.run(script);
+
+    let action = reconcile(Arc::new(fc), ctx).await.unwrap();
+    within_a_second(scenario).await;
+    assert_eq!(action, Action::requeue(RESYNC));
+}
+
+#[tokio::test]
+async fn an_invalid_spec_is_reported_and_retried_with_backoff() {
+    let (ctx, server) = test_context();
+    let mut fc = FeedCluster::test();
+    fc.spec.workers.min_replicas = 9;
+    fc.spec.workers.max_replicas = 2;
+    let script = vec![
+        Expect::new(Method::POST, EVENTS, Reply::Echo).check(|e| {
+            assert_eq!(e["reason"], "InvalidSpec");
+            assert!(e["note"].as_str().unwrap().contains("minReplicas"));
+        }),
+        Expect::new(Method::PATCH, STATUS, status_reply(&fc)).check(|body| {
+            let degraded = body["status"]["conditions"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .find(|c| c["type"] == "Degraded")
+                .unwrap()
+                .clone();
+            assert_eq!(degraded["status"], "True");
+        }),
+    ];
+    let scenario = server.run(script);
+    let fc = Arc::new(fc);
+    let error = reconcile(fc.clone(), ctx.clone()).await.unwrap_err();
+    within_a_second(scenario).await;
+    assert!(matches!(error, Error::InvalidSpec(_)));
+
+    // Each consecutive failure waits twice as long, up to the cap.
+    let delays: Vec<Action> = (0..8)
+        .map(|_| error_policy(fc.clone(), &error, ctx.clone()))
+        .collect();
+    assert_eq!(delays[0], Action::requeue(BACKOFF_BASE));
+    assert_eq!(delays[1], Action::requeue(BACKOFF_BASE * 2));
+    assert_eq!(delays[7], Action::requeue(BACKOFF_MAX));
+}
