@@ -127,14 +127,13 @@ async fn apply(fc: &FeedCluster, ctx: &Context) -> Result<Action, Error> {
     let names = Names::of(fc);
     if let Err(why) = fc.spec.policy().validate() {
         publish(ctx, fc, EventType::Warning, "InvalidSpec", &why).await;
-        let status = FeedClusterStatus {
-            observed_generation: fc.metadata.generation,
-            conditions: vec![
+        let status = json!({
+            "observedGeneration": fc.metadata.generation,
+            "conditions": [
                 condition("Ready", false, "InvalidSpec", &why),
                 condition("Degraded", true, "InvalidSpec", &why),
             ],
-            ..fc.status.clone().unwrap_or_default()
-        };
+        });
         patch_status(ctx, fc, &status).await?;
         return Err(Error::InvalidSpec(why));
     }
@@ -204,17 +203,19 @@ async fn apply(fc: &FeedCluster, ctx: &Context) -> Result<Action, Error> {
         )
     };
     let previous = fc.status.clone().unwrap_or_default();
-    let status = FeedClusterStatus {
-        observed_generation: fc.metadata.generation,
-        conditions: vec![
-            condition("Ready", ready, reason, &message),
-            condition("Progressing", progressing, reason, &message),
-            condition("Degraded", false, "AsExpected", "no errors"),
-        ],
-        api,
-        workers,
-        ..previous.clone()
-    };
+    let conditions = vec![
+        condition("Ready", ready, reason, &message),
+        condition("Progressing", progressing, reason, &message),
+        condition("Degraded", false, "AsExpected", "no errors"),
+    ];
+    // Only the reconciler's own status fields: the backlog and the last
+    // scale decision belong to the autoscaler.
+    let status = json!({
+        "observedGeneration": fc.metadata.generation,
+        "conditions": conditions,
+        "api": api,
+        "workers": workers,
+    });
     let became_ready = ready && !is_true(&previous, "Ready");
     patch_status(ctx, fc, &status).await?;
     if became_ready {
@@ -314,10 +315,11 @@ fn is_true(status: &FeedClusterStatus, kind: &str) -> bool {
         .any(|c| c.type_ == kind && c.status == "True")
 }
 
-async fn patch_status(
+/// Merge-patches the given status fields, leaving the others alone.
+pub(crate) async fn patch_status(
     ctx: &Context,
     fc: &FeedCluster,
-    status: &FeedClusterStatus,
+    status: &serde_json::Value,
 ) -> Result<(), Error> {
     let api: Api<FeedCluster> =
         Api::namespaced(ctx.client.clone(), &fc.namespace().unwrap_or_default());
@@ -331,7 +333,13 @@ async fn patch_status(
     Ok(())
 }
 
-async fn publish(ctx: &Context, fc: &FeedCluster, type_: EventType, reason: &str, note: &str) {
+pub(crate) async fn publish(
+    ctx: &Context,
+    fc: &FeedCluster,
+    type_: EventType,
+    reason: &str,
+    note: &str,
+) {
     let event = Event {
         type_,
         reason: reason.to_owned(),

@@ -1,0 +1,251 @@
+//! The worker autoscaler: every poll interval, per FeedCluster with
+//! autoscaling on, read the streams' backlog from Redis and the worker
+//! Deployment's replicas, run the policy (`feed_core::autoscale`), and act:
+//! scale the Deployment (its `scale` subresource, under a field manager of
+//! its own, so the reconciler never resets it), explain the decision in
+//! `.status.lastScale`, an Event and metrics.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use feed_core::autoscale::{self, Decision, Direction, Memory, Observation};
+use feed_core::bus::{self, Backlog};
+use k8s_openapi::api::apps::v1::Deployment;
+use k8s_openapi::api::core::v1::Secret;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
+use kube::ResourceExt;
+use kube::api::{Api, Patch, PatchParams};
+use kube::runtime::events::EventType;
+use serde_json::json;
+use tracing::{info, warn};
+
+use crate::controller::{Context, Error, patch_status, publish};
+use crate::crd::{AutoscalingMode, FeedCluster, StreamStatus};
+use crate::resources::Names;
+
+/// The field manager of the workers' replica count.
+pub const FIELD_MANAGER: &str = "fanout-autoscaler";
+/// How often the loop looks for FeedClusters due a poll.
+const TICK: Duration = Duration::from_secs(1);
+/// Entries delivered more often than this are poison (the workers' default
+/// `FANOUT_MAX_DELIVERIES`): they are about to be dead-lettered, and more
+/// workers would not help.
+const MAX_DELIVERIES: usize = 5;
+
+/// What the autoscaler keeps per FeedCluster.
+struct Tracked {
+    memory: Memory,
+    next_poll: Instant,
+    redis_url: String,
+    redis: feed_core::bus::Redis,
+}
+
+/// The URL of a FeedCluster's Redis: the managed Service, or the external
+/// Secret's key.
+async fn redis_url(ctx: &Context, fc: &FeedCluster) -> Result<String, Error> {
+    let names = Names::of(fc);
+    match &fc.spec.redis.external {
+        None => Ok(format!(
+            "redis://{}.{}.svc:6379",
+            names.redis(),
+            names.namespace
+        )),
+        Some(ext) => {
+            let secrets: Api<Secret> = Api::namespaced(ctx.client.clone(), &names.namespace);
+            let secret = secrets.get(&ext.secret_name).await?;
+            secret
+                .data
+                .and_then(|d| d.get(&ext.key).cloned())
+                .and_then(|b| String::from_utf8(b.0).ok())
+                .ok_or_else(|| {
+                    Error::InvalidSpec(format!("Secret {} has no key {}", ext.secret_name, ext.key))
+                })
+        }
+    }
+}
+
+/// Runs until `shutdown` is cancelled.
+pub async fn run(ctx: Arc<Context>, shutdown: tokio_util::sync::CancellationToken) {
+    let mut tracked: HashMap<String, Tracked> = HashMap::new();
+    let clusters: Api<FeedCluster> = Api::all(ctx.client.clone());
+    loop {
+        tokio::select! {
+            _ = tokio::time::sleep(TICK) => {}
+            _ = shutdown.cancelled() => return,
+        }
+        let list = match clusters.list(&Default::default()).await {
+            Ok(list) => list.items,
+            Err(e) => {
+                warn!(error = %e, "listing FeedClusters failed");
+                continue;
+            }
+        };
+        let live: Vec<String> = list.iter().map(key).collect();
+        tracked.retain(|k, _| live.contains(k));
+        for fc in list.into_iter().filter(|fc| fc.spec.autoscaling.enabled) {
+            let k = key(&fc);
+            if tracked
+                .get(&k)
+                .is_some_and(|t| t.next_poll > Instant::now())
+            {
+                continue;
+            }
+            if let Err(e) = poll(&ctx, &fc, &mut tracked).await {
+                warn!(feedcluster = %k, error = %e, "autoscaling poll failed");
+            }
+            if let Some(t) = tracked.get_mut(&k) {
+                t.next_poll = Instant::now() + poll_interval(&fc);
+            }
+        }
+    }
+}
+
+fn key(fc: &FeedCluster) -> String {
+    format!("{}/{}", fc.namespace().unwrap_or_default(), fc.name_any())
+}
+
+fn poll_interval(fc: &FeedCluster) -> Duration {
+    Duration::from_secs(fc.spec.autoscaling.poll_interval_seconds.max(1) as u64)
+}
+
+async fn poll(
+    ctx: &Context,
+    fc: &FeedCluster,
+    tracked: &mut HashMap<String, Tracked>,
+) -> Result<(), Error> {
+    let k = key(fc);
+    let url = redis_url(ctx, fc).await?;
+    if tracked.get(&k).is_none_or(|t| t.redis_url != url) {
+        let redis = feed_core::bus::Redis::new(&url, Duration::from_secs(2))
+            .map_err(|e| Error::InvalidSpec(format!("Redis URL: {e}")))?;
+        tracked.insert(
+            k.clone(),
+            Tracked {
+                memory: Memory::default(),
+                next_poll: Instant::now(),
+                redis_url: url,
+                redis,
+            },
+        );
+    }
+    let t = tracked.get_mut(&k).expect("inserted above");
+    let backlog = async {
+        let mut conn = t.redis.conn().await?;
+        bus::backlog(&mut conn, MAX_DELIVERIES).await
+    }
+    .await;
+    let backlog = match backlog {
+        Ok(b) => Some(b),
+        Err(e) => {
+            // Unreachable Redis: unknown backlog, which the policy never
+            // reads as zero.
+            warn!(feedcluster = %k, error = %e, "reading the backlog failed");
+            None
+        }
+    };
+    let workers: Api<Deployment> = Api::namespaced(ctx.client.clone(), &Names::of(fc).namespace);
+    let Some(deployment) = workers.get_opt(&Names::of(fc).workers()).await? else {
+        return Ok(());
+    };
+    let observation = observe(backlog.as_ref(), &deployment, uptime_secs());
+    let decision = autoscale::decide(&fc.spec.policy(), &mut t.memory, observation);
+    act(
+        ctx,
+        fc,
+        backlog.as_ref(),
+        &decision,
+        observation.current_replicas,
+    )
+    .await
+}
+
+/// A monotonic clock for the policy: seconds since the first poll.
+fn uptime_secs() -> f64 {
+    static START: std::sync::OnceLock<Instant> = std::sync::OnceLock::new();
+    START.get_or_init(Instant::now).elapsed().as_secs_f64()
+}
+
+/// What the policy sees: the backlog (unknown when Redis could not be read)
+/// and the Deployment's replicas.
+pub fn observe(backlog: Option<&Backlog>, workers: &Deployment, at_secs: f64) -> Observation {
+    let current = workers
+        .spec
+        .as_ref()
+        .and_then(|s| s.replicas)
+        .unwrap_or(0)
+        .max(0) as u32;
+    let ready = workers
+        .status
+        .as_ref()
+        .and_then(|s| s.ready_replicas)
+        .unwrap_or(0)
+        .max(0) as u32;
+    Observation {
+        at_secs,
+        lag: backlog.and_then(|b| b.lag),
+        pending: backlog.map_or(0, |b| b.pending),
+        entries_added: backlog.map_or(0, |b| b.entries_added),
+        entries_read: backlog.and_then(|b| b.entries_read),
+        current_replicas: current,
+        ready_replicas: ready,
+    }
+}
+
+/// Applies (or, in RecommendOnly mode, only reports) a decision.
+pub async fn act(
+    ctx: &Context,
+    fc: &FeedCluster,
+    backlog: Option<&Backlog>,
+    decision: &Decision,
+    current: u32,
+) -> Result<(), Error> {
+    let names = Names::of(fc);
+    let apply = fc.spec.autoscaling.mode == AutoscalingMode::Scale;
+    let change = decision.direction != Direction::None;
+    if change && apply {
+        let workers: Api<Deployment> = Api::namespaced(ctx.client.clone(), &names.namespace);
+        let scale = json!({
+            "apiVersion": "autoscaling/v1",
+            "kind": "Scale",
+            "spec": {"replicas": decision.desired}
+        });
+        workers
+            .patch_scale(
+                &names.workers(),
+                &PatchParams::apply(FIELD_MANAGER).force(),
+                &Patch::Apply(&scale),
+            )
+            .await?;
+    }
+    let direction = match decision.direction {
+        Direction::Up => "Up",
+        Direction::Down => "Down",
+        Direction::None => "None",
+    };
+    let mut status = json!({
+        "backlog": backlog.and_then(|b| b.lag.map(|lag| (lag + b.pending) as i64)),
+        "streams": backlog.map(|b| b.streams.iter().map(|s| StreamStatus {
+            name: s.stream.clone(),
+            lag: s.lag.map(|l| l as i64),
+            pending: s.pending as i64,
+        }).collect::<Vec<_>>()).unwrap_or_default(),
+    });
+    if change {
+        status["lastScale"] = json!({
+            "time": Time(k8s_openapi::jiff::Timestamp::now()),
+            "direction": direction,
+            "from": current,
+            "to": decision.desired,
+            "reason": decision.reason,
+            "applied": apply,
+        });
+        let verb = if apply { "Scaled" } else { "Recommended" };
+        publish(ctx, fc, EventType::Normal, verb, &decision.reason).await;
+        info!(feedcluster = %key(fc), from = current, to = decision.desired, applied = apply, reason = %decision.reason, "autoscaling decision");
+    }
+    patch_status(ctx, fc, &status).await
+}
+
+#[cfg(test)]
+mod tests;

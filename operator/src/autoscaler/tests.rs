@@ -1,0 +1,113 @@
+use http::Method;
+use serde_json::{Value, json};
+
+use super::*;
+use crate::crd::AutoscalingMode;
+use crate::fixtures::{Expect, Reply, test_context, within_a_second};
+
+const SCALE: &str = "/apis/apps/v1/namespaces/feeds/deployments/demo-workers/scale";
+const STATUS: &str = "/apis/fanout.dev/v1alpha1/namespaces/feeds/feedclusters/demo/status";
+const EVENTS: &str = "/apis/events.k8s.io/v1/namespaces/feeds/events";
+
+fn backlog(lag: u64) -> Backlog {
+    Backlog {
+        lag: Some(lag),
+        entries_added: lag,
+        entries_read: Some(0),
+        ..Backlog::default()
+    }
+}
+
+fn workers(replicas: i32) -> Deployment {
+    serde_json::from_value(json!({
+        "metadata": {"name": "demo-workers"},
+        "spec": {"replicas": replicas, "selector": {}, "template": {}},
+        "status": {"readyReplicas": replicas}
+    }))
+    .unwrap()
+}
+
+fn status_reply(fc: &FeedCluster) -> Reply {
+    let object = serde_json::to_value(fc).unwrap();
+    Reply::EchoWith(Box::new(move |patch: &mut Value| {
+        let mut full = object;
+        full["status"] = patch["status"].take();
+        *patch = full;
+    }))
+}
+
+#[tokio::test]
+async fn a_backlog_scales_the_workers_through_the_scale_subresource() {
+    let (ctx, server) = test_context();
+    let fc = FeedCluster::test();
+    let b = backlog(30_000);
+    let observation = observe(Some(&b), &workers(1), 0.0);
+    let decision = autoscale::decide(&fc.spec.policy(), &mut Memory::default(), observation);
+    assert_eq!(decision.direction, Direction::Up);
+    let scenario = server.run(vec![
+        Expect::new(Method::PATCH, SCALE, Reply::Echo).check(|scale| {
+            // 30,000 waiting at an assumed 200/s per worker within 30 s is
+            // 5 workers, capped by the scale-up step of 4 to 1 + 4 = 5.
+            assert_eq!(scale["spec"]["replicas"], 5);
+            assert_eq!(scale["kind"], "Scale");
+        }),
+        Expect::new(Method::POST, EVENTS, Reply::Echo).check(|e| assert_eq!(e["reason"], "Scaled")),
+        Expect::new(Method::PATCH, STATUS, status_reply(&fc)).check(|body| {
+            let status = &body["status"];
+            assert_eq!(status["backlog"], 30_000);
+            assert_eq!(status["lastScale"]["from"], 1);
+            assert_eq!(status["lastScale"]["to"], 5);
+            assert_eq!(status["lastScale"]["direction"], "Up");
+            assert_eq!(status["lastScale"]["applied"], true);
+            assert!(
+                status["lastScale"]["reason"]
+                    .as_str()
+                    .unwrap()
+                    .contains("backlog 30000")
+            );
+        }),
+    ]);
+    act(&ctx, &fc, Some(&b), &decision, 1).await.unwrap();
+    within_a_second(scenario).await;
+}
+
+#[tokio::test]
+async fn recommend_only_reports_without_scaling() {
+    let (ctx, server) = test_context();
+    let mut fc = FeedCluster::test();
+    fc.spec.autoscaling.mode = AutoscalingMode::RecommendOnly;
+    let b = backlog(30_000);
+    let decision = autoscale::decide(
+        &fc.spec.policy(),
+        &mut Memory::default(),
+        observe(Some(&b), &workers(1), 0.0),
+    );
+    let scenario = server.run(vec![
+        Expect::new(Method::POST, EVENTS, Reply::Echo)
+            .check(|e| assert_eq!(e["reason"], "Recommended")),
+        Expect::new(Method::PATCH, STATUS, status_reply(&fc))
+            .check(|body| assert_eq!(body["status"]["lastScale"]["applied"], false)),
+    ]);
+    act(&ctx, &fc, Some(&b), &decision, 1).await.unwrap();
+    within_a_second(scenario).await;
+}
+
+#[tokio::test]
+async fn an_unreadable_backlog_holds_the_workers() {
+    let (ctx, server) = test_context();
+    let fc = FeedCluster::test();
+    let decision = autoscale::decide(
+        &fc.spec.policy(),
+        &mut Memory::default(),
+        observe(None, &workers(3), 0.0),
+    );
+    assert_eq!(decision.desired, 3, "unknown is never read as zero");
+    let scenario = server.run(vec![
+        Expect::new(Method::PATCH, STATUS, status_reply(&fc)).check(|body| {
+            assert!(body["status"]["backlog"].is_null());
+            assert!(body["status"].get("lastScale").is_none());
+        }),
+    ]);
+    act(&ctx, &fc, None, &decision, 3).await.unwrap();
+    within_a_second(scenario).await;
+}
