@@ -1,5 +1,5 @@
-# One image, every role: feed-api and feed-worker (the operator joins it
-# later). Choose the role with the command, e.g. `feed-worker`.
+# One image, every role: feed-api, feed-worker and fanout-operator. Choose
+# the role with the command, e.g. `feed-worker`.
 # Builds without a database: sqlx reads the committed .sqlx/ query data.
 
 FROM rust:1.95-bookworm AS build
@@ -8,9 +8,9 @@ ENV SQLX_OFFLINE=true CARGO_TERM_COLOR=never
 COPY . .
 RUN --mount=type=cache,target=/usr/local/cargo/registry \
     --mount=type=cache,target=/src/target \
-    cargo build --release --locked -p feed-api -p feed-worker --bins \
+    cargo build --release --locked -p feed-api -p feed-worker -p fanout-operator --bins \
     && mkdir -p /out \
-    && cp target/release/feed-api target/release/feed-worker /out/
+    && cp target/release/feed-api target/release/feed-worker target/release/fanout-operator /out/
 
 # glibc and CA certificates, no shell, runs as uid 65532.
 FROM gcr.io/distroless/cc-debian12:nonroot

@@ -1,11 +1,19 @@
 #!/usr/bin/env bash
 # Installs what Fanout's local stack and tests need and the machine lacks:
-# redis-server and PostgreSQL (server binaries and client). Debian/Ubuntu.
+# redis-server and PostgreSQL (server binaries and client), Debian/Ubuntu;
+# and the Python validator of Kubernetes manifests.
 set -euo pipefail
 
 have_pg() {
   command -v initdb >/dev/null 2>&1 || compgen -G "/usr/lib/postgresql/*/bin/initdb" >/dev/null
 }
+
+# Offline validation of the Kubernetes manifests (operator tests).
+if ! python3 -c "import kubernetes_validate, jsonschema, yaml" >/dev/null 2>&1; then
+  echo "installing kubernetes-validate (PyPI) ..."
+  python3 -m pip install -q kubernetes-validate==1.33.1 2>/dev/null \
+    || python3 -m pip install -q --user --break-system-packages kubernetes-validate==1.33.1
+fi
 
 missing=()
 command -v redis-server >/dev/null 2>&1 || missing+=(redis-server)

@@ -499,3 +499,25 @@ impl FeedClusterSpec {
         }
     }
 }
+
+/// The CRD as YAML, for `kubectl apply -f crds/feedcluster.yaml`.
+pub fn manifest() -> String {
+    use kube::CustomResourceExt;
+    serde_saphyr::to_string(&FeedCluster::crd()).expect("the CRD serializes to YAML")
+}
+
+/// The CRD as the Helm chart's template: installed behind `crds.install`,
+/// and kept when the release is uninstalled (deleting a CRD deletes every
+/// FeedCluster).
+pub fn helm_template() -> String {
+    use kube::CustomResourceExt;
+    let mut crd = FeedCluster::crd();
+    crd.metadata
+        .annotations
+        .get_or_insert_with(Default::default)
+        .insert("helm.sh/resource-policy".into(), "keep".into());
+    let yaml = serde_saphyr::to_string(&crd).expect("the CRD serializes to YAML");
+    format!(
+        "{{{{- if .Values.crds.install }}}}\n# Generated from the FeedCluster types by `make generate`; do not edit.\n{yaml}{{{{- end }}}}\n"
+    )
+}

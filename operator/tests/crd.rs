@@ -14,18 +14,25 @@ fn repo(path: &str) -> PathBuf {
 }
 
 #[test]
-fn the_committed_crd_matches_the_types() {
-    let fresh = serde_saphyr::to_string(&FeedCluster::crd()).unwrap();
-    let path = repo("crds/feedcluster.yaml");
-    if std::env::var_os("FANOUT_REGENERATE").is_some() {
-        std::fs::write(&path, &fresh).unwrap();
-        return;
+fn the_committed_crds_match_the_types() {
+    for (file, fresh) in [
+        ("crds/feedcluster.yaml", operator::crd::manifest()),
+        (
+            "charts/fanout/templates/crd.yaml",
+            operator::crd::helm_template(),
+        ),
+    ] {
+        let path = repo(file);
+        if std::env::var_os("FANOUT_REGENERATE").is_some() {
+            std::fs::write(&path, &fresh).unwrap();
+            continue;
+        }
+        let committed = std::fs::read_to_string(&path).unwrap_or_default();
+        assert!(
+            committed == fresh,
+            "{file} differs from the FeedCluster types: run `make generate` and commit"
+        );
     }
-    let committed = std::fs::read_to_string(&path).unwrap_or_default();
-    assert!(
-        committed == fresh,
-        "crds/feedcluster.yaml differs from the FeedCluster types: run `make generate` and commit"
-    );
 }
 
 #[test]

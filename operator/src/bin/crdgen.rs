@@ -1,13 +1,12 @@
 //! Prints the FeedCluster CustomResourceDefinition as YAML:
-//! `cargo run -p fanout-operator --bin crdgen > crds/feedcluster.yaml`.
+//! `cargo run -p fanout-operator --bin crdgen > crds/feedcluster.yaml`;
+//! with `--helm`, the Helm chart's template of it.
 #![forbid(unsafe_code)]
 
-use kube::CustomResourceExt;
-
 fn main() {
-    let crd = operator::crd::FeedCluster::crd();
-    print!(
-        "{}",
-        serde_saphyr::to_string(&crd).expect("the CRD serializes to YAML")
-    );
+    if std::env::args().any(|a| a == "--helm") {
+        print!("{}", operator::crd::helm_template());
+    } else {
+        print!("{}", operator::crd::manifest());
+    }
 }
