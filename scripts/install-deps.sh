@@ -9,6 +9,10 @@ have_pg() {
 }
 
 # Offline validation of the Kubernetes manifests (operator tests).
+if ! python3 -m pip --version >/dev/null 2>&1 && command -v apt-get >/dev/null 2>&1; then
+  sudo=""; [ "$(id -u)" = 0 ] || sudo="sudo"
+  $sudo apt-get update -qq && DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq python3-pip >/dev/null
+fi
 if ! python3 -c "import kubernetes_validate, jsonschema, yaml" >/dev/null 2>&1; then
   echo "installing kubernetes-validate (PyPI) ..."
   python3 -m pip install -q kubernetes-validate==1.33.1 2>/dev/null \
