@@ -13,7 +13,7 @@ TEST_DATABASE_URL := postgres://fanout@127.0.0.1:$(TEST_PG_PORT)/fanout
 # Builds use the committed query metadata in .sqlx/: no database needed.
 export SQLX_OFFLINE := true
 
-.PHONY: run test deps lint fmt generate sqlx-prepare stop clean
+.PHONY: run test e2e deps lint fmt generate sqlx-prepare stop clean
 
 ## run: PostgreSQL + Redis + feed-api on 127.0.0.1:8080 + two feed-workers (Ctrl-C stops all)
 run: deps
@@ -24,6 +24,10 @@ test: deps
 	scripts/services.sh up $(DATA)/test $(TEST_PG_PORT)
 	DATABASE_URL=$(TEST_DATABASE_URL) cargo test --workspace --all-targets
 	DATABASE_URL=$(TEST_DATABASE_URL) cargo test --workspace --doc
+
+## e2e: the whole story on kind (needs docker, kind, kubectl, helm; skips, saying so, without them)
+e2e:
+	e2e/run.sh
 
 ## deps: install redis-server and PostgreSQL if missing
 deps:
