@@ -223,6 +223,38 @@ pub async fn act(
         Direction::Down => "Down",
         Direction::None => "None",
     };
+    let k = key(fc);
+    let observed = &ctx.metrics.observed;
+    match backlog.and_then(|b| b.lag.map(|lag| (lag, b))) {
+        Some((lag, b)) => {
+            observed
+                .with_label_values(&[k.as_str(), "lag"])
+                .set(lag as i64);
+            observed
+                .with_label_values(&[k.as_str(), "pending"])
+                .set(b.pending as i64);
+            observed
+                .with_label_values(&[k.as_str(), "poison"])
+                .set(b.poison as i64);
+        }
+        None => {
+            // Unknown is not zero: drop the series rather than report 0.
+            for measure in ["lag", "pending", "poison"] {
+                let _ = observed.remove_label_values(&[k.as_str(), measure]);
+            }
+        }
+    }
+    observed
+        .with_label_values(&[k.as_str(), "desired"])
+        .set(i64::from(decision.desired));
+    ctx.metrics
+        .decisions
+        .with_label_values(&[
+            k.as_str(),
+            direction,
+            if change && apply { "true" } else { "false" },
+        ])
+        .inc();
     let mut status = json!({
         "backlog": backlog.and_then(|b| b.lag.map(|lag| (lag + b.pending) as i64)),
         "streams": backlog.map(|b| b.streams.iter().map(|s| StreamStatus {
@@ -242,7 +274,7 @@ pub async fn act(
         });
         let verb = if apply { "Scaled" } else { "Recommended" };
         publish(ctx, fc, EventType::Normal, verb, &decision.reason).await;
-        info!(feedcluster = %key(fc), from = current, to = decision.desired, applied = apply, reason = %decision.reason, "autoscaling decision");
+        info!(feedcluster = %k, from = current, to = decision.desired, applied = apply, reason = %decision.reason, "autoscaling decision");
     }
     patch_status(ctx, fc, &status).await
 }

@@ -1,6 +1,6 @@
 //! The operator's Prometheus metrics.
 
-use prometheus::{Histogram, HistogramOpts, IntCounterVec, Opts, Registry};
+use prometheus::{Histogram, HistogramOpts, IntCounterVec, IntGaugeVec, Opts, Registry};
 
 /// Everything the operator counts.
 pub struct Metrics {
@@ -11,6 +11,11 @@ pub struct Metrics {
     pub errors: IntCounterVec,
     /// Time one reconciliation takes.
     pub duration: Histogram,
+    /// Autoscaler decisions by FeedCluster, direction and whether applied.
+    pub decisions: IntCounterVec,
+    /// Observed backlog parts per FeedCluster: `lag`, `pending`, `poison`
+    /// (absent while unknown), and the `desired` worker count.
+    pub observed: IntGaugeVec,
 }
 
 impl Default for Metrics {
@@ -39,16 +44,33 @@ impl Default for Metrics {
             .buckets(vec![0.01, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0]),
         )
         .expect("valid metric");
+        let decisions = IntCounterVec::new(
+            Opts::new("fanout_autoscaler_decisions_total", "Autoscaler decisions"),
+            &["feedcluster", "direction", "applied"],
+        )
+        .expect("valid metric");
+        let observed = IntGaugeVec::new(
+            Opts::new(
+                "fanout_autoscaler_observed",
+                "What the autoscaler last saw and wanted",
+            ),
+            &["feedcluster", "measure"],
+        )
+        .expect("valid metric");
         let registry = feed_core::runtime::registry(vec![
             Box::new(reconciles.clone()),
             Box::new(errors.clone()),
             Box::new(duration.clone()),
+            Box::new(decisions.clone()),
+            Box::new(observed.clone()),
         ]);
         Metrics {
             registry,
             reconciles,
             errors,
             duration,
+            decisions,
+            observed,
         }
     }
 }

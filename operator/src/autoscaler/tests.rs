@@ -69,6 +69,21 @@ async fn a_backlog_scales_the_workers_through_the_scale_subresource() {
     ]);
     act(&ctx, &fc, Some(&b), &decision, 1).await.unwrap();
     within_a_second(scenario).await;
+    let metrics = feed_core::runtime::render_metrics(&ctx.metrics.registry);
+    assert!(
+        metrics.contains(r#"fanout_autoscaler_decisions_total{applied="true",direction="Up",feedcluster="feeds/demo"} 1"#),
+        "{metrics}"
+    );
+    assert!(
+        metrics.contains(
+            r#"fanout_autoscaler_observed{feedcluster="feeds/demo",measure="lag"} 30000"#
+        )
+    );
+    assert!(
+        metrics.contains(
+            r#"fanout_autoscaler_observed{feedcluster="feeds/demo",measure="desired"} 5"#
+        )
+    );
 }
 
 #[tokio::test]
@@ -110,4 +125,9 @@ async fn an_unreadable_backlog_holds_the_workers() {
     ]);
     act(&ctx, &fc, None, &decision, 3).await.unwrap();
     within_a_second(scenario).await;
+    let metrics = feed_core::runtime::render_metrics(&ctx.metrics.registry);
+    assert!(
+        !metrics.contains(r#"measure="lag""#),
+        "unknown lag is no series, not 0: {metrics}"
+    );
 }
