@@ -100,11 +100,35 @@ pub async fn reconcile(fc: Arc<FeedCluster>, ctx: Arc<Context>) -> Result<Action
     ctx.metrics
         .duration
         .observe(started.elapsed().as_secs_f64());
-    if result.is_ok() {
-        ctx.metrics.reconciles.with_label_values(&["ok"]).inc();
-        ctx.failures.lock().expect("not poisoned").remove(&key(&fc));
+    match &result {
+        Ok(_) => {
+            ctx.metrics.reconciles.with_label_values(&["ok"]).inc();
+            ctx.failures.lock().expect("not poisoned").remove(&key(&fc));
+        }
+        Err(Error::Kube(e)) => report_failure(&fc, &ctx, &e.to_string()).await,
+        // Reported where it was found.
+        Err(Error::InvalidSpec(_)) => {}
     }
     result
+}
+
+/// Tells the FeedCluster's owner that reconciling failed: a Warning Event and
+/// the Degraded condition (best effort: the API server may be what failed).
+async fn report_failure(fc: &FeedCluster, ctx: &Context, why: &str) {
+    publish(ctx, fc, EventType::Warning, "ReconcileFailed", why).await;
+    let mut conditions: Vec<Condition> = fc
+        .status
+        .as_ref()
+        .map(|s| s.conditions.clone())
+        .unwrap_or_default()
+        .into_iter()
+        .filter(|c| c.type_ != "Degraded")
+        .collect();
+    conditions.push(condition("Degraded", true, "ReconcileFailed", why));
+    let status = json!({ "conditions": conditions });
+    if let Err(e) = patch_status(ctx, fc, &status).await {
+        warn!(error = %e, "recording the failure in status failed");
+    }
 }
 
 /// Retries with exponential backoff per FeedCluster, so a broken one neither

@@ -44,6 +44,8 @@ pub enum Reply {
     EchoWith(Box<dyn FnOnce(&mut Value) + Send>),
     /// 200 with this body.
     Json(Value),
+    /// This status code with this body.
+    Status(u16, Value),
 }
 
 /// A check on a request body.
@@ -127,6 +129,9 @@ impl ApiServerVerifier {
                         change(&mut body);
                         Response::builder().body(Body::from(serde_json::to_vec(&body).unwrap()))
                     }
+                    Reply::Status(code, value) => Response::builder()
+                        .status(StatusCode::from_u16(code).unwrap())
+                        .body(Body::from(serde_json::to_vec(&value).unwrap())),
                     Reply::Json(value) => {
                         Response::builder().body(Body::from(serde_json::to_vec(&value).unwrap()))
                     }

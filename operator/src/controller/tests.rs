@@ -258,3 +258,37 @@ async fn an_invalid_spec_is_reported_and_retried_with_backoff() {
     assert_eq!(delays[1], Action::requeue(BACKOFF_BASE * 2));
     assert_eq!(delays[7], Action::requeue(BACKOFF_MAX));
 }
+
+#[tokio::test]
+async fn an_api_failure_is_reported_as_degraded() {
+    let (ctx, server) = test_context();
+    let fc = FeedCluster::test();
+    let failure = json!({"kind": "Status", "apiVersion": "v1", "status": "Failure",
+        "reason": "InternalError", "code": 500, "message": "etcd is unhappy"});
+    let script = vec![
+        Expect::new(
+            Method::GET,
+            format!("{NS}/secrets/demo-jwt"),
+            Reply::Status(500, failure),
+        ),
+        Expect::new(Method::POST, EVENTS, Reply::Echo).check(|e| {
+            assert_eq!(e["reason"], "ReconcileFailed");
+            assert_eq!(e["type"], "Warning");
+        }),
+        Expect::new(Method::PATCH, STATUS, status_reply(&fc)).check(|body| {
+            let conditions = body["status"]["conditions"].as_array().unwrap();
+            let degraded = conditions.iter().find(|c| c["type"] == "Degraded").unwrap();
+            assert_eq!(degraded["status"], "True");
+            assert!(
+                degraded["message"]
+                    .as_str()
+                    .unwrap()
+                    .contains("etcd is unhappy")
+            );
+        }),
+    ];
+    let scenario = server.run(script);
+    let error = reconcile(Arc::new(fc), ctx).await.unwrap_err();
+    within_a_second(scenario).await;
+    assert!(matches!(error, Error::Kube(_)));
+}
