@@ -438,6 +438,73 @@ pub async fn backlog(
     Ok(total)
 }
 
+/// One consumer of the group, over all streams.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Consumer {
+    /// Entries it holds unacknowledged.
+    pub pending: u64,
+    /// Milliseconds since it last read or claimed, on its most recent stream.
+    pub idle_ms: u64,
+}
+
+/// Every consumer of the group, by name.
+pub async fn consumers(conn: &mut impl ConnectionLike) -> RedisResult<HashMap<String, Consumer>> {
+    let mut all: HashMap<String, Consumer> = HashMap::new();
+    for stream in keys::all_streams() {
+        let reply: RedisResult<redis::streams::StreamInfoConsumersReply> = redis::cmd("XINFO")
+            .arg("CONSUMERS")
+            .arg(&stream)
+            .arg(keys::CONSUMER_GROUP)
+            .query_async(conn)
+            .await;
+        let reply = match reply {
+            Ok(reply) => reply,
+            // No stream or no group yet: no consumers there.
+            Err(e) if is_missing_group(&e) || e.to_string().contains("no such key") => continue,
+            Err(e) => return Err(e),
+        };
+        for c in reply.consumers {
+            let entry = all.entry(c.name).or_insert(Consumer {
+                pending: 0,
+                idle_ms: u64::MAX,
+            });
+            entry.pending += c.pending as u64;
+            entry.idle_ms = entry.idle_ms.min(c.idle as u64);
+        }
+    }
+    Ok(all)
+}
+
+/// Removes a consumer from the group on every stream where it holds nothing
+/// pending (removing it would drop those entries' delivery state); returns
+/// whether it is gone everywhere.
+pub async fn remove_consumer(conn: &mut impl ConnectionLike, name: &str) -> RedisResult<bool> {
+    let mut gone = true;
+    for stream in keys::all_streams() {
+        let reply: RedisResult<redis::streams::StreamInfoConsumersReply> = redis::cmd("XINFO")
+            .arg("CONSUMERS")
+            .arg(&stream)
+            .arg(keys::CONSUMER_GROUP)
+            .query_async(conn)
+            .await;
+        let Ok(reply) = reply else { continue };
+        match reply.consumers.iter().find(|c| c.name == name) {
+            None => {}
+            Some(c) if c.pending > 0 => gone = false,
+            Some(_) => {
+                let _: i64 = redis::cmd("XGROUP")
+                    .arg("DELCONSUMER")
+                    .arg(&stream)
+                    .arg(keys::CONSUMER_GROUP)
+                    .arg(name)
+                    .query_async(conn)
+                    .await?;
+            }
+        }
+    }
+    Ok(gone)
+}
+
 /// Trims a stream below the oldest entry the group has not finished, so
 /// nothing pending or undelivered is ever trimmed. Returns entries removed.
 pub async fn trim_finished(conn: &mut impl ConnectionLike, stream: &str) -> RedisResult<u64> {

@@ -99,3 +99,51 @@ async fn lag_pending_poison_and_rates_are_read_per_stream() {
     let backlog = bus::backlog(&mut conn, 5).await.unwrap();
     assert_eq!(backlog.lag, None);
 }
+
+#[tokio::test]
+async fn consumers_are_listed_and_only_idle_empty_ones_removed() {
+    let redis = RedisServer::start();
+    let mut conn = connect(&redis).await;
+    bus::ensure_groups(&mut conn).await.unwrap();
+    let created = keys::stream(EventType::PostCreated);
+    add(&mut conn, &created, 3).await;
+    let streams = keys::all_streams();
+    let zero = std::time::Duration::ZERO;
+    let held = bus::read_group(
+        &mut conn,
+        "busy",
+        std::slice::from_ref(&created),
+        2,
+        zero,
+        false,
+    )
+    .await
+    .unwrap();
+    assert_eq!(held.len(), 2);
+    bus::read_group(&mut conn, "gone", &streams, 10, zero, false)
+        .await
+        .unwrap();
+    let done: Vec<String> = bus::read_group(&mut conn, "gone", &streams, 10, zero, true)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|d| d.entry_id)
+        .collect();
+    bus::ack(&mut conn, &created, &done).await.unwrap();
+
+    let consumers = bus::consumers(&mut conn).await.unwrap();
+    assert_eq!(consumers["busy"].pending, 2);
+    assert_eq!(consumers["gone"].pending, 0);
+
+    assert!(bus::remove_consumer(&mut conn, "gone").await.unwrap());
+    assert!(
+        !bus::remove_consumer(&mut conn, "busy").await.unwrap(),
+        "its entries must be claimed first"
+    );
+    let consumers = bus::consumers(&mut conn).await.unwrap();
+    assert!(!consumers.contains_key("gone"));
+    assert_eq!(
+        consumers["busy"].pending, 2,
+        "nothing of a busy consumer is lost"
+    );
+}

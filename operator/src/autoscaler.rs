@@ -12,10 +12,10 @@ use std::time::{Duration, Instant};
 use feed_core::autoscale::{self, Decision, Direction, Memory, Observation};
 use feed_core::bus::{self, Backlog};
 use k8s_openapi::api::apps::v1::Deployment;
-use k8s_openapi::api::core::v1::Secret;
+use k8s_openapi::api::core::v1::{Pod, Secret};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use kube::ResourceExt;
-use kube::api::{Api, Patch, PatchParams};
+use kube::api::{Api, ListParams, Patch, PatchParams};
 use kube::runtime::events::EventType;
 use serde_json::json;
 use tracing::{info, warn};
@@ -150,6 +150,15 @@ async fn poll(
     };
     let observation = observe(backlog.as_ref(), &deployment, uptime_secs());
     let decision = autoscale::decide(&fc.spec.policy(), &mut t.memory, observation);
+    let consumers = match t.redis.conn().await {
+        Ok(mut conn) => bus::consumers(&mut conn).await.ok(),
+        Err(_) => None,
+    };
+    let scaling_down =
+        decision.direction == Direction::Down && fc.spec.autoscaling.mode == AutoscalingMode::Scale;
+    if let (true, Some(consumers)) = (scaling_down, &consumers) {
+        set_deletion_costs(ctx, fc, consumers).await?;
+    }
     act(
         ctx,
         fc,
@@ -157,7 +166,79 @@ async fn poll(
         &decision,
         observation.current_replicas,
     )
-    .await
+    .await?;
+    if let (Some(consumers), Ok(mut conn)) = (&consumers, t.redis.conn().await) {
+        let pods = worker_pods(ctx, fc).await?;
+        for (name, consumer) in consumers {
+            let gone = !pods.iter().any(|p| p.name_any() == *name);
+            if gone && consumer.pending == 0 && consumer.idle_ms >= GONE_CONSUMER_IDLE_MS {
+                match bus::remove_consumer(&mut conn, name).await {
+                    Ok(true) => {
+                        info!(feedcluster = %k, consumer = %name, "removed the consumer of a gone worker")
+                    }
+                    Ok(false) => {}
+                    Err(e) => warn!(consumer = %name, error = %e, "removing a consumer failed"),
+                }
+            }
+        }
+    }
+    Ok(())
+}
+
+/// A consumer with no pod, nothing pending and this long idle is removed
+/// from the group (its pending entries, if any, are claimed first by the
+/// live workers).
+const GONE_CONSUMER_IDLE_MS: u64 = 60_000;
+
+/// The annotation the ReplicaSet controller reads to pick pods to delete
+/// first on scale-down: lowest cost first.
+const DELETION_COST: &str = "controller.kubernetes.io/pod-deletion-cost";
+
+async fn worker_pods(ctx: &Context, fc: &FeedCluster) -> Result<Vec<Pod>, Error> {
+    let names = Names::of(fc);
+    let pods: Api<Pod> = Api::namespaced(ctx.client.clone(), &names.namespace);
+    let selector = format!(
+        "app.kubernetes.io/instance={},app.kubernetes.io/component=worker",
+        names.cluster
+    );
+    Ok(pods
+        .list(&ListParams::default().labels(&selector))
+        .await?
+        .items)
+}
+
+/// Before a scale-down, marks each worker pod with what it holds pending, so
+/// the idle ones are removed first and fewer entries wait to be reclaimed.
+pub async fn set_deletion_costs(
+    ctx: &Context,
+    fc: &FeedCluster,
+    consumers: &HashMap<String, bus::Consumer>,
+) -> Result<(), Error> {
+    let names = Names::of(fc);
+    let pods: Api<Pod> = Api::namespaced(ctx.client.clone(), &names.namespace);
+    for pod in worker_pods(ctx, fc).await? {
+        let name = pod.name_any();
+        let cost = consumers
+            .get(&name)
+            .map_or(0, |c| c.pending)
+            .min(i32::MAX as u64)
+            .to_string();
+        if pod.annotations().get(DELETION_COST) == Some(&cost) {
+            continue;
+        }
+        let patch = json!({
+            "apiVersion": "v1",
+            "kind": "Pod",
+            "metadata": {"name": name, "annotations": {DELETION_COST: cost}}
+        });
+        pods.patch(
+            &name,
+            &PatchParams::apply(FIELD_MANAGER).force(),
+            &Patch::Apply(&patch),
+        )
+        .await?;
+    }
+    Ok(())
 }
 
 /// A monotonic clock for the policy: seconds since the first poll.

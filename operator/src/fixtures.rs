@@ -93,7 +93,8 @@ impl ApiServerVerifier {
                 if request.method() == http::Method::PATCH && !uri.path().ends_with("/status") {
                     // The replica count has its own manager, so the
                     // reconciler's applies never take it back.
-                    let manager = if uri.path().ends_with("/scale") {
+                    let manager = if uri.path().ends_with("/scale") || uri.path().contains("/pods/")
+                    {
                         "fanout-autoscaler"
                     } else {
                         "fanout-operator"

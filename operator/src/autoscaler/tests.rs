@@ -1,4 +1,6 @@
 use http::Method;
+use std::collections::HashMap;
+
 use serde_json::{Value, json};
 
 use super::*;
@@ -130,4 +132,57 @@ async fn an_unreadable_backlog_holds_the_workers() {
         !metrics.contains(r#"measure="lag""#),
         "unknown lag is no series, not 0: {metrics}"
     );
+}
+
+#[tokio::test]
+async fn before_a_scale_down_idle_workers_are_marked_cheapest_to_delete() {
+    let (ctx, server) = test_context();
+    let fc = FeedCluster::test();
+    let pod = |name: &str, cost: Option<&str>| {
+        let mut p = json!({"metadata": {"name": name, "namespace": "feeds"}});
+        if let Some(cost) = cost {
+            p["metadata"]["annotations"] = json!({DELETION_COST: cost});
+        }
+        p
+    };
+    let pods = json!({"apiVersion": "v1", "kind": "PodList", "metadata": {},
+        "items": [pod("demo-workers-a", None), pod("demo-workers-b", None), pod("demo-workers-c", Some("0"))]});
+    let consumers = HashMap::from([
+        (
+            "demo-workers-a".to_owned(),
+            bus::Consumer {
+                pending: 0,
+                idle_ms: 10,
+            },
+        ),
+        (
+            "demo-workers-b".to_owned(),
+            bus::Consumer {
+                pending: 7,
+                idle_ms: 10,
+            },
+        ),
+    ]);
+    let scenario = server.run(vec![
+        Expect::new(
+            Method::GET,
+            "/api/v1/namespaces/feeds/pods",
+            Reply::Json(pods),
+        ),
+        Expect::new(
+            Method::PATCH,
+            "/api/v1/namespaces/feeds/pods/demo-workers-a",
+            Reply::Echo,
+        )
+        .check(|p| assert_eq!(p["metadata"]["annotations"][DELETION_COST], "0")),
+        Expect::new(
+            Method::PATCH,
+            "/api/v1/namespaces/feeds/pods/demo-workers-b",
+            Reply::Echo,
+        )
+        .check(|p| assert_eq!(p["metadata"]["annotations"][DELETION_COST], "7")),
+        // demo-workers-c already carries the right cost: left alone.
+    ]);
+    set_deletion_costs(&ctx, &fc, &consumers).await.unwrap();
+    within_a_second(scenario).await;
 }
