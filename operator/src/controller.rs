@@ -124,7 +124,14 @@ async fn report_failure(fc: &FeedCluster, ctx: &Context, why: &str) {
         .into_iter()
         .filter(|c| c.type_ != "Degraded")
         .collect();
-    conditions.push(condition("Degraded", true, "ReconcileFailed", why));
+    let previous = fc.status.clone().unwrap_or_default();
+    conditions.push(condition(
+        &previous,
+        "Degraded",
+        true,
+        "ReconcileFailed",
+        why,
+    ));
     let status = json!({ "conditions": conditions });
     if let Err(e) = patch_status(ctx, fc, &status).await {
         warn!(error = %e, "recording the failure in status failed");
@@ -149,13 +156,14 @@ pub fn error_policy(fc: Arc<FeedCluster>, error: &Error, ctx: Arc<Context>) -> A
 async fn apply(fc: &FeedCluster, ctx: &Context) -> Result<Action, Error> {
     let ns = fc.namespace().unwrap_or_else(|| "default".into());
     let names = Names::of(fc);
+    let previous = fc.status.clone().unwrap_or_default();
     if let Err(why) = fc.spec.policy().validate() {
         publish(ctx, fc, EventType::Warning, "InvalidSpec", &why).await;
         let status = json!({
             "observedGeneration": fc.metadata.generation,
             "conditions": [
-                condition("Ready", false, "InvalidSpec", &why),
-                condition("Degraded", true, "InvalidSpec", &why),
+                condition(&previous, "Ready", false, "InvalidSpec", &why),
+                condition(&previous, "Degraded", true, "InvalidSpec", &why),
             ],
         });
         patch_status(ctx, fc, &status).await?;
@@ -170,11 +178,11 @@ async fn apply(fc: &FeedCluster, ctx: &Context) -> Result<Action, Error> {
 
     if fc.spec.auth.jwt_secret_name.is_none() {
         let secret = jwt_secret(fc, &names);
-        create_if_absent(Api::<Secret>::namespaced(client.clone(), &ns), secret).await?;
+        get_or_create(Api::<Secret>::namespaced(client.clone(), &ns), secret).await?;
     }
     if fc.spec.postgres.managed.is_some() {
         let secret = resources::postgres_secret(fc, &random_hex(16));
-        create_if_absent(Api::<Secret>::namespaced(client.clone(), &ns), secret).await?;
+        get_or_create(Api::<Secret>::namespaced(client.clone(), &ns), secret).await?;
         apply_object(&client, &ns, resources::postgres_service(fc)).await?;
     }
     if let Some(set) = resources::postgres_statefulset(fc) {
@@ -188,26 +196,57 @@ async fn apply(fc: &FeedCluster, ctx: &Context) -> Result<Action, Error> {
     }
     apply_object(&client, &ns, resources::config_map(fc)).await?;
 
-    // The API rolls out only once its schema is in place.
-    let job = apply_object(&client, &ns, resources::migration_job(fc, &image)).await?;
-    let migrated = job.status.as_ref().and_then(|s| s.succeeded).unwrap_or(0) > 0;
-    let api = if migrated {
-        Some(apply_object(&client, &ns, resources::api_deployment(fc, &image)).await?)
+    // Migrations run once per image, before the API and the workers roll
+    // out on it. The Job is created, never re-applied (its template is
+    // immutable); its success is remembered in status, so a Job cleaned up
+    // after a day is not run again.
+    let previous = fc.status.clone().unwrap_or_default();
+    let mut migration_failed = None;
+    let migrated = previous.migrated_image.as_deref() == Some(image.as_str()) || {
+        let jobs = Api::<Job>::namespaced(client.clone(), &ns);
+        let job = get_or_create(jobs, resources::migration_job(fc, &image)).await?;
+        let status = job.status.unwrap_or_default();
+        if let Some(failed) = status
+            .conditions
+            .iter()
+            .flatten()
+            .find(|c| c.type_ == "Failed" && c.status == "True")
+        {
+            migration_failed = Some(
+                failed
+                    .message
+                    .clone()
+                    .unwrap_or_else(|| "the migration Job failed".into()),
+            );
+        }
+        status.succeeded.unwrap_or(0) > 0
+    };
+    let deployments = Api::<Deployment>::namespaced(client.clone(), &ns);
+    let (api, workers) = if migrated {
+        (
+            Some(apply_object(&client, &ns, resources::api_deployment(fc, &image)).await?),
+            Some(apply_object(&client, &ns, resources::worker_deployment(fc, &image)).await?),
+        )
     } else {
-        Api::<Deployment>::namespaced(client.clone(), &ns)
-            .get_opt(&names.api())
-            .await?
+        (
+            deployments.get_opt(&names.api()).await?,
+            deployments.get_opt(&names.workers()).await?,
+        )
     };
     apply_object(&client, &ns, resources::api_service(fc)).await?;
     apply_object(&client, &ns, resources::api_pdb(fc)).await?;
-    let workers = apply_object(&client, &ns, resources::worker_deployment(fc, &image)).await?;
     apply_object(&client, &ns, resources::worker_pdb(fc)).await?;
 
     let api = replicas(api.as_ref());
-    let workers = replicas(Some(&workers));
+    let workers = replicas(workers.as_ref());
     let ready = migrated && api.ready >= 1 && (workers.desired == 0 || workers.ready >= 1);
     let progressing = !migrated || api.ready < api.desired || workers.ready < workers.desired;
-    let (reason, message) = if !migrated {
+    let (reason, message) = if let Some(why) = &migration_failed {
+        (
+            "MigrationFailed",
+            format!("Job {} failed: {why}", names.migration(&image)),
+        )
+    } else if !migrated {
         (
             "Migrating",
             format!(
@@ -226,11 +265,21 @@ async fn apply(fc: &FeedCluster, ctx: &Context) -> Result<Action, Error> {
             format!("API {}, workers {}", api.summary, workers.summary),
         )
     };
-    let previous = fc.status.clone().unwrap_or_default();
+    let degraded = migration_failed.is_some();
     let conditions = vec![
-        condition("Ready", ready, reason, &message),
-        condition("Progressing", progressing, reason, &message),
-        condition("Degraded", false, "AsExpected", "no errors"),
+        condition(&previous, "Ready", ready, reason, &message),
+        condition(
+            &previous,
+            "Progressing",
+            progressing && !degraded,
+            reason,
+            &message,
+        ),
+        if degraded {
+            condition(&previous, "Degraded", true, reason, &message)
+        } else {
+            condition(&previous, "Degraded", false, "AsExpected", "no errors")
+        },
     ];
     // Only the reconciler's own status fields: the backlog and the last
     // scale decision belong to the autoscaler.
@@ -239,6 +288,7 @@ async fn apply(fc: &FeedCluster, ctx: &Context) -> Result<Action, Error> {
         "conditions": conditions,
         "api": api,
         "workers": workers,
+        "migratedImage": if migrated { Some(image.as_str()) } else { previous.migrated_image.as_deref() },
     });
     let became_ready = ready && !is_true(&previous, "Ready");
     patch_status(ctx, fc, &status).await?;
@@ -270,19 +320,19 @@ where
         .await?)
 }
 
-/// Creates an object unless it exists: for generated secrets, which must
-/// never be regenerated.
-async fn create_if_absent<K>(api: Api<K>, object: K) -> Result<(), Error>
+/// The object as it exists, created first if it does not: for what must
+/// never be regenerated (secrets) or re-applied (Jobs).
+async fn get_or_create<K>(api: Api<K>, object: K) -> Result<K, Error>
 where
     K: Resource + Clone + std::fmt::Debug + Serialize + DeserializeOwned,
 {
-    if api.get_opt(&object.name_any()).await?.is_some() {
-        return Ok(());
+    if let Some(existing) = api.get_opt(&object.name_any()).await? {
+        return Ok(existing);
     }
     match api.create(&PostParams::default(), &object).await {
-        Ok(_) => Ok(()),
-        // Created concurrently: fine.
-        Err(kube::Error::Api(e)) if e.code == 409 => Ok(()),
+        Ok(created) => Ok(created),
+        // Created concurrently: read what won.
+        Err(kube::Error::Api(e)) if e.code == 409 => Ok(api.get(&object.name_any()).await?),
         Err(e) => Err(e.into()),
     }
 }
@@ -321,13 +371,30 @@ fn replicas(deployment: Option<&Deployment>) -> ReplicaStatus {
     }
 }
 
-fn condition(kind: &str, status: bool, reason: &str, message: &str) -> Condition {
+/// A condition; its transition time moves only when its status changes, so
+/// an unchanged FeedCluster gets an unchanged status.
+fn condition(
+    previous: &FeedClusterStatus,
+    kind: &str,
+    status: bool,
+    reason: &str,
+    message: &str,
+) -> Condition {
+    let status = if status { "True" } else { "False" }.to_owned();
+    let last_transition_time = previous
+        .conditions
+        .iter()
+        .find(|c| c.type_ == kind && c.status == status)
+        .map_or_else(
+            || Time(k8s_openapi::jiff::Timestamp::now()),
+            |c| c.last_transition_time.clone(),
+        );
     Condition {
         type_: kind.to_owned(),
-        status: if status { "True" } else { "False" }.to_owned(),
+        status,
         reason: reason.to_owned(),
         message: message.to_owned(),
-        last_transition_time: Time(k8s_openapi::jiff::Timestamp::now()),
+        last_transition_time,
         observed_generation: None,
     }
 }

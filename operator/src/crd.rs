@@ -357,8 +357,10 @@ fn default_url_key() -> String {
 #[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
 #[serde(rename_all = "camelCase")]
 pub struct ManagedDatastore {
-    /// Size of its persistent volume.
+    /// Size of its persistent volume; fixed once created (resize the PVC
+    /// itself).
     #[serde(default = "default_storage")]
+    #[x_kube(validation = kube::core::Rule::new("self == oldSelf").message("storage cannot change once created; resize the PersistentVolumeClaim instead"))]
     pub storage: String,
     /// Image to run instead of the default (postgres:15-alpine,
     /// redis:7-alpine).
@@ -436,6 +438,9 @@ pub struct FeedClusterStatus {
     /// The autoscaler's latest decision.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub last_scale: Option<ScaleDecision>,
+    /// The image whose migrations have been applied.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub migrated_image: Option<String>,
 }
 
 /// Desired and ready pods.

@@ -88,8 +88,8 @@ fn ready(replicas: i32) -> Reply {
     }))
 }
 
-/// The API Service and PDB, the worker Deployment and PDB.
-fn the_rest(workers: Reply) -> Vec<Expect> {
+/// The Services and PDBs, applied whatever the migration's state.
+fn services_and_budgets() -> Vec<Expect> {
     vec![
         Expect::new(
             Method::PATCH,
@@ -103,22 +103,29 @@ fn the_rest(workers: Reply) -> Vec<Expect> {
         ),
         Expect::new(
             Method::PATCH,
-            format!("{APPS}/deployments/demo-workers"),
-            workers,
-        )
-        .check(|body| {
-            assert!(
-                body["spec"].get("replicas").is_none(),
-                "the reconciler must not set the autoscaler's replica count: {}",
-                body["spec"]
-            );
-        }),
-        Expect::new(
-            Method::PATCH,
             format!("{POLICY}/poddisruptionbudgets/demo-workers"),
             Reply::Echo,
         ),
     ]
+}
+
+fn workers_applied(reply: Reply) -> Expect {
+    Expect::new(
+        Method::PATCH,
+        format!("{APPS}/deployments/demo-workers"),
+        reply,
+    )
+    .check(|body| {
+        assert!(
+            body["spec"].get("replicas").is_none(),
+            "the reconciler must not set the autoscaler's replica count: {}",
+            body["spec"]
+        );
+        assert_eq!(
+            body["spec"]["template"]["spec"]["containers"][0]["image"],
+            IMAGE
+        );
+    })
 }
 
 /// Answers a status patch with the whole FeedCluster, as the API server does.
@@ -149,9 +156,16 @@ async fn a_new_feedcluster_gets_its_objects_and_waits_for_the_migration() {
     let (ctx, server) = test_context();
     let fc = FeedCluster::test();
     let mut script = datastores_and_config(false);
-    // The Job has not finished: the API Deployment is only looked up.
+    // The Job is created (never re-applied: its template is immutable) and
+    // has not finished: neither Deployment is applied on the new image.
+    script.push(Expect::new(Method::GET, job_path(&fc), Reply::NotFound));
     script.push(
-        Expect::new(Method::PATCH, job_path(&fc), Reply::Echo).check(|job| {
+        Expect::new(
+            Method::POST,
+            "/apis/batch/v1/namespaces/feeds/jobs",
+            Reply::Echo,
+        )
+        .check(|job| {
             let container = &job["spec"]["template"]["spec"]["containers"][0];
             assert_eq!(container["command"][1], "--migrate-only");
             assert_eq!(
@@ -165,10 +179,17 @@ async fn a_new_feedcluster_gets_its_objects_and_waits_for_the_migration() {
         format!("{APPS}/deployments/demo-api"),
         Reply::NotFound,
     ));
-    script.extend(the_rest(Reply::Echo));
+    script.push(Expect::new(
+        Method::GET,
+        format!("{APPS}/deployments/demo-workers"),
+        Reply::NotFound,
+    ));
+    script.extend(services_and_budgets());
     script.push(
-        Expect::new(Method::PATCH, STATUS, status_reply(&fc))
-            .check(status_check("False", "Migrating")),
+        Expect::new(Method::PATCH, STATUS, status_reply(&fc)).check(|body| {
+            status_check("False", "Migrating")(body);
+            assert!(body["status"]["migratedImage"].is_null());
+        }),
     );
     let scenario = server.run(script);
 
@@ -186,11 +207,9 @@ async fn once_migrated_the_api_rolls_out_and_ready_is_reported_once() {
     let (ctx, server) = test_context();
     let fc = FeedCluster::test();
     let mut script = datastores_and_config(true);
-    script.push(Expect::new(
-        Method::PATCH,
-        job_path(&fc),
-        Reply::EchoWith(Box::new(|job| job["status"] = json!({"succeeded": 1}))),
-    ));
+    let done = json!({"apiVersion": "batch/v1", "kind": "Job",
+        "metadata": {"name": Names::of(&fc).migration(IMAGE)}, "status": {"succeeded": 1}});
+    script.push(Expect::new(Method::GET, job_path(&fc), Reply::Json(done)));
     script.push(
         Expect::new(
             Method::PATCH,
@@ -203,12 +222,14 @@ async fn once_migrated_the_api_rolls_out_and_ready_is_reported_once() {
             assert_eq!(pod["securityContext"]["runAsNonRoot"], true);
         }),
     );
-    script.extend(the_rest(ready(2)));
+    script.push(workers_applied(ready(2)));
+    script.extend(services_and_budgets());
     script.push(
         Expect::new(Method::PATCH, STATUS, status_reply(&fc)).check(|body| {
             status_check("True", "Available")(body);
             assert_eq!(body["status"]["workers"]["summary"], "2/2");
             assert_eq!(body["status"]["api"]["summary"], "1/1");
+            assert_eq!(body["status"]["migratedImage"], IMAGE);
         }),
     );
     script.push(
@@ -291,4 +312,68 @@ async fn an_api_failure_is_reported_as_degraded() {
     let error = reconcile(Arc::new(fc), ctx).await.unwrap_err();
     within_a_second(scenario).await;
     assert!(matches!(error, Error::Kube(_)));
+}
+
+#[tokio::test]
+async fn a_migrated_image_is_not_migrated_again_and_a_failed_migration_degrades() {
+    let (ctx, server) = test_context();
+    let mut fc = FeedCluster::test();
+    fc.status = Some(crate::crd::FeedClusterStatus {
+        migrated_image: Some(IMAGE.into()),
+        ..Default::default()
+    });
+    let mut script = datastores_and_config(true);
+    // No Job requests at all: straight to the Deployments.
+    script.push(Expect::new(
+        Method::PATCH,
+        format!("{APPS}/deployments/demo-api"),
+        ready(1),
+    ));
+    script.push(workers_applied(ready(1)));
+    script.extend(services_and_budgets());
+    script.push(
+        Expect::new(Method::PATCH, STATUS, status_reply(&fc))
+            .check(status_check("True", "Available")),
+    );
+    script.push(Expect::new(Method::POST, EVENTS, Reply::Echo));
+    let scenario = server.run(script);
+    reconcile(Arc::new(fc), ctx).await.unwrap();
+    within_a_second(scenario).await;
+
+    let (ctx, server) = test_context();
+    let fc = FeedCluster::test();
+    let failed = json!({"apiVersion": "batch/v1", "kind": "Job",
+        "metadata": {"name": Names::of(&fc).migration(IMAGE)},
+        "status": {"failed": 11, "conditions": [{"type": "Failed", "status": "True",
+            "reason": "BackoffLimitExceeded", "message": "Job has reached the specified backoff limit"}]}});
+    let mut script = datastores_and_config(true);
+    script.push(Expect::new(Method::GET, job_path(&fc), Reply::Json(failed)));
+    script.push(Expect::new(
+        Method::GET,
+        format!("{APPS}/deployments/demo-api"),
+        Reply::NotFound,
+    ));
+    script.push(Expect::new(
+        Method::GET,
+        format!("{APPS}/deployments/demo-workers"),
+        Reply::NotFound,
+    ));
+    script.extend(services_and_budgets());
+    script.push(
+        Expect::new(Method::PATCH, STATUS, status_reply(&fc)).check(|body| {
+            let conditions = body["status"]["conditions"].as_array().unwrap();
+            let degraded = conditions.iter().find(|c| c["type"] == "Degraded").unwrap();
+            assert_eq!(degraded["status"], "True");
+            assert_eq!(degraded["reason"], "MigrationFailed");
+            assert!(
+                degraded["message"]
+                    .as_str()
+                    .unwrap()
+                    .contains("backoff limit")
+            );
+        }),
+    );
+    let scenario = server.run(script);
+    reconcile(Arc::new(fc), ctx).await.unwrap();
+    within_a_second(scenario).await;
 }

@@ -78,7 +78,13 @@ fn statefulset(
             {"name": "tmp", "mountPath": "/tmp"}
         ],
         "readinessProbe": probe.clone(),
-        "livenessProbe": probe,
+        "livenessProbe": probe.clone(),
+        // A first start (initdb) may take a while on a slow disk.
+        "startupProbe": {
+            "exec": probe["exec"].clone(),
+            "periodSeconds": 5,
+            "failureThreshold": 60
+        },
     });
     if !args.is_null() {
         container["args"] = args;
@@ -90,6 +96,10 @@ fn statefulset(
         "spec": {
             "serviceName": name,
             "replicas": 1,
+            // Deleting the FeedCluster deletes the data too: a managed
+            // datastore is for trials, and a re-created FeedCluster must not
+            // meet old data under a new password.
+            "persistentVolumeClaimRetentionPolicy": {"whenDeleted": "Delete", "whenScaled": "Retain"},
             "selector": {"matchLabels": selector(fc, component)},
             "template": {
                 "metadata": {"labels": super::labels(fc, component)},
