@@ -23,7 +23,9 @@ if ! docker info >/dev/null 2>&1; then
   exit 0
 fi
 
-cluster=fanout
+# Its own cluster, so the run (and its clean-up) never touches the one a
+# user made from kind-config.yaml.
+cluster=fanout-e2e
 tag="e2e-$(git rev-parse --short HEAD 2>/dev/null || date +%s)"
 image="fanout:$tag"
 api=http://localhost:8080
@@ -33,7 +35,7 @@ cleanup() { [ "${KEEP:-0}" = 1 ] || kind delete cluster --name "$cluster" >/dev/
 trap cleanup EXIT
 
 step "cluster"
-kind get clusters | grep -qx "$cluster" || kind create cluster --config kind-config.yaml --wait 120s
+kind get clusters | grep -qx "$cluster" || kind create cluster --name "$cluster" --config kind-config.yaml --wait 120s
 
 step "image $image"
 docker build -t "$image" .
@@ -66,10 +68,14 @@ echo "bob's feed has alice's post"
 
 step "backlog: workers scale up"
 workers() { kubectl get deploy demo-workers -o jsonpath='{.spec.replicas}'; }
-kubectl exec statefulset/demo-redis -- sh -c '
-  for i in $(seq 20000); do
-    echo "XADD events:post.liked * event {\"event_id\":\"00000000-0000-7000-8000-000000000000\",\"event_type\":\"post.liked\",\"version\":1,\"occurred_at\":\"2026-01-01T00:00:00Z\",\"correlation_id\":null,\"actor_id\":\"00000000-0000-7000-8000-000000000000\",\"payload\":{\"post_id\":\"00000000-0000-7000-8000-000000000000\",\"user_id\":\"00000000-0000-7000-8000-000000000000\"}}"
-  done | redis-cli >/dev/null'
+# 20,000 likes of a post that does not exist: real work for the workers
+# (each re-reads PostgreSQL), and a backlog the autoscaler must drain.
+nil=00000000-0000-7000-8000-000000000000
+event="{\"event_id\":\"$nil\",\"event_type\":\"post.liked\",\"version\":1,\"occurred_at\":\"2026-01-01T00:00:00Z\",\"correlation_id\":null,\"actor_id\":\"$nil\",\"payload\":{\"post_id\":\"$nil\",\"user_id\":\"$nil\"}}"
+for i in $(seq 20000); do printf "XADD events:post.liked * event '%s'\n" "$event"; done \
+  | kubectl exec -i statefulset/demo-redis -- redis-cli > /tmp/fanout-e2e-xadd.log
+added=$(grep -c -- '-' /tmp/fanout-e2e-xadd.log || true)
+[ "$added" -ge 20000 ] || fail "only $added of 20000 entries were added: $(grep -v -- '-' /tmp/fanout-e2e-xadd.log | head -3)"
 for i in $(seq 60); do [ "$(workers)" -gt 1 ] && break; sleep 2; done
 [ "$(workers)" -gt 1 ] || fail "workers did not scale up"
 echo "workers: $(workers)"; kubectl get fc demo -o jsonpath='{.status.lastScale.reason}'; echo
@@ -82,7 +88,7 @@ echo "workers: $(workers)"
 step "delete: nothing left behind"
 kubectl delete fc demo --wait
 for i in $(seq 60); do
-  left=$(kubectl get deploy,sts,svc,cm,job -l app.kubernetes.io/instance=demo -o name | wc -l)
+  left=$(kubectl get deploy,sts,svc,cm,job,pvc -l app.kubernetes.io/instance=demo -o name | wc -l)
   [ "$left" = 0 ] && break; sleep 2
 done
 [ "$left" = 0 ] || fail "objects of the deleted FeedCluster remain"

@@ -196,6 +196,10 @@ pub struct Memory {
     history: VecDeque<(f64, u32)>,
     /// When there was last backlog or arrivals.
     last_active_secs: Option<f64>,
+    /// No scale-down before this time: a policy that just started (the
+    /// operator restarted, or failed over) knows nothing of the window
+    /// behind it.
+    hold_down_until: Option<f64>,
 }
 
 /// Weight of the newest rate sample in the moving averages: reacts within a
@@ -213,6 +217,9 @@ fn smooth(old: Option<f64>, sample: f64) -> f64 {
 /// next decision.
 pub fn decide(settings: &Settings, memory: &mut Memory, now: Observation) -> Decision {
     let backlog = now.lag.map(|lag| lag + now.pending);
+    let hold_down_until = *memory
+        .hold_down_until
+        .get_or_insert(now.at_secs + settings.scale_down_window_secs);
     learn_rates(memory, &now);
     let arrival_rate = memory.arrival_rate.unwrap_or(0.0);
     let service_rate = memory
@@ -282,9 +289,12 @@ pub fn decide(settings: &Settings, memory: &mut Memory, now: Observation) -> Dec
     let up_to = within(settings.scale_up_window_secs)
         .min()
         .unwrap_or(recommended);
-    let down_to = within(settings.scale_down_window_secs)
+    let mut down_to = within(settings.scale_down_window_secs)
         .max()
         .unwrap_or(recommended);
+    if now.at_secs < hold_down_until {
+        down_to = down_to.max(current);
+    }
 
     let mut limited_by = (recommended > wanted).then_some(Limit::MinReplicas);
     let mut desired = if current == 0 && !idle {

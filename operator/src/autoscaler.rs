@@ -26,8 +26,9 @@ use crate::resources::Names;
 
 /// The field manager of the workers' replica count.
 pub const FIELD_MANAGER: &str = "fanout-autoscaler";
-/// How often the loop looks for FeedClusters due a poll.
-const TICK: Duration = Duration::from_secs(1);
+/// How often the loop lists FeedClusters to find those due a poll: the
+/// finest poll interval worth honouring, at one cheap LIST per tick.
+const TICK: Duration = Duration::from_secs(2);
 /// Entries delivered more often than this are poison (the workers' default
 /// `FANOUT_MAX_DELIVERIES`): they are about to be dead-lettered, and more
 /// workers would not help.
@@ -36,7 +37,6 @@ const MAX_DELIVERIES: usize = 5;
 /// What the autoscaler keeps per FeedCluster.
 struct Tracked {
     memory: Memory,
-    next_poll: Instant,
     redis_url: String,
     redis: feed_core::bus::Redis,
 }
@@ -68,6 +68,9 @@ async fn redis_url(ctx: &Context, fc: &FeedCluster) -> Result<String, Error> {
 /// Runs until `shutdown` is cancelled.
 pub async fn run(ctx: Arc<Context>, shutdown: tokio_util::sync::CancellationToken) {
     let mut tracked: HashMap<String, Tracked> = HashMap::new();
+    // Kept apart from `tracked`, so a poll that fails before tracking starts
+    // still waits its interval instead of retrying every tick.
+    let mut due: HashMap<String, Instant> = HashMap::new();
     let clusters: Api<FeedCluster> = Api::all(ctx.client.clone());
     loop {
         tokio::select! {
@@ -83,6 +86,7 @@ pub async fn run(ctx: Arc<Context>, shutdown: tokio_util::sync::CancellationToke
         };
         let live: Vec<String> = list.iter().map(key).collect();
         tracked.retain(|k, _| live.contains(k));
+        due.retain(|k, _| live.contains(k));
         for fc in list.into_iter().filter(|fc| fc.spec.autoscaling.enabled) {
             let k = key(&fc);
             if tracked
@@ -123,7 +127,6 @@ async fn poll(
             k.clone(),
             Tracked {
                 memory: Memory::default(),
-                next_poll: Instant::now(),
                 redis_url: url,
                 redis,
             },

@@ -120,6 +120,29 @@ fn scale_down_waits_for_a_sustained_drop() {
 }
 
 #[test]
+fn a_restarted_policy_does_not_scale_down_before_a_window_has_passed() {
+    let s = settings();
+    let mut memory = Memory::default();
+    // Six workers, no backlog: the load alone asks for one.
+    let d = decide(&s, &mut memory, obs(1_000.0, 0, 0, 5_000, 5_000, 6));
+    assert_eq!(d.desired, 6, "what happened before the restart is unknown");
+    assert_eq!(d.limited_by, Some(Limit::Stabilization));
+    let d = decide(
+        &s,
+        &mut memory,
+        obs(
+            1_000.0 + s.scale_down_window_secs + POLL,
+            0,
+            0,
+            5_000,
+            5_000,
+            6,
+        ),
+    );
+    assert!(d.desired < 6, "after a full window, down");
+}
+
+#[test]
 fn steps_and_bounds_are_applied_and_reported() {
     let s = Settings {
         max_scale_up_step: 2,
