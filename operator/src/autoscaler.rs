@@ -89,17 +89,12 @@ pub async fn run(ctx: Arc<Context>, shutdown: tokio_util::sync::CancellationToke
         due.retain(|k, _| live.contains(k));
         for fc in list.into_iter().filter(|fc| fc.spec.autoscaling.enabled) {
             let k = key(&fc);
-            if tracked
-                .get(&k)
-                .is_some_and(|t| t.next_poll > Instant::now())
-            {
+            if due.get(&k).is_some_and(|at| *at > Instant::now()) {
                 continue;
             }
+            due.insert(k.clone(), Instant::now() + poll_interval(&fc));
             if let Err(e) = poll(&ctx, &fc, &mut tracked).await {
                 warn!(feedcluster = %k, error = %e, "autoscaling poll failed");
-            }
-            if let Some(t) = tracked.get_mut(&k) {
-                t.next_poll = Instant::now() + poll_interval(&fc);
             }
         }
     }
