@@ -25,7 +25,7 @@ use serde::de::DeserializeOwned;
 use serde_json::json;
 use tracing::{info, warn};
 
-use crate::crd::{FeedCluster, FeedClusterStatus, ReplicaStatus};
+use crate::crd::{AutoscalingMode, FeedCluster, FeedClusterStatus, ReplicaStatus};
 use crate::metrics::Metrics;
 use crate::resources::{self, Names};
 
@@ -223,10 +223,10 @@ async fn apply(fc: &FeedCluster, ctx: &Context) -> Result<Action, Error> {
     };
     let deployments = Api::<Deployment>::namespaced(client.clone(), &ns);
     let (api, workers) = if migrated {
-        (
-            Some(apply_object(&client, &ns, resources::api_deployment(fc, &image)).await?),
-            Some(apply_object(&client, &ns, resources::worker_deployment(fc, &image)).await?),
-        )
+        let api = apply_object(&client, &ns, resources::api_deployment(fc, &image)).await?;
+        hand_replicas_to_autoscaler(fc, &deployments, &names).await?;
+        let workers = apply_object(&client, &ns, resources::worker_deployment(fc, &image)).await?;
+        (Some(api), Some(workers))
     } else {
         (
             deployments.get_opt(&names.api()).await?,
@@ -301,6 +301,37 @@ async fn apply(fc: &FeedCluster, ctx: &Context) -> Result<Action, Error> {
     } else {
         RESYNC
     }))
+}
+
+/// When the autoscaler acts, makes it an owner of the worker count before the
+/// reconciler applies the Deployment without one. Otherwise, after a switch
+/// from RecommendOnly (or disabled) back to Scale, dropping the reconciler's
+/// ownership would drop the field, and Kubernetes would reset it to 1.
+async fn hand_replicas_to_autoscaler(
+    fc: &FeedCluster,
+    deployments: &Api<Deployment>,
+    names: &Names,
+) -> Result<(), Error> {
+    let autoscaled =
+        fc.spec.autoscaling.enabled && fc.spec.autoscaling.mode == AutoscalingMode::Scale;
+    if !autoscaled {
+        return Ok(());
+    }
+    let Some(current) = deployments
+        .get_opt(&names.workers())
+        .await?
+        .and_then(|d| d.spec)
+        .and_then(|s| s.replicas)
+    else {
+        return Ok(());
+    };
+    let scale =
+        json!({"apiVersion": "autoscaling/v1", "kind": "Scale", "spec": {"replicas": current}});
+    let params = PatchParams::apply(crate::autoscaler::FIELD_MANAGER).force();
+    deployments
+        .patch_scale(&names.workers(), &params, &Patch::Apply(&scale))
+        .await?;
+    Ok(())
 }
 
 /// Server-side applies an object with the operator's field manager and

@@ -222,6 +222,11 @@ async fn once_migrated_the_api_rolls_out_and_ready_is_reported_once() {
             assert_eq!(pod["securityContext"]["runAsNonRoot"], true);
         }),
     );
+    script.push(Expect::new(
+        Method::GET,
+        format!("{APPS}/deployments/demo-workers"),
+        Reply::NotFound,
+    ));
     script.push(workers_applied(ready(2)));
     script.extend(services_and_budgets());
     script.push(
@@ -329,6 +334,11 @@ async fn a_migrated_image_is_not_migrated_again_and_a_failed_migration_degrades(
         format!("{APPS}/deployments/demo-api"),
         ready(1),
     ));
+    script.push(Expect::new(
+        Method::GET,
+        format!("{APPS}/deployments/demo-workers"),
+        Reply::NotFound,
+    ));
     script.push(workers_applied(ready(1)));
     script.extend(services_and_budgets());
     script.push(
@@ -373,6 +383,49 @@ async fn a_migrated_image_is_not_migrated_again_and_a_failed_migration_degrades(
             );
         }),
     );
+    let scenario = server.run(script);
+    reconcile(Arc::new(fc), ctx).await.unwrap();
+    within_a_second(scenario).await;
+}
+
+#[tokio::test]
+async fn the_worker_count_is_handed_to_the_autoscaler_before_the_apply() {
+    let (ctx, server) = test_context();
+    let mut fc = FeedCluster::test();
+    fc.status = Some(crate::crd::FeedClusterStatus {
+        migrated_image: Some(IMAGE.into()),
+        ..Default::default()
+    });
+    let running = json!({"apiVersion": "apps/v1", "kind": "Deployment",
+        "metadata": {"name": "demo-workers"},
+        "spec": {"replicas": 7, "selector": {}, "template": {}}});
+    let mut script = datastores_and_config(true);
+    script.push(Expect::new(
+        Method::PATCH,
+        format!("{APPS}/deployments/demo-api"),
+        ready(1),
+    ));
+    script.push(Expect::new(
+        Method::GET,
+        format!("{APPS}/deployments/demo-workers"),
+        Reply::Json(running),
+    ));
+    script.push(
+        Expect::new(
+            Method::PATCH,
+            format!("{APPS}/deployments/demo-workers/scale"),
+            Reply::Echo,
+        )
+        .check(|scale| assert_eq!(scale["spec"]["replicas"], 7, "the running count, kept")),
+    );
+    script.push(workers_applied(ready(7)));
+    script.extend(services_and_budgets());
+    script.push(
+        Expect::new(Method::PATCH, STATUS, status_reply(&fc)).check(|body| {
+            assert_eq!(body["status"]["workers"]["summary"], "7/7");
+        }),
+    );
+    script.push(Expect::new(Method::POST, EVENTS, Reply::Echo));
     let scenario = server.run(script);
     reconcile(Arc::new(fc), ctx).await.unwrap();
     within_a_second(scenario).await;
