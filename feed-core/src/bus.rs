@@ -447,23 +447,30 @@ pub struct Consumer {
     pub idle_ms: u64,
 }
 
+/// The group's consumers on one stream; none when the stream or the group
+/// does not exist yet.
+async fn consumers_on(
+    conn: &mut impl ConnectionLike,
+    stream: &str,
+) -> RedisResult<Vec<redis::streams::StreamInfoConsumer>> {
+    let reply: RedisResult<redis::streams::StreamInfoConsumersReply> = redis::cmd("XINFO")
+        .arg("CONSUMERS")
+        .arg(stream)
+        .arg(keys::CONSUMER_GROUP)
+        .query_async(conn)
+        .await;
+    match reply {
+        Ok(reply) => Ok(reply.consumers),
+        Err(e) if is_missing_group(&e) || e.to_string().contains("no such key") => Ok(Vec::new()),
+        Err(e) => Err(e),
+    }
+}
+
 /// Every consumer of the group, by name.
 pub async fn consumers(conn: &mut impl ConnectionLike) -> RedisResult<HashMap<String, Consumer>> {
     let mut all: HashMap<String, Consumer> = HashMap::new();
     for stream in keys::all_streams() {
-        let reply: RedisResult<redis::streams::StreamInfoConsumersReply> = redis::cmd("XINFO")
-            .arg("CONSUMERS")
-            .arg(&stream)
-            .arg(keys::CONSUMER_GROUP)
-            .query_async(conn)
-            .await;
-        let reply = match reply {
-            Ok(reply) => reply,
-            // No stream or no group yet: no consumers there.
-            Err(e) if is_missing_group(&e) || e.to_string().contains("no such key") => continue,
-            Err(e) => return Err(e),
-        };
-        for c in reply.consumers {
+        for c in consumers_on(conn, &stream).await? {
             let entry = all.entry(c.name).or_insert(Consumer {
                 pending: 0,
                 idle_ms: u64::MAX,
@@ -481,14 +488,8 @@ pub async fn consumers(conn: &mut impl ConnectionLike) -> RedisResult<HashMap<St
 pub async fn remove_consumer(conn: &mut impl ConnectionLike, name: &str) -> RedisResult<bool> {
     let mut gone = true;
     for stream in keys::all_streams() {
-        let reply: RedisResult<redis::streams::StreamInfoConsumersReply> = redis::cmd("XINFO")
-            .arg("CONSUMERS")
-            .arg(&stream)
-            .arg(keys::CONSUMER_GROUP)
-            .query_async(conn)
-            .await;
-        let Ok(reply) = reply else { continue };
-        match reply.consumers.iter().find(|c| c.name == name) {
+        let consumers = consumers_on(conn, &stream).await?;
+        match consumers.iter().find(|c| c.name == name) {
             None => {}
             Some(c) if c.pending > 0 => gone = false,
             Some(_) => {

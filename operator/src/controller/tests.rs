@@ -88,6 +88,16 @@ fn ready(replicas: i32) -> Reply {
     }))
 }
 
+/// The sample, its schema already migrated for the operator's image.
+fn already_migrated() -> FeedCluster {
+    let mut fc = FeedCluster::test();
+    fc.status = Some(crate::crd::FeedClusterStatus {
+        migrated_image: Some(IMAGE.into()),
+        ..Default::default()
+    });
+    fc
+}
+
 /// The Services and PDBs, applied whatever the migration's state.
 fn services_and_budgets() -> Vec<Expect> {
     vec![
@@ -322,11 +332,7 @@ async fn an_api_failure_is_reported_as_degraded() {
 #[tokio::test]
 async fn a_migrated_image_is_not_migrated_again_and_a_failed_migration_degrades() {
     let (ctx, server) = test_context();
-    let mut fc = FeedCluster::test();
-    fc.status = Some(crate::crd::FeedClusterStatus {
-        migrated_image: Some(IMAGE.into()),
-        ..Default::default()
-    });
+    let fc = already_migrated();
     let mut script = datastores_and_config(true);
     // No Job requests at all: straight to the Deployments.
     script.push(Expect::new(
@@ -391,11 +397,7 @@ async fn a_migrated_image_is_not_migrated_again_and_a_failed_migration_degrades(
 #[tokio::test]
 async fn the_worker_count_is_handed_to_the_autoscaler_before_the_apply() {
     let (ctx, server) = test_context();
-    let mut fc = FeedCluster::test();
-    fc.status = Some(crate::crd::FeedClusterStatus {
-        migrated_image: Some(IMAGE.into()),
-        ..Default::default()
-    });
+    let fc = already_migrated();
     let running = json!({"apiVersion": "apps/v1", "kind": "Deployment",
         "metadata": {"name": "demo-workers"},
         "spec": {"replicas": 7, "selector": {}, "template": {}}});
