@@ -13,12 +13,7 @@ async fn main() -> anyhow::Result<()> {
         .validate()
         .map_err(anyhow::Error::msg)
         .context("invalid configuration")?;
-    let pg = &config.postgres;
-    let pool = db::pool(
-        &pg.database_url,
-        pg.db_max_connections,
-        pg.acquire_timeout(),
-    )?;
+    let pool = config.postgres.pool()?;
     if config.migrate || config.migrate_only {
         db::MIGRATOR
             .run(&pool)

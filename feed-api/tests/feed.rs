@@ -3,8 +3,6 @@
 
 mod common;
 
-use std::time::Duration;
-
 use common::{DEADLINE, Stack, eventually, ids};
 use reqwest::Method;
 use sqlx::PgPool;
@@ -255,6 +253,5 @@ async fn freshness_shows_a_backlog_while_no_worker_runs(db: PgPool) {
         (page["freshness"]["pending_events"] == 0 && ids(&page).len() == 1).then_some(())
     })
     .await;
-    tokio::time::sleep(Duration::from_millis(10)).await;
     stack.stop().await;
 }

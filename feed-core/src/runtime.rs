@@ -41,6 +41,16 @@ impl PostgresArgs {
     pub fn acquire_timeout(&self) -> Duration {
         Duration::from_millis(self.db_acquire_timeout_ms)
     }
+
+    /// The connection pool these settings describe (connecting lazily).
+    #[cfg(feature = "db")]
+    pub fn pool(&self) -> Result<sqlx::PgPool, sqlx::Error> {
+        crate::db::pool(
+            &self.database_url,
+            self.db_max_connections,
+            self.acquire_timeout(),
+        )
+    }
 }
 
 /// How to reach Redis.

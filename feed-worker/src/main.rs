@@ -2,7 +2,7 @@
 
 use anyhow::Context;
 use clap::Parser;
-use feed_core::{db, runtime};
+use feed_core::runtime;
 use feed_worker::config::Config;
 
 #[tokio::main]
@@ -13,12 +13,7 @@ async fn main() -> anyhow::Result<()> {
         .validate()
         .map_err(anyhow::Error::msg)
         .context("invalid configuration")?;
-    let pg = &config.postgres;
-    let pool = db::pool(
-        &pg.database_url,
-        pg.db_max_connections,
-        pg.acquire_timeout(),
-    )?;
+    let pool = config.postgres.pool()?;
 
     let shutdown = runtime::shutdown_token();
     feed_worker::run(config, pool, shutdown).await

@@ -390,7 +390,11 @@ async fn the_worker_recreates_its_group_after_redis_loses_everything(db: PgPool)
     let fan = user(&db, "fan").await;
     follow(&db, fan, author).await;
     let worker = Running::start(config(&redis, "w1"), &db);
-    tokio::time::sleep(Duration::from_millis(200)).await;
+    eventually(DEADLINE, "the worker to join the group", || async {
+        let consumers = bus::consumers(&mut conn.clone()).await.unwrap();
+        consumers.contains_key("w1").then_some(())
+    })
+    .await;
     let _: () = redis::cmd("FLUSHALL")
         .query_async(&mut conn.clone())
         .await
