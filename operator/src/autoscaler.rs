@@ -17,6 +17,7 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use kube::ResourceExt;
 use kube::api::{Api, ListParams, Patch, PatchParams};
 use kube::runtime::events::EventType;
+use kube::runtime::reflector::Store;
 use serde_json::json;
 use tracing::{info, warn};
 
@@ -26,8 +27,9 @@ use crate::resources::Names;
 
 /// The field manager of the workers' replica count.
 pub const FIELD_MANAGER: &str = "fanout-autoscaler";
-/// How often the loop lists FeedClusters to find those due a poll: the
-/// finest poll interval worth honouring, at one cheap LIST per tick.
+/// How often the loop looks through the FeedClusters (the controller's
+/// cache, no API call) for those due a poll: the finest poll interval
+/// worth honouring.
 const TICK: Duration = Duration::from_secs(2);
 /// Entries delivered more often than this are poison (the workers' default
 /// `FANOUT_MAX_DELIVERIES`): they are about to be dead-lettered, and more
@@ -65,26 +67,31 @@ async fn redis_url(ctx: &Context, fc: &FeedCluster) -> Result<String, Error> {
     }
 }
 
-/// Runs until `shutdown` is cancelled.
-pub async fn run(ctx: Arc<Context>, shutdown: tokio_util::sync::CancellationToken) {
+/// Runs until `shutdown` is cancelled, over the FeedClusters in `clusters`
+/// (the controller's reflector store).
+pub async fn run(
+    ctx: Arc<Context>,
+    clusters: Store<FeedCluster>,
+    shutdown: tokio_util::sync::CancellationToken,
+) {
+    tokio::select! {
+        ready = clusters.wait_until_ready() => if ready.is_err() {
+            warn!("the FeedCluster cache closed before it filled; not autoscaling");
+            return;
+        },
+        _ = shutdown.cancelled() => return,
+    }
     let mut tracked: HashMap<String, Tracked> = HashMap::new();
     // Kept apart from `tracked`, so a poll that fails before tracking starts
     // still waits its interval instead of retrying every tick.
     let mut due: HashMap<String, Instant> = HashMap::new();
-    let clusters: Api<FeedCluster> = Api::all(ctx.client.clone());
     loop {
         tokio::select! {
             _ = tokio::time::sleep(TICK) => {}
             _ = shutdown.cancelled() => return,
         }
-        let list = match clusters.list(&Default::default()).await {
-            Ok(list) => list.items,
-            Err(e) => {
-                warn!(error = %e, "listing FeedClusters failed");
-                continue;
-            }
-        };
-        let live: Vec<String> = list.iter().map(key).collect();
+        let list = clusters.state();
+        let live: Vec<String> = list.iter().map(|fc| key(fc)).collect();
         tracked.retain(|k, _| live.contains(k));
         due.retain(|k, _| live.contains(k));
         for fc in list.into_iter().filter(|fc| fc.spec.autoscaling.enabled) {

@@ -474,13 +474,10 @@ pub(crate) async fn publish(
     }
 }
 
-/// Runs the controller until `shutdown` resolves: watches FeedClusters and
-/// everything they own, so a deleted or edited child is put back.
-pub async fn run(
-    ctx: Arc<Context>,
-    shutdown: impl std::future::Future<Output = ()> + Send + Sync + 'static,
-) {
-    let client = ctx.client.clone();
+/// The controller: watches FeedClusters and everything they own, so a
+/// deleted or edited child is put back. Its store of FeedClusters is shared
+/// with the autoscaler, which therefore never lists them itself.
+pub fn controller(client: &Client) -> Controller<FeedCluster> {
     let clusters: Api<FeedCluster> = Api::all(client.clone());
     let config = watcher::Config::default().labels("app.kubernetes.io/managed-by=fanout-operator");
     Controller::new(clusters, watcher::Config::default())
@@ -489,7 +486,16 @@ pub async fn run(
         .owns(Api::<Service>::all(client.clone()), config.clone())
         .owns(Api::<ConfigMap>::all(client.clone()), config.clone())
         .owns(Api::<Job>::all(client.clone()), config.clone())
-        .owns(Api::<PodDisruptionBudget>::all(client), config)
+        .owns(Api::<PodDisruptionBudget>::all(client.clone()), config)
+}
+
+/// Runs `controller` until `shutdown` resolves.
+pub async fn run(
+    controller: Controller<FeedCluster>,
+    ctx: Arc<Context>,
+    shutdown: impl std::future::Future<Output = ()> + Send + Sync + 'static,
+) {
+    controller
         .graceful_shutdown_on(shutdown)
         .run(reconcile, error_policy, ctx)
         .for_each(|result| async move {

@@ -120,9 +120,14 @@ pub async fn run(config: config::Config, shutdown: CancellationToken) -> anyhow:
     leading.store(true, Ordering::Relaxed);
     info!("leading: reconciling FeedClusters and autoscaling workers");
 
-    let autoscaler = tokio::spawn(autoscaler::run(ctx.clone(), work.clone()));
+    let controller = controller::controller(&ctx.client);
+    let autoscaler = tokio::spawn(autoscaler::run(
+        ctx.clone(),
+        controller.store(),
+        work.clone(),
+    ));
     let until = work.clone();
-    controller::run(ctx, async move { until.cancelled().await }).await;
+    controller::run(controller, ctx, async move { until.cancelled().await }).await;
     work.cancel();
     let _ = autoscaler.await;
     shutdown.cancel();
