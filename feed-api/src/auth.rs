@@ -183,6 +183,16 @@ impl FromRequestParts<AppState> for AuthUser {
                 ApiError::Unauthorized("the Authorization header must be 'Bearer <token>'".into())
             })?;
         let id = state.tokens.verify(token)?;
-        Ok(AuthUser { id })
+        // A token outlives an account deleted after it was issued. With
+        // PostgreSQL unreachable the signature is trusted: reads go on from
+        // the cache, writes fail on their own.
+        match feed_core::db::users::exists(&state.db, id).await {
+            Ok(true) => Ok(AuthUser { id }),
+            Ok(false) => Err(ApiError::Unauthorized(
+                "the token's user no longer exists".into(),
+            )),
+            Err(e) if feed_core::db::is_unavailable(&e) => Ok(AuthUser { id }),
+            Err(e) => Err(e.into()),
+        }
     }
 }

@@ -11,7 +11,7 @@ use serde::Serialize;
 const JWT_SECRET_MIN_BYTES: usize = 32;
 
 /// Serves Fanout's REST API.
-#[derive(Debug, Clone, Parser)]
+#[derive(Clone, Parser)]
 #[command(name = "feed-api", version)]
 pub struct Config {
     #[command(flatten)]
@@ -70,6 +70,43 @@ pub struct Config {
     /// Serve /debug/health, /debug/metrics-summary and /debug/config.
     #[arg(long, env = "FANOUT_DEBUG_ENDPOINTS", default_value_t = true, action = clap::ArgAction::Set)]
     pub debug_endpoints: bool,
+    /// When set, /debug/* answers only requests with
+    /// `Authorization: Bearer <this token>`.
+    #[arg(
+        long,
+        env = "FANOUT_DEBUG_TOKEN",
+        hide_env_values = true,
+        default_value = ""
+    )]
+    pub debug_token: String,
+    /// Writes (POST, DELETE) one user may make per minute, per API replica;
+    /// 0 turns the limit off.
+    #[arg(long, env = "FANOUT_RATE_LIMIT_USER_PER_MIN", default_value_t = 300)]
+    pub rate_limit_user_per_min: u32,
+    /// Writes (sign-up and login included) one client address may make per
+    /// minute, per API replica; 0 turns the limit off. Behind a proxy, set
+    /// FANOUT_TRUSTED_PROXY_HOPS, or every client shares the proxy's address.
+    #[arg(long, env = "FANOUT_RATE_LIMIT_ADDRESS_PER_MIN", default_value_t = 600)]
+    pub rate_limit_address_per_min: u32,
+    /// Login attempts one client address may make per minute; 0: no limit.
+    #[arg(
+        long,
+        env = "FANOUT_LOGIN_ATTEMPTS_PER_ADDRESS_PER_MIN",
+        default_value_t = 30
+    )]
+    pub login_attempts_per_address_per_min: u32,
+    /// Login attempts per handle per 15 minutes, from anywhere (slows
+    /// password guessing spread over many addresses); 0: no limit.
+    #[arg(long, env = "FANOUT_LOGIN_ATTEMPTS_PER_HANDLE", default_value_t = 10)]
+    pub login_attempts_per_handle: u32,
+    /// Proxies in front of the API that append the client's address to
+    /// X-Forwarded-For (e.g. 1 behind an ingress controller). 0 trusts no
+    /// header: the client is the TCP peer.
+    #[arg(long, env = "FANOUT_TRUSTED_PROXY_HOPS", default_value_t = 0)]
+    pub trusted_proxy_hops: usize,
+    /// Audit log entries are kept this many days.
+    #[arg(long, env = "FANOUT_AUDIT_RETENTION_DAYS", default_value_t = 90)]
+    pub audit_retention_days: u32,
 }
 
 impl Config {
@@ -91,6 +128,9 @@ impl Config {
         }
         if self.body_limit_bytes < 1024 {
             return Err("FANOUT_BODY_LIMIT_BYTES must be at least 1024".into());
+        }
+        if self.audit_retention_days == 0 {
+            return Err("FANOUT_AUDIT_RETENTION_DAYS must be at least 1".into());
         }
         if self.relay_interval_ms == 0 {
             return Err("FANOUT_RELAY_INTERVAL_MS must be at least 1".into());
@@ -122,7 +162,26 @@ impl Config {
             relay_interval_ms: self.relay_interval_ms,
             relay_grace_ms: self.relay_grace_ms,
             outbox_retention_secs: self.outbox_retention_secs,
+            debug_token: if self.debug_token.is_empty() {
+                ""
+            } else {
+                "***"
+            },
+            rate_limit_user_per_min: self.rate_limit_user_per_min,
+            rate_limit_address_per_min: self.rate_limit_address_per_min,
+            login_attempts_per_address_per_min: self.login_attempts_per_address_per_min,
+            login_attempts_per_handle: self.login_attempts_per_handle,
+            trusted_proxy_hops: self.trusted_proxy_hops,
+            audit_retention_days: self.audit_retention_days,
         }
+    }
+}
+
+/// Debug output shows the redacted settings: a stray `?config` in a log
+/// line must not leak the JWT secret or a database password.
+impl std::fmt::Debug for Config {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        self.redacted().fmt(f)
     }
 }
 
@@ -146,4 +205,11 @@ pub struct RedactedConfig {
     pub relay_interval_ms: u64,
     pub relay_grace_ms: u64,
     pub outbox_retention_secs: u64,
+    pub debug_token: &'static str,
+    pub rate_limit_user_per_min: u32,
+    pub rate_limit_address_per_min: u32,
+    pub login_attempts_per_address_per_min: u32,
+    pub login_attempts_per_handle: u32,
+    pub trusted_proxy_hops: usize,
+    pub audit_retention_days: u32,
 }

@@ -8,10 +8,13 @@
 //! - [`error`]: the problem+json error every handler returns.
 //! - [`extract`]: extractors whose rejections are problems too.
 //! - [`auth`]: passwords, tokens and the authenticated-caller extractor.
+//! - [`ratelimit`]: write and login limits (429), the client's address.
+//! - [`audit`]: the audit log of security-relevant actions.
 //! - [`publish`]: the fast-path publisher and the outbox relay.
 //! - [`state`], [`metrics`]: what handlers share, and what they count.
 #![forbid(unsafe_code)]
 
+pub mod audit;
 pub mod auth;
 pub mod config;
 pub mod error;
@@ -19,6 +22,7 @@ pub mod extract;
 pub mod metrics;
 pub mod openapi;
 pub mod publish;
+pub mod ratelimit;
 pub mod routes;
 pub mod state;
 
@@ -64,6 +68,10 @@ pub fn app(state: AppState) -> Router {
         .method_not_allowed_fallback(|req: Request<axum::body::Body>| async move {
             ApiError::MethodNotAllowed(format!("{} is not allowed on {}", req.method(), req.uri().path()))
         })
+        .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            ratelimit::limit,
+        ))
         .route_layer(axum::middleware::from_fn_with_state(state.clone(), metrics::record))
         .layer(DefaultBodyLimit::max(body_limit))
         .layer(CatchPanicLayer::custom(|_| {
@@ -121,10 +129,19 @@ pub async fn serve(
         db.clone(),
         metrics.clone(),
     ));
+    let audit_retention = Duration::from_secs(u64::from(config.audit_retention_days) * 86_400);
     let state = AppState::new(db, redis, tokens, config, metrics, publisher);
+    tokio::spawn(audit::prune(
+        state.db.clone(),
+        audit_retention,
+        shutdown.clone(),
+    ));
+    tokio::spawn(forget_idle_limits(state.clone(), shutdown.clone()));
 
     info!(addr = %listener.local_addr()?, "feed-api listening");
-    axum::serve(listener, app(state))
+    // The peer's address reaches the rate limits and the audit log.
+    let service = app(state).into_make_service_with_connect_info::<std::net::SocketAddr>();
+    axum::serve(listener, service)
         .with_graceful_shutdown(async move { shutdown.cancelled().await })
         .await
         .context("serving HTTP")?;
@@ -133,4 +150,16 @@ pub async fn serve(
     let _ = tokio::time::timeout(Duration::from_secs(5), publisher_task).await;
     let _ = relay.await;
     Ok(())
+}
+
+/// How often rate-limit state of clients that went quiet is dropped.
+const FORGET_IDLE_LIMITS_EVERY: Duration = Duration::from_secs(60);
+
+async fn forget_idle_limits(state: AppState, shutdown: CancellationToken) {
+    loop {
+        tokio::select! {
+            _ = tokio::time::sleep(FORGET_IDLE_LIMITS_EVERY) => state.limits.forget_idle(),
+            _ = shutdown.cancelled() => return,
+        }
+    }
 }

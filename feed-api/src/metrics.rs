@@ -31,6 +31,11 @@ pub struct Metrics {
     pub outbox_backlog: IntGauge,
     /// Feed reads by where the feed came from (`cache`, `rebuilt`, `database`).
     pub feed_reads: IntCounterVec,
+    /// Requests refused by a rate limit, by limit (`user`, `address`,
+    /// `login_address`, `login_handle`).
+    pub rate_limited: IntCounterVec,
+    /// Logins refused for a wrong handle or password.
+    pub login_failures: IntCounter,
 }
 
 impl Metrics {
@@ -72,7 +77,22 @@ impl Metrics {
             &["source"],
         )
         .expect("valid metric");
+        let rate_limited = IntCounterVec::new(
+            Opts::new(
+                "fanout_rate_limited_total",
+                "Requests refused by a rate limit",
+            ),
+            &["scope"],
+        )
+        .expect("valid metric");
+        let login_failures = IntCounter::new(
+            "fanout_login_failures_total",
+            "Logins refused for a wrong handle or password",
+        )
+        .expect("valid metric");
         let registry = feed_core::runtime::registry(vec![
+            Box::new(rate_limited.clone()),
+            Box::new(login_failures.clone()),
             Box::new(requests.clone()),
             Box::new(latency.clone()),
             Box::new(published.clone()),
@@ -88,6 +108,8 @@ impl Metrics {
             publish_failures,
             outbox_backlog,
             feed_reads,
+            rate_limited,
+            login_failures,
         }
     }
 

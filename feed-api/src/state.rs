@@ -11,6 +11,7 @@ use crate::auth::TokenKeys;
 use crate::config::Config;
 use crate::metrics::Metrics;
 use crate::publish::Publisher;
+use crate::ratelimit::Limits;
 
 /// How long stream statistics are reused before asking Redis again: feed
 /// reads show freshness without each paying for `XINFO` round trips.
@@ -28,6 +29,7 @@ pub struct AppState {
     pub config: Arc<Config>,
     pub metrics: Arc<Metrics>,
     pub publisher: Publisher,
+    pub limits: Arc<Limits>,
     stream_stats: Arc<Mutex<Option<CachedStats>>>,
 }
 
@@ -44,6 +46,7 @@ impl AppState {
             db,
             redis,
             tokens: Arc::new(tokens),
+            limits: Arc::new(Limits::new(&config)),
             config: Arc::new(config),
             metrics,
             publisher,

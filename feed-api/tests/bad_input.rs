@@ -151,10 +151,27 @@ async fn bad_requests_get_the_right_4xx_and_change_nothing(db: PgPool) {
         .json(r#"{"handle": "ALICE", "password": "long enough"}"#),
         case("not JSON", Method::POST, "/users", 415, "Content-Type")
             .body("text/plain", "handle=carol"),
-        // Rejected at the first value of the wrong type, long before any depth.
-        case("deep nesting", Method::POST, "/posts", 422, "invalid type")
-            .by(&alice)
-            .json(nested),
+        case(
+            "deep nesting",
+            Method::POST,
+            "/posts",
+            400,
+            "nested deeper than 32",
+        )
+        .by(&alice)
+        .json(nested),
+        case(
+            "deep nesting in a field",
+            Method::POST,
+            "/users",
+            400,
+            "nested deeper",
+        )
+        .json(format!(
+            r#"{{"handle": "carol", "password": "long enough", "x": {}{}}}"#,
+            "{\"a\":".repeat(40),
+            "1}".repeat(40)
+        )),
         case(
             "oversize content",
             Method::POST,

@@ -1,4 +1,4 @@
-//! Logging in and refreshing tokens.
+//! Logging in, refreshing tokens and logging out.
 
 use axum::extract::State;
 use chrono::Utc;
@@ -8,6 +8,7 @@ use utoipa::ToSchema;
 use utoipa_axum::{router::OpenApiRouter, routes};
 use uuid::Uuid;
 
+use crate::audit::{self, Action, Origin};
 use crate::auth::{hash_refresh_token, new_refresh_token, verify_password};
 use crate::error::{ApiError, Problem};
 use crate::extract::ApiJson;
@@ -17,6 +18,7 @@ pub fn router() -> OpenApiRouter<AppState> {
     OpenApiRouter::new()
         .routes(routes!(login))
         .routes(routes!(refresh))
+        .routes(routes!(logout))
 }
 
 /// Credentials.
@@ -27,7 +29,7 @@ pub struct Login {
     pub password: String,
 }
 
-/// A refresh token to trade for new tokens.
+/// A refresh token: to trade for new tokens, or to end its session.
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Refresh {
@@ -70,34 +72,68 @@ async fn issue(
     })
 }
 
-/// Logs in. A wrong password and an unknown handle get the same answer.
+/// Logs in. A wrong password and an unknown handle get the same answer, in
+/// about the same time; attempts per handle and per address are limited.
 #[utoipa::path(post, path = "/auth/login", tag = "auth", request_body = Login,
     responses((status = 200, body = TokenPair), (status = 400, body = Problem), (status = 401, body = Problem),
-        (status = 413, body = Problem), (status = 415, body = Problem), (status = 422, body = Problem)))]
+        (status = 413, body = Problem), (status = 415, body = Problem), (status = 422, body = Problem),
+        (status = 429, description = "Too many attempts; see Retry-After", body = Problem)))]
 async fn login(
     State(state): State<AppState>,
+    origin: Origin,
     ApiJson(body): ApiJson<Login>,
 ) -> Result<axum::Json<TokenPair>, ApiError> {
     let denied = || ApiError::Unauthorized("invalid handle or password".into());
-    // An over-long password cannot match and must not cost a hash.
-    if body.password.len() > feed_core::validate::PASSWORD_MAX_BYTES {
-        return Err(denied());
+    // The handle as it would be stored; junk can match no one, and is
+    // recorded as given (the audit log makes it printable).
+    let normalized = feed_core::validate::handle(&body.handle).ok();
+    let subject = normalized.clone().unwrap_or_else(|| body.handle.clone());
+    if let Err(e) = state.limits.login_attempt(&subject) {
+        state
+            .metrics
+            .rate_limited
+            .with_label_values(&["login_handle"])
+            .inc();
+        audit::record(
+            &state.db,
+            Action::LoginThrottled,
+            None,
+            Some(subject),
+            &origin,
+        )
+        .await?;
+        return Err(e);
     }
-    // A handle no one could have signed up with matches no one.
-    let found = match feed_core::validate::handle(&body.handle) {
-        Ok(handle) => db::users::credentials(&state.db, &handle).await?,
-        Err(_) => None,
+    // An over-long password cannot match and must not cost a hash.
+    let found = match &normalized {
+        Some(handle) if body.password.len() <= feed_core::validate::PASSWORD_MAX_BYTES => {
+            db::users::credentials(&state.db, handle).await?
+        }
+        _ => None,
     };
     let (user, stored) = match found {
         Some((id, hash)) => (Some(id), Some(hash)),
         None => (None, None),
     };
-    let ok = verify_password(body.password, stored).await?;
-    let user = user.filter(|_| ok).ok_or_else(denied)?;
-    let mut conn = state.db.acquire().await?;
-    Ok(axum::Json(
-        issue(&state, &mut conn, user, Uuid::now_v7()).await?,
-    ))
+    let ok = body.password.len() <= feed_core::validate::PASSWORD_MAX_BYTES
+        && verify_password(body.password, stored).await?;
+    let Some(user) = user.filter(|_| ok) else {
+        state.metrics.login_failures.inc();
+        audit::record(&state.db, Action::LoginFailed, None, Some(subject), &origin).await?;
+        return Err(denied());
+    };
+    let mut tx = state.db.begin().await?;
+    let pair = issue(&state, &mut tx, user, Uuid::now_v7()).await?;
+    audit::record(
+        &mut *tx,
+        Action::LoginSucceeded,
+        Some(user),
+        Some(subject),
+        &origin,
+    )
+    .await?;
+    tx.commit().await?;
+    Ok(axum::Json(pair))
 }
 
 /// Trades a refresh token for new tokens. Each refresh token works once;
@@ -107,6 +143,7 @@ async fn login(
         (status = 413, body = Problem), (status = 415, body = Problem), (status = 422, body = Problem)))]
 async fn refresh(
     State(state): State<AppState>,
+    origin: Origin,
     ApiJson(body): ApiJson<Refresh>,
 ) -> Result<axum::Json<TokenPair>, ApiError> {
     let denied = |why: &str| ApiError::Unauthorized(why.to_owned());
@@ -121,8 +158,15 @@ async fn refresh(
     if token.used_at.is_some() {
         // Someone holds a copy: end the whole session.
         db::tokens::revoke_family(&mut *tx, token.family_id).await?;
+        audit::record(
+            &mut *tx,
+            Action::RefreshReused,
+            Some(token.user_id),
+            Some(token.family_id.to_string()),
+            &origin,
+        )
+        .await?;
         tx.commit().await?;
-        tracing::warn!(user_id = %token.user_id, "refresh token reused; session revoked");
         return Err(denied(
             "the refresh token was already used; the session has been revoked",
         ));
@@ -134,4 +178,25 @@ async fn refresh(
     let pair = issue(&state, &mut tx, token.user_id, token.family_id).await?;
     tx.commit().await?;
     Ok(axum::Json(pair))
+}
+
+/// Logs out: ends the session the refresh token belongs to (every token
+/// rotated from the same login). Access tokens already issued stay valid
+/// until they expire (minutes); an unknown token is not an error.
+#[utoipa::path(post, path = "/auth/logout", tag = "auth", request_body = Refresh,
+    responses((status = 204, description = "The session is over"), (status = 400, body = Problem),
+        (status = 413, body = Problem), (status = 415, body = Problem), (status = 422, body = Problem)))]
+async fn logout(
+    State(state): State<AppState>,
+    origin: Origin,
+    ApiJson(body): ApiJson<Refresh>,
+) -> Result<axum::http::StatusCode, ApiError> {
+    let mut tx = state.db.begin().await?;
+    if let Some(user) =
+        db::tokens::revoke_session(&mut *tx, &hash_refresh_token(&body.refresh_token)).await?
+    {
+        audit::record(&mut *tx, Action::Logout, Some(user), None, &origin).await?;
+    }
+    tx.commit().await?;
+    Ok(axum::http::StatusCode::NO_CONTENT)
 }

@@ -2,12 +2,14 @@
 
 use std::time::Instant;
 
-use axum::extract::State;
+use axum::extract::{FromRequestParts, State};
+use axum::http::request::Parts;
 use axum::http::{StatusCode, header};
 use axum::response::IntoResponse;
 use chrono::{DateTime, Utc};
 use feed_core::db;
 use serde::Serialize;
+use sha2::{Digest, Sha256};
 use utoipa::ToSchema;
 use utoipa_axum::{router::OpenApiRouter, routes};
 
@@ -21,6 +23,36 @@ pub fn router() -> OpenApiRouter<AppState> {
         .routes(routes!(healthz))
         .routes(routes!(readyz))
         .routes(routes!(metrics))
+}
+
+/// Admission to `/debug/*`: anyone, unless `FANOUT_DEBUG_TOKEN` is set;
+/// then only requests that bear it.
+pub struct DebugAccess;
+
+impl FromRequestParts<AppState> for DebugAccess {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
+        let expected = state.config.debug_token.as_bytes();
+        if expected.is_empty() {
+            return Ok(DebugAccess);
+        }
+        let given = parts
+            .headers
+            .get(header::AUTHORIZATION)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.strip_prefix("Bearer "))
+            .unwrap_or("");
+        // Compared as digests: the time taken says nothing about how much
+        // of a guess was right.
+        if Sha256::digest(given.as_bytes()) == Sha256::digest(expected) {
+            Ok(DebugAccess)
+        } else {
+            Err(ApiError::Unauthorized(
+                "/debug needs 'Authorization: Bearer <FANOUT_DEBUG_TOKEN>'".into(),
+            ))
+        }
+    }
 }
 
 /// The `/debug` views: served unless `FANOUT_DEBUG_ENDPOINTS=false`.
@@ -115,7 +147,7 @@ async fn readyz(State(state): State<AppState>) -> impl IntoResponse {
 
 /// Per-dependency status and latency (always 200; see `status`).
 #[utoipa::path(get, path = "/debug/health", tag = "ops", responses((status = 200, body = Health)))]
-async fn debug_health(State(state): State<AppState>) -> axum::Json<Health> {
+async fn debug_health(_: DebugAccess, State(state): State<AppState>) -> axum::Json<Health> {
     axum::Json(health(&state).await)
 }
 
@@ -171,6 +203,7 @@ pub struct MetricsSummary {
 #[utoipa::path(get, path = "/debug/metrics-summary", tag = "ops",
     responses((status = 200, body = MetricsSummary), (status = 503, body = Problem)))]
 async fn metrics_summary(
+    _: DebugAccess,
     State(state): State<AppState>,
 ) -> Result<axum::Json<MetricsSummary>, ApiError> {
     let stats = state.stream_stats().await.map_err(|e| {
@@ -213,6 +246,6 @@ async fn metrics_summary(
 
 /// The running configuration, secrets redacted.
 #[utoipa::path(get, path = "/debug/config", tag = "ops", responses((status = 200, body = RedactedConfig)))]
-async fn debug_config(State(state): State<AppState>) -> axum::Json<RedactedConfig> {
+async fn debug_config(_: DebugAccess, State(state): State<AppState>) -> axum::Json<RedactedConfig> {
     axum::Json(state.config.redacted())
 }

@@ -12,6 +12,7 @@ use utoipa_axum::{router::OpenApiRouter, routes};
 use uuid::Uuid;
 
 use super::{caller_gone, commit, record};
+use crate::audit::{self, Action, Origin};
 use crate::auth::AuthUser;
 use crate::error::{ApiError, Problem};
 use crate::extract::{ApiJson, RequestId, parse_id};
@@ -145,7 +146,7 @@ async fn get_feed_post(
 async fn delete_post(
     State(state): State<AppState>,
     caller: AuthUser,
-    request_id: RequestId,
+    origin: Origin,
     Path(id): Path<String>,
 ) -> Result<StatusCode, ApiError> {
     let id = parse_id(&id, "post")?;
@@ -164,7 +165,15 @@ async fn delete_post(
         post_id: id,
         author_id: author,
     });
-    record(&mut tx, &mut events, event, caller.id, &request_id).await?;
+    record(&mut tx, &mut events, event, caller.id, &origin.request_id).await?;
+    audit::record(
+        &mut *tx,
+        Action::PostDeleted,
+        Some(caller.id),
+        Some(id.to_string()),
+        &origin,
+    )
+    .await?;
     commit(&state, tx, events).await?;
     Ok(StatusCode::NO_CONTENT)
 }

@@ -4,7 +4,7 @@ use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use chrono::{DateTime, Utc};
 use feed_core::db;
-use feed_core::events::{Event, FollowChanged};
+use feed_core::events::{Event, FollowChanged, PostDeleted};
 use feed_core::validate;
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
@@ -13,7 +13,8 @@ use uuid::Uuid;
 
 use super::posts::{PostPage, PostView};
 use super::{PageQuery, caller_gone, commit, cursor_after, record};
-use crate::auth::{AuthUser, hash_password};
+use crate::audit::{self, Action, Origin};
+use crate::auth::{AuthUser, hash_password, verify_password};
 use crate::error::{ApiError, Problem};
 use crate::extract::{ApiJson, ApiQuery, RequestId, parse_id};
 use crate::state::AppState;
@@ -21,6 +22,7 @@ use crate::state::AppState;
 pub fn router() -> OpenApiRouter<AppState> {
     OpenApiRouter::new()
         .routes(routes!(create_user))
+        .routes(routes!(get_me, delete_me))
         .routes(routes!(get_user))
         .routes(routes!(follow))
         .routes(routes!(unfollow))
@@ -106,6 +108,78 @@ async fn get_user(
         .await?
         .ok_or_else(|| ApiError::not_found("user", id))?;
     Ok(axum::Json(user.into()))
+}
+
+/// The caller's own profile.
+#[utoipa::path(get, path = "/users/me", tag = "users", security(("bearer" = [])),
+    responses((status = 200, body = UserView), (status = 401, body = Problem)))]
+async fn get_me(
+    State(state): State<AppState>,
+    caller: AuthUser,
+) -> Result<axum::Json<UserView>, ApiError> {
+    let user = db::users::by_id(&state.db, caller.id)
+        .await?
+        .ok_or_else(|| ApiError::Unauthorized("the token's user no longer exists".into()))?;
+    Ok(axum::Json(user.into()))
+}
+
+/// The password again, to confirm an irreversible action.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ConfirmPassword {
+    pub password: String,
+}
+
+/// Deletes the caller's account, for good: their posts leave every feed,
+/// their likes and follows are undone, every session ends. The password is
+/// asked again, so a stolen access token cannot do it.
+#[utoipa::path(delete, path = "/users/me", tag = "users", security(("bearer" = [])),
+    request_body = ConfirmPassword,
+    responses((status = 204, description = "Deleted"), (status = 400, body = Problem), (status = 401, body = Problem),
+        (status = 403, description = "Wrong password", body = Problem),
+        (status = 413, body = Problem), (status = 415, body = Problem), (status = 422, body = Problem)))]
+async fn delete_me(
+    State(state): State<AppState>,
+    caller: AuthUser,
+    origin: Origin,
+    ApiJson(body): ApiJson<ConfirmPassword>,
+) -> Result<StatusCode, ApiError> {
+    let stored = db::users::password_hash(&state.db, caller.id).await?;
+    if stored.is_none() {
+        return Err(ApiError::Unauthorized(
+            "the token's user no longer exists".into(),
+        ));
+    }
+    if body.password.len() > validate::PASSWORD_MAX_BYTES
+        || !verify_password(body.password, stored).await?
+    {
+        return Err(ApiError::Forbidden("the password is not right".into()));
+    }
+    let mut tx = state.db.begin().await?;
+    let Some(posts) = db::users::delete(&mut tx, caller.id).await? else {
+        return Err(ApiError::Unauthorized(
+            "the token's user no longer exists".into(),
+        ));
+    };
+    // Each post leaves the feeds and caches it reached.
+    let mut events = Vec::with_capacity(posts.len());
+    for post_id in posts {
+        let event = Event::PostDeleted(PostDeleted {
+            post_id,
+            author_id: caller.id,
+        });
+        record(&mut tx, &mut events, event, caller.id, &origin.request_id).await?;
+    }
+    audit::record(
+        &mut *tx,
+        Action::UserDeleted,
+        Some(caller.id),
+        Some(caller.id.to_string()),
+        &origin,
+    )
+    .await?;
+    commit(&state, tx, events).await?;
+    Ok(StatusCode::NO_CONTENT)
 }
 
 /// Whether the caller follows a user, after a follow or unfollow.

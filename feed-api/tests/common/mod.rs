@@ -67,6 +67,16 @@ pub fn api_config(redis_url: &str) -> feed_api::config::Config {
         "100",
         "--relay-grace-ms",
         "300",
+        // Tests make many writes from one address; the limits have tests
+        // of their own, which turn them on.
+        "--rate-limit-user-per-min",
+        "0",
+        "--rate-limit-address-per-min",
+        "0",
+        "--login-attempts-per-address-per-min",
+        "0",
+        "--login-attempts-per-handle",
+        "0",
     ])
     .unwrap()
 }
@@ -81,8 +91,17 @@ impl Stack {
 
     /// The API alone: nothing fans out until a worker starts.
     pub async fn api_only(db: PgPool) -> Stack {
+        Stack::api_only_with(db, |_| {}).await
+    }
+
+    /// The API alone, with settings changed by `adjust`.
+    pub async fn api_only_with(
+        db: PgPool,
+        adjust: impl FnOnce(&mut feed_api::config::Config),
+    ) -> Stack {
         let redis = RedisServer::start();
-        let config = api_config(&redis.url());
+        let mut config = api_config(&redis.url());
+        adjust(&mut config);
         config.validate().unwrap();
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let base = format!("http://{}", listener.local_addr().unwrap());

@@ -2,6 +2,7 @@
 //! table group. Repositories are plain async functions over an executor, so a
 //! caller composes several in one transaction (a change and its outbox event).
 
+pub mod audit;
 pub mod dead_letters;
 pub mod feed;
 pub mod follows;

@@ -87,3 +87,21 @@ pub async fn revoke_family(db: impl PgExecutor<'_>, family_id: Uuid) -> sqlx::Re
     .await?;
     Ok(())
 }
+
+/// Revokes the session a refresh token belongs to (logout): every token of
+/// its family. Returns the token's user, or `None` for an unknown token.
+pub async fn revoke_session(
+    db: impl PgExecutor<'_>,
+    token_hash: &[u8],
+) -> sqlx::Result<Option<Uuid>> {
+    sqlx::query_scalar!(
+        r#"WITH token AS (SELECT user_id, family_id FROM refresh_tokens WHERE token_hash = $1),
+                revoked AS (
+                    UPDATE refresh_tokens SET revoked_at = now()
+                    WHERE family_id = (SELECT family_id FROM token) AND revoked_at IS NULL)
+           SELECT user_id AS "user_id!" FROM token"#,
+        token_hash
+    )
+    .fetch_optional(db)
+    .await
+}

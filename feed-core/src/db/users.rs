@@ -79,3 +79,49 @@ pub async fn follower_count(db: impl PgExecutor<'_>, id: Uuid) -> sqlx::Result<i
         .await?;
     Ok(count.unwrap_or(0))
 }
+
+/// A user's password hash, to confirm a sensitive action.
+pub async fn password_hash(db: impl PgExecutor<'_>, id: Uuid) -> sqlx::Result<Option<String>> {
+    sqlx::query_scalar!("SELECT password_hash FROM users WHERE id = $1", id)
+        .fetch_optional(db)
+        .await
+}
+
+/// Deletes a user and everything that is theirs (posts, likes, follows,
+/// tokens), keeping the counters of what remains right: the users they
+/// followed lose a follower, the posts they liked lose a like. Returns the
+/// ids of their deleted posts (for `post.deleted` events), or `None` when
+/// there is no such user.
+pub async fn delete(db: &mut sqlx::PgConnection, id: Uuid) -> sqlx::Result<Option<Vec<Uuid>>> {
+    // The row lock orders this against a concurrent follow or like by the
+    // same user (their foreign keys take a share lock on it).
+    let found = sqlx::query_scalar!("SELECT id FROM users WHERE id = $1 FOR UPDATE", id)
+        .fetch_optional(&mut *db)
+        .await?;
+    if found.is_none() {
+        return Ok(None);
+    }
+    sqlx::query!(
+        "UPDATE users u SET follower_count = u.follower_count - 1
+         FROM follows f WHERE f.follower_id = $1 AND u.id = f.followee_id",
+        id
+    )
+    .execute(&mut *db)
+    .await?;
+    sqlx::query!(
+        "UPDATE posts p SET like_count = p.like_count - 1
+         FROM likes l WHERE l.user_id = $1 AND p.id = l.post_id AND p.author_id <> $1",
+        id
+    )
+    .execute(&mut *db)
+    .await?;
+    let posts = sqlx::query_scalar!("SELECT id FROM posts WHERE author_id = $1", id)
+        .fetch_all(&mut *db)
+        .await?;
+    // Posts, likes, follows and refresh tokens go with the row (ON DELETE
+    // CASCADE).
+    sqlx::query!("DELETE FROM users WHERE id = $1", id)
+        .execute(&mut *db)
+        .await?;
+    Ok(Some(posts))
+}
