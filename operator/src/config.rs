@@ -26,7 +26,8 @@ pub struct Config {
     /// Act only while holding the Lease, so several replicas never both act.
     #[arg(long, env = "FANOUT_LEADER_ELECTION", default_value_t = true, action = clap::ArgAction::Set)]
     pub leader_election: bool,
-    /// Namespace of the Lease (the operator's own).
+    /// The operator's own namespace: where its Lease is, and where a managed
+    /// Redis's NetworkPolicy expects the operator's pods.
     #[arg(long, env = "POD_NAMESPACE", default_value = "default")]
     pub namespace: String,
     /// This replica's identity in the Lease (its pod name).

@@ -12,9 +12,12 @@ use futures_util::StreamExt;
 use k8s_openapi::api::apps::v1::{Deployment, StatefulSet};
 use k8s_openapi::api::batch::v1::Job;
 use k8s_openapi::api::core::v1::{ConfigMap, Secret, Service};
+use k8s_openapi::api::networking::v1::NetworkPolicy;
 use k8s_openapi::api::policy::v1::PodDisruptionBudget;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
-use kube::api::{Api, ObjectMeta, Patch, PatchParams, PostParams};
+use kube::api::{
+    Api, DeleteParams, ListParams, ObjectMeta, Patch, PatchParams, PostParams, Preconditions,
+};
 use kube::runtime::controller::{Action, Controller};
 use kube::runtime::events::{Event, EventType, Recorder};
 use kube::runtime::watcher;
@@ -67,6 +70,9 @@ pub struct Context {
     pub metrics: Arc<Metrics>,
     /// The operator's own image: what FeedClusters run unless they name one.
     pub default_image: String,
+    /// The namespace the operator runs in: a managed Redis admits the
+    /// operator's pods from there, for the autoscaler.
+    pub operator_namespace: String,
     /// Consecutive failures per FeedCluster, for the backoff.
     failures: Mutex<HashMap<String, u32>>,
 }
@@ -77,12 +83,14 @@ impl Context {
         recorder: Recorder,
         metrics: Arc<Metrics>,
         default_image: String,
+        operator_namespace: String,
     ) -> Context {
         Context {
             client,
             recorder,
             metrics,
             default_image,
+            operator_namespace,
             failures: Mutex::default(),
         }
     }
@@ -179,6 +187,15 @@ async fn apply(fc: &FeedCluster, ctx: &Context) -> Result<Action, Error> {
     if fc.spec.auth.jwt_secret_name.is_none() {
         let secret = jwt_secret(fc, &names);
         get_or_create(Api::<Secret>::namespaced(client.clone(), &ns), secret).await?;
+    }
+    // NetworkPolicies before the pods they fence in, so no datastore ever
+    // runs open; switched off, the ones made earlier go.
+    if fc.spec.network_policies {
+        for policy in resources::network_policies(fc, &ctx.operator_namespace) {
+            apply_object(&client, &ns, policy).await?;
+        }
+    } else {
+        remove_network_policies(fc, &client, &ns).await?;
     }
     if fc.spec.postgres.managed.is_some() {
         let secret = resources::postgres_secret(fc, &random_hex(16));
@@ -351,6 +368,45 @@ where
         .await?)
 }
 
+/// Deletes the NetworkPolicies this FeedCluster controls, after
+/// `networkPolicies` is switched off. One list per reconciliation finds
+/// them; a policy of the same name or labels that the FeedCluster does not
+/// control (the user's own, written to replace them) is left alone.
+async fn remove_network_policies(fc: &FeedCluster, client: &Client, ns: &str) -> Result<(), Error> {
+    let api: Api<NetworkPolicy> = Api::namespaced(client.clone(), ns);
+    let ours = format!(
+        "app.kubernetes.io/instance={},app.kubernetes.io/managed-by=fanout-operator",
+        fc.name_any()
+    );
+    let listed = api.list(&ListParams::default().labels(&ours)).await?;
+    for policy in listed.items {
+        let controlled = policy
+            .owner_references()
+            .iter()
+            .any(|o| o.controller == Some(true) && fc.uid().as_deref() == Some(o.uid.as_str()));
+        if !controlled {
+            continue;
+        }
+        // Only the object that was listed, not one re-created since.
+        let params = DeleteParams {
+            preconditions: Some(Preconditions {
+                uid: policy.uid(),
+                resource_version: None,
+            }),
+            ..DeleteParams::default()
+        };
+        match api.delete(&policy.name_any(), &params).await {
+            Ok(_) => {
+                info!(feedcluster = %key(fc), policy = %policy.name_any(), "deleted a NetworkPolicy")
+            }
+            // Deleted or replaced meanwhile: nothing of ours left to delete.
+            Err(kube::Error::Api(e)) if e.code == 404 || e.code == 409 => {}
+            Err(e) => return Err(e.into()),
+        }
+    }
+    Ok(())
+}
+
 /// The object as it exists, created first if it does not: for what must
 /// never be regenerated (secrets) or re-applied (Jobs).
 async fn get_or_create<K>(api: Api<K>, object: K) -> Result<K, Error>
@@ -486,7 +542,11 @@ pub fn controller(client: &Client) -> Controller<FeedCluster> {
         .owns(Api::<Service>::all(client.clone()), config.clone())
         .owns(Api::<ConfigMap>::all(client.clone()), config.clone())
         .owns(Api::<Job>::all(client.clone()), config.clone())
-        .owns(Api::<PodDisruptionBudget>::all(client.clone()), config)
+        .owns(
+            Api::<PodDisruptionBudget>::all(client.clone()),
+            config.clone(),
+        )
+        .owns(Api::<NetworkPolicy>::all(client.clone()), config)
 }
 
 /// Runs `controller` until `shutdown` resolves.

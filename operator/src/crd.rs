@@ -54,6 +54,16 @@ pub struct FeedClusterSpec {
     /// Token signing.
     #[serde(default)]
     pub auth: AuthSpec,
+    /// Restrict incoming traffic to this FeedCluster's pods with
+    /// NetworkPolicies. The managed PostgreSQL admits only its API, workers
+    /// and migration Job; the managed Redis only its API, workers and the
+    /// operator (which reads the stream backlog); each on its own port. The
+    /// API admits anyone on its port, the workers anyone on their probe and
+    /// metrics port. Outgoing traffic is not restricted. Harmless where the
+    /// network plugin does not enforce NetworkPolicies. Set false to manage
+    /// policies yourself: the operator deletes the ones it made.
+    #[serde(default = "yes")]
+    pub network_policies: bool,
 }
 
 /// The REST API Deployment and Service.

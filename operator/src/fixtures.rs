@@ -15,6 +15,8 @@ use crate::crd::FeedCluster;
 use crate::metrics::Metrics;
 
 pub const IMAGE: &str = "ghcr.io/fanout/fanout:0.1.0";
+/// The namespace the operator under test runs in (the chart's usual one).
+pub const OPERATOR_NAMESPACE: &str = "fanout-system";
 
 impl FeedCluster {
     /// The kind sample, as the API server would hand it to the reconciler.
@@ -154,7 +156,13 @@ pub fn test_context() -> (Arc<Context>, ApiServerVerifier) {
             instance: None,
         },
     );
-    let ctx = Context::new(client, recorder, Arc::new(Metrics::default()), IMAGE.into());
+    let ctx = Context::new(
+        client,
+        recorder,
+        Arc::new(Metrics::default()),
+        IMAGE.into(),
+        OPERATOR_NAMESPACE.into(),
+    );
     (Arc::new(ctx), ApiServerVerifier(handle))
 }
 

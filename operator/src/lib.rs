@@ -58,6 +58,7 @@ pub async fn run(config: config::Config, shutdown: CancellationToken) -> anyhow:
         recorder,
         metrics.clone(),
         config.image.clone(),
+        config.namespace.clone(),
     ));
 
     let leading = Arc::new(AtomicBool::new(false));

@@ -35,6 +35,11 @@ fn generated_objects_and_the_sample_pass_schema_validation() {
         serde_saphyr::to_string(&resources::postgres_service(&fc)).unwrap(),
         serde_saphyr::to_string(&resources::redis_service(&fc)).unwrap(),
     ];
+    let policies = resources::network_policies(&fc, "fanout-system");
+    assert_eq!(policies.len(), 4, "API, workers, PostgreSQL, Redis");
+    for policy in policies {
+        docs.push(serde_saphyr::to_string(&policy).unwrap());
+    }
     for set in [
         resources::postgres_statefulset(&fc),
         resources::redis_statefulset(&fc),

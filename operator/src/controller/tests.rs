@@ -4,11 +4,12 @@ use http::Method;
 use serde_json::{Value, json};
 
 use super::*;
-use crate::fixtures::{Expect, IMAGE, Reply, test_context, within_a_second};
+use crate::fixtures::{Expect, IMAGE, OPERATOR_NAMESPACE, Reply, test_context, within_a_second};
 
 const NS: &str = "/api/v1/namespaces/feeds";
 const APPS: &str = "/apis/apps/v1/namespaces/feeds";
 const POLICY: &str = "/apis/policy/v1/namespaces/feeds";
+const NETWORKING: &str = "/apis/networking.k8s.io/v1/namespaces/feeds";
 const EVENTS: &str = "/apis/events.k8s.io/v1/namespaces/feeds/events";
 const STATUS: &str = "/apis/fanout.dev/v1alpha1/namespaces/feeds/feedclusters/demo/status";
 
@@ -19,9 +20,44 @@ fn job_path(fc: &FeedCluster) -> String {
     )
 }
 
+/// The NetworkPolicies, applied before any pod they fence in; the managed
+/// Redis admits the operator from its own namespace.
+fn network_policies() -> Vec<Expect> {
+    let mut script: Vec<Expect> = ["demo-api", "demo-workers", "demo-postgres"]
+        .into_iter()
+        .map(|name| {
+            Expect::new(
+                Method::PATCH,
+                format!("{NETWORKING}/networkpolicies/{name}"),
+                Reply::Echo,
+            )
+        })
+        .collect();
+    script.push(
+        Expect::new(
+            Method::PATCH,
+            format!("{NETWORKING}/networkpolicies/demo-redis"),
+            Reply::Echo,
+        )
+        .check(|policy| {
+            let operator = &policy["spec"]["ingress"][0]["from"][2];
+            assert_eq!(
+                operator["namespaceSelector"]["matchLabels"]["kubernetes.io/metadata.name"],
+                OPERATOR_NAMESPACE
+            );
+        }),
+    );
+    script
+}
+
 /// Everything up to the migration Job, for a FeedCluster whose generated
 /// secrets do (`secrets_exist`) or do not exist yet.
 fn datastores_and_config(secrets_exist: bool) -> Vec<Expect> {
+    datastores_and_config_with(secrets_exist, network_policies())
+}
+
+/// The same, with `policies` for the NetworkPolicy requests.
+fn datastores_and_config_with(secrets_exist: bool, mut policies: Vec<Expect>) -> Vec<Expect> {
     let mut script = Vec::new();
     for secret in ["demo-jwt", "demo-postgres"] {
         let path = format!("{NS}/secrets/{secret}");
@@ -46,6 +82,9 @@ fn datastores_and_config(secrets_exist: bool) -> Vec<Expect> {
                     },
                 ),
             );
+        }
+        if secret == "demo-jwt" {
+            script.append(&mut policies);
         }
         if secret == "demo-postgres" {
             script.push(Expect::new(
@@ -426,6 +465,87 @@ async fn the_worker_count_is_handed_to_the_autoscaler_before_the_apply() {
         Expect::new(Method::PATCH, STATUS, status_reply(&fc)).check(|body| {
             assert_eq!(body["status"]["workers"]["summary"], "7/7");
         }),
+    );
+    script.push(Expect::new(Method::POST, EVENTS, Reply::Echo));
+    let scenario = server.run(script);
+    reconcile(Arc::new(fc), ctx).await.unwrap();
+    within_a_second(scenario).await;
+}
+
+#[tokio::test]
+async fn switching_network_policies_off_deletes_only_the_ones_it_made() {
+    let (ctx, server) = test_context();
+    let mut fc = already_migrated();
+    fc.spec.network_policies = false;
+    let uid = fc.metadata.uid.clone().unwrap();
+    let policy = |name: &str, owner_uid: Option<&str>| {
+        let owners: Vec<Value> = owner_uid
+            .map(|uid| {
+                json!({"apiVersion": "fanout.dev/v1alpha1", "kind": "FeedCluster",
+                    "name": "demo", "uid": uid, "controller": true})
+            })
+            .into_iter()
+            .collect();
+        json!({"metadata": {"name": name, "namespace": "feeds", "uid": format!("uid-{name}"),
+            "labels": {"app.kubernetes.io/instance": "demo",
+                "app.kubernetes.io/managed-by": "fanout-operator"},
+            "ownerReferences": owners},
+            "spec": {"podSelector": {}}})
+    };
+    let listed = json!({"apiVersion": "networking.k8s.io/v1", "kind": "NetworkPolicyList",
+    "metadata": {}, "items": [
+        policy("demo-api", Some(&uid)),
+        policy("demo-redis", Some(&uid)),
+        // Copied from ours by the user, to replace it: not ours.
+        policy("demo-workers-custom", None),
+        policy("demo-postgres", Some("another-feedcluster")),
+    ]});
+    // One list finds them; only those this FeedCluster controls go.
+    let mut removal = vec![Expect::new(
+        Method::GET,
+        format!("{NETWORKING}/networkpolicies"),
+        Reply::Json(listed),
+    )];
+    for (name, reply) in [
+        (
+            "demo-api",
+            Reply::Json(json!({"kind": "Status", "apiVersion": "v1", "status": "Success"})),
+        ),
+        // Already gone: not an error.
+        ("demo-redis", Reply::NotFound),
+    ] {
+        removal.push(
+            Expect::new(
+                Method::DELETE,
+                format!("{NETWORKING}/networkpolicies/{name}"),
+                reply,
+            )
+            .check(move |body| {
+                assert_eq!(
+                    body["preconditions"]["uid"],
+                    format!("uid-{name}"),
+                    "only the policy that was listed"
+                );
+            }),
+        );
+    }
+    // Then the rest as usual, without a single policy applied.
+    let mut script = datastores_and_config_with(true, removal);
+    script.push(Expect::new(
+        Method::PATCH,
+        format!("{APPS}/deployments/demo-api"),
+        ready(1),
+    ));
+    script.push(Expect::new(
+        Method::GET,
+        format!("{APPS}/deployments/demo-workers"),
+        Reply::NotFound,
+    ));
+    script.push(workers_applied(ready(1)));
+    script.extend(services_and_budgets());
+    script.push(
+        Expect::new(Method::PATCH, STATUS, status_reply(&fc))
+            .check(status_check("True", "Available")),
     );
     script.push(Expect::new(Method::POST, EVENTS, Reply::Echo));
     let scenario = server.run(script);

@@ -5,7 +5,10 @@ use k8s_openapi::api::apps::v1::StatefulSet;
 use k8s_openapi::api::core::v1::{Secret, Service};
 use serde_json::{Value, json};
 
-use super::{Names, meta_json, metadata, restricted_container, restricted_pod, selector, typed};
+use super::{
+    Names, POSTGRES_PORT, REDIS_PORT, meta_json, metadata, restricted_container, restricted_pod,
+    selector, typed,
+};
 use crate::crd::{FeedCluster, ManagedDatastore};
 
 /// UID of the `postgres` user in the official Alpine image.
@@ -18,7 +21,7 @@ const REDIS_UID: i64 = 999;
 pub fn postgres_secret(fc: &FeedCluster, password: &str) -> Secret {
     let names = Names::of(fc);
     let url = format!(
-        "postgres://fanout:{password}@{}:5432/fanout",
+        "postgres://fanout:{password}@{}:{POSTGRES_PORT}/fanout",
         names.postgres()
     );
     typed(json!({
@@ -43,11 +46,11 @@ fn service(fc: &FeedCluster, name: String, component: &str, port: i32) -> Servic
 }
 
 pub fn postgres_service(fc: &FeedCluster) -> Service {
-    service(fc, Names::of(fc).postgres(), "postgres", 5432)
+    service(fc, Names::of(fc).postgres(), "postgres", POSTGRES_PORT)
 }
 
 pub fn redis_service(fc: &FeedCluster) -> Service {
-    service(fc, Names::of(fc).redis(), "redis", 6379)
+    service(fc, Names::of(fc).redis(), "redis", REDIS_PORT)
 }
 
 #[allow(clippy::too_many_arguments)]
@@ -140,7 +143,7 @@ pub fn postgres_statefulset(fc: &FeedCluster) -> Option<StatefulSet> {
         POSTGRES_UID,
         env,
         Value::Null,
-        5432,
+        POSTGRES_PORT,
         "/var/lib/postgresql/data",
         probe,
     ))
@@ -160,7 +163,7 @@ pub fn redis_statefulset(fc: &FeedCluster) -> Option<StatefulSet> {
         REDIS_UID,
         json!([]),
         args,
-        6379,
+        REDIS_PORT,
         "/data",
         probe,
     ))

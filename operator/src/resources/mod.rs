@@ -5,10 +5,12 @@
 //! Every object carries the FeedCluster as its controller owner, so deleting
 //! the FeedCluster garbage-collects them, and the standard
 //! `app.kubernetes.io/*` labels. Every pod meets the `restricted` Pod
-//! Security Standard.
+//! Security Standard, and, unless `networkPolicies` is off, NetworkPolicies
+//! limit who reaches it.
 
 mod app;
 mod datastores;
+mod network;
 #[cfg(test)]
 mod tests;
 
@@ -24,6 +26,7 @@ pub use app::{
 pub use datastores::{
     postgres_secret, postgres_service, postgres_statefulset, redis_service, redis_statefulset,
 };
+pub use network::{OPERATOR_POD_LABEL, network_policies};
 
 use crate::crd::FeedCluster;
 
@@ -31,6 +34,10 @@ use crate::crd::FeedCluster;
 pub const API_PORT: i32 = 8080;
 /// Port of a worker's probes and metrics.
 pub const WORKER_PORT: i32 = 9091;
+/// Port of the managed PostgreSQL (the image's standard one).
+pub const POSTGRES_PORT: i32 = 5432;
+/// Port of the managed Redis (the image's standard one).
+pub const REDIS_PORT: i32 = 6379;
 /// UID the Fanout image runs as (distroless `nonroot`).
 const NONROOT_UID: i64 = 65532;
 

@@ -1,4 +1,6 @@
 use k8s_openapi::api::core::v1::PodTemplateSpec;
+use k8s_openapi::api::networking::v1::NetworkPolicy;
+use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 use kube::ResourceExt;
 
 use super::*;
@@ -41,7 +43,7 @@ fn pod_templates(fc: &FeedCluster) -> Vec<(String, PodTemplateSpec)> {
 #[test]
 fn every_object_is_owned_labelled_and_namespaced() {
     let fc = sample();
-    let metas = vec![
+    let mut metas = vec![
         config_map(&fc).metadata,
         api_deployment(&fc, IMAGE).metadata,
         api_service(&fc).metadata,
@@ -55,6 +57,9 @@ fn every_object_is_owned_labelled_and_namespaced() {
         redis_service(&fc).metadata,
         redis_statefulset(&fc).unwrap().metadata,
     ];
+    let policies = network_policies(&fc, OPERATOR_NS);
+    assert_eq!(policies.len(), 4);
+    metas.extend(policies.into_iter().map(|p| p.metadata));
     for meta in metas {
         let name = meta.name.clone().unwrap();
         assert!(name.starts_with("demo-"), "{name}");
@@ -223,4 +228,302 @@ fn the_managed_postgres_secret_holds_a_working_url() {
         "postgres://fanout:s3cret@demo-postgres:5432/fanout"
     );
     assert_eq!(data["password"], "s3cret");
+}
+
+/// The operator's namespace in these tests.
+const OPERATOR_NS: &str = "fanout-system";
+
+/// A pod as a NetworkPolicy sees it: its namespace, the namespace's labels,
+/// its own labels.
+struct Pod {
+    namespace: String,
+    labels: std::collections::BTreeMap<String, String>,
+}
+
+impl Pod {
+    /// A pod of `template`, in `namespace`.
+    fn of(namespace: &str, template: &PodTemplateSpec) -> Pod {
+        Pod {
+            namespace: namespace.into(),
+            labels: template.metadata.clone().unwrap().labels.unwrap(),
+        }
+    }
+
+    fn namespace_labels(&self) -> std::collections::BTreeMap<String, String> {
+        [(
+            "kubernetes.io/metadata.name".to_owned(),
+            self.namespace.clone(),
+        )]
+        .into()
+    }
+}
+
+/// Label selector semantics, for the `matchLabels` the builders use.
+fn selects(
+    selector: &k8s_openapi::apimachinery::pkg::apis::meta::v1::LabelSelector,
+    labels: &std::collections::BTreeMap<String, String>,
+) -> bool {
+    assert!(selector.match_expressions.is_none(), "only matchLabels");
+    selector
+        .match_labels
+        .iter()
+        .flatten()
+        .all(|(k, v)| labels.get(k) == Some(v))
+}
+
+/// Whether `policy` applies to `pod`.
+fn fences(policy: &NetworkPolicy, pod: &Pod) -> bool {
+    policy.metadata.namespace.as_deref() == Some(pod.namespace.as_str())
+        && selects(
+            policy.spec.as_ref().unwrap().pod_selector.as_ref().unwrap(),
+            &pod.labels,
+        )
+}
+
+/// Whether `policy` lets `from` open a TCP connection to `port` of the pods
+/// it fences (NetworkPolicy semantics: any rule whose peers and ports both
+/// match; absent or empty peers or ports match all).
+fn admits(policy: &NetworkPolicy, from: &Pod, port: i32) -> bool {
+    let spec = policy.spec.as_ref().unwrap();
+    assert_eq!(
+        spec.policy_types.as_deref(),
+        Some(&["Ingress".to_owned()][..])
+    );
+    spec.ingress.iter().flatten().any(|rule| {
+        let peer_ok = rule.from.as_ref().is_none_or(|peers| {
+            peers.is_empty()
+                || peers.iter().any(|peer| {
+                    assert!(peer.ip_block.is_none());
+                    let namespace_ok = match &peer.namespace_selector {
+                        None => {
+                            policy.metadata.namespace.as_deref() == Some(from.namespace.as_str())
+                        }
+                        Some(ns) => selects(ns, &from.namespace_labels()),
+                    };
+                    namespace_ok
+                        && peer
+                            .pod_selector
+                            .as_ref()
+                            .is_none_or(|s| selects(s, &from.labels))
+                })
+        });
+        let port_ok = rule.ports.as_ref().is_none_or(|ports| {
+            ports.is_empty()
+                || ports.iter().any(|p| {
+                    // Protocol defaults to TCP; no port means every port.
+                    let tcp = p.protocol.as_deref().is_none_or(|p| p == "TCP");
+                    let ported = match (&p.port, p.end_port) {
+                        (None, _) => true,
+                        (Some(IntOrString::Int(first)), end) => {
+                            (*first..=end.unwrap_or(*first)).contains(&port)
+                        }
+                        (Some(IntOrString::String(named)), _) => {
+                            panic!("named port {named}: numbers only, to be checked here")
+                        }
+                    };
+                    tcp && ported
+                })
+        });
+        peer_ok && port_ok
+    })
+}
+
+fn policy_named<'a>(policies: &'a [NetworkPolicy], name: &str) -> &'a NetworkPolicy {
+    policies
+        .iter()
+        .find(|p| p.name_any() == name)
+        .unwrap_or_else(|| panic!("no NetworkPolicy {name}"))
+}
+
+/// The pods of `fc` (api, workers, migrate, and each managed datastore's
+/// StatefulSet by name), in its namespace.
+fn pods_of(fc: &FeedCluster) -> std::collections::BTreeMap<String, Pod> {
+    pod_templates(fc)
+        .into_iter()
+        .map(|(name, template)| (name, Pod::of("feeds", &template)))
+        .collect()
+}
+
+fn container_port(set: Option<k8s_openapi::api::apps::v1::StatefulSet>) -> i32 {
+    set.unwrap().spec.unwrap().template.spec.unwrap().containers[0]
+        .ports
+        .as_ref()
+        .unwrap()[0]
+        .container_port
+}
+
+#[test]
+fn the_managed_datastores_admit_only_their_own_clusters_clients_on_their_port() {
+    let fc = sample();
+    let policies = network_policies(&fc, OPERATOR_NS);
+    let pods = pods_of(&fc);
+    let mut other = sample();
+    other.metadata.name = Some("other".into());
+    let others = pods_of(&other);
+    let operator = Pod {
+        namespace: OPERATOR_NS.into(),
+        labels: [
+            (
+                "app.kubernetes.io/name".to_owned(),
+                "fanout-operator".to_owned(),
+            ),
+            ("app.kubernetes.io/instance".to_owned(), "fanout".to_owned()),
+        ]
+        .into(),
+    };
+    // The operator's labels on a pod in any other namespace.
+    let impostor = Pod {
+        namespace: "elsewhere".into(),
+        labels: operator.labels.clone(),
+    };
+
+    for (datastore, port, admitted) in [
+        (
+            "demo-postgres",
+            container_port(postgres_statefulset(&fc)),
+            &["api", "workers", "migrate"][..],
+        ),
+        (
+            "demo-redis",
+            container_port(redis_statefulset(&fc)),
+            &["api", "workers"][..],
+        ),
+    ] {
+        let policy = policy_named(&policies, datastore);
+        // It fences the datastore's pods, and only them.
+        for (name, pod) in &pods {
+            assert_eq!(
+                fences(policy, pod),
+                name == datastore,
+                "{datastore} over {name}"
+            );
+        }
+        for (name, pod) in &others {
+            assert!(!fences(policy, pod), "{datastore} over other's {name}");
+        }
+        // Exactly the clients that use it, of this FeedCluster, on its port.
+        for (name, pod) in &pods {
+            let expected = admitted.contains(&name.as_str());
+            assert_eq!(
+                admits(policy, pod, port),
+                expected,
+                "{datastore} from {name}"
+            );
+            assert!(
+                !admits(policy, pod, port + 1),
+                "{datastore} from {name} on another port"
+            );
+        }
+        for (name, pod) in &others {
+            assert!(
+                !admits(policy, pod, port),
+                "{datastore} from other's {name}"
+            );
+        }
+        // The operator reads Redis's backlog, from its own namespace only.
+        assert_eq!(
+            admits(policy, &operator, port),
+            datastore == "demo-redis",
+            "{datastore} from the operator"
+        );
+        assert!(
+            !admits(policy, &impostor, port),
+            "{datastore} from an impostor"
+        );
+    }
+    assert_eq!(container_port(postgres_statefulset(&fc)), POSTGRES_PORT);
+    assert_eq!(container_port(redis_statefulset(&fc)), REDIS_PORT);
+}
+
+#[test]
+fn the_api_admits_anyone_on_its_port_and_the_workers_only_on_their_probe_port() {
+    let fc = sample();
+    let policies = network_policies(&fc, OPERATOR_NS);
+    let pods = pods_of(&fc);
+    let mut other = sample();
+    other.metadata.name = Some("other".into());
+    let outsider = Pod {
+        namespace: "somewhere-else".into(),
+        labels: Default::default(),
+    };
+    let outsider_in_ns = pods_of(&other).remove("api").unwrap();
+
+    for (name, port) in [("demo-api", API_PORT), ("demo-workers", WORKER_PORT)] {
+        let policy = policy_named(&policies, name);
+        let component = name.trim_start_matches("demo-");
+        for (pod_name, pod) in &pods {
+            assert_eq!(
+                fences(policy, pod),
+                pod_name == component,
+                "{name} over {pod_name}"
+            );
+        }
+        for from in [&outsider, &outsider_in_ns, &pods["api"]] {
+            assert!(admits(policy, from, port), "{name} on {port}");
+            assert!(!admits(policy, from, port + 1), "{name} on another port");
+        }
+    }
+    // The ports the pods really listen on.
+    for (deployment, port) in [
+        (api_deployment(&fc, IMAGE), API_PORT),
+        (worker_deployment(&fc, IMAGE), WORKER_PORT),
+    ] {
+        let pod = deployment.spec.unwrap().template.spec.unwrap();
+        assert_eq!(
+            pod.containers[0].ports.as_ref().unwrap()[0].container_port,
+            port
+        );
+    }
+}
+
+#[test]
+fn external_datastores_get_no_policy_and_the_switch_turns_all_off() {
+    let mut fc = sample();
+    let names = |fc: &FeedCluster| -> Vec<String> {
+        network_policies(fc, OPERATOR_NS)
+            .iter()
+            .map(|p| p.name_any())
+            .collect()
+    };
+    assert_eq!(
+        names(&fc),
+        ["demo-api", "demo-workers", "demo-postgres", "demo-redis"]
+    );
+
+    fc.spec.postgres.managed = None;
+    fc.spec.postgres.external = Some(ExternalDatastore {
+        secret_name: "prod-db".into(),
+        key: "url".into(),
+    });
+    assert_eq!(names(&fc), ["demo-api", "demo-workers", "demo-redis"]);
+    fc.spec.redis.managed = None;
+    fc.spec.redis.external = Some(ExternalDatastore {
+        secret_name: "prod-redis".into(),
+        key: "url".into(),
+    });
+    assert_eq!(names(&fc), ["demo-api", "demo-workers"]);
+
+    let mut fc = sample();
+    assert!(fc.spec.network_policies, "on by default");
+    fc.spec.network_policies = false;
+    assert!(network_policies(&fc, OPERATOR_NS).is_empty());
+}
+
+#[test]
+fn the_operator_peer_matches_the_charts_operator_pods() {
+    // The chart's pod labels are `fanout.selector`; the managed Redis admits
+    // the operator by one of them.
+    let helpers = include_str!("../../../charts/fanout/templates/_helpers.tpl");
+    let selector = helpers
+        .split(r#"{{- define "fanout.selector" -}}"#)
+        .nth(1)
+        .and_then(|rest| rest.split("{{- end -}}").next())
+        .expect("the chart defines fanout.selector");
+    let (key, value) = OPERATOR_POD_LABEL;
+    assert!(
+        selector
+            .lines()
+            .any(|l| l.trim() == format!("{key}: {value}")),
+        "fanout.selector lacks {key}: {value}:\n{selector}"
+    );
 }
