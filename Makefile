@@ -15,7 +15,7 @@ export SQLX_OFFLINE := true
 # Tools `make deps` installs for the tests (helm).
 export PATH := $(CURDIR)/.tools/bin:$(PATH)
 
-.PHONY: run test e2e deps lint fmt generate sqlx-prepare stop clean
+.PHONY: run test fuzz-api e2e deps lint fmt generate sqlx-prepare stop clean
 
 ## run: PostgreSQL + Redis + feed-api on 127.0.0.1:8080 + two feed-workers (Ctrl-C stops all)
 run: deps
@@ -26,6 +26,10 @@ test: deps
 	scripts/services.sh up $(DATA)/test $(TEST_PG_PORT)
 	DATABASE_URL=$(TEST_DATABASE_URL) cargo test --workspace --all-targets
 	DATABASE_URL=$(TEST_DATABASE_URL) cargo test --workspace --doc
+
+## fuzz-api: Schemathesis against a running stack with a signed-in user (no 5xx, responses as documented)
+fuzz-api: deps
+	scripts/fuzz-api.sh
 
 ## e2e: the whole story on kind (needs docker, kind, kubectl, helm; skips, saying so, without them)
 e2e:
@@ -58,6 +62,7 @@ sqlx-prepare: deps
 stop:
 	-scripts/services.sh down $(DATA)/run
 	-scripts/services.sh down $(DATA)/test
+	-scripts/services.sh down $(DATA)/fuzz
 
 clean: stop
 	rm -rf $(DATA)

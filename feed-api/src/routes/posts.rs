@@ -75,7 +75,13 @@ pub struct PostPage {
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct CreatePost {
-    /// 1 to 500 characters.
+    /// 1 to 500 characters, not all blank; no control characters other
+    /// than newlines and tabs.
+    #[schema(
+        min_length = 1,
+        max_length = 500,
+        pattern = r"^[^\u0000-\u0008\u000B\u000C\u000E-\u001F\u007F-\u009F]*\S[^\u0000-\u0008\u000B\u000C\u000E-\u001F\u007F-\u009F]*$"
+    )]
     pub content: String,
 }
 
@@ -118,7 +124,7 @@ async fn load_post(state: &AppState, id: &str) -> Result<axum::Json<PostView>, A
 
 /// A post.
 #[utoipa::path(get, path = "/posts/{id}", tag = "posts",
-    params(("id" = String, Path, description = "Post id")),
+    params(("id" = Uuid, Path, description = "Post id")),
     responses((status = 200, body = PostView), (status = 400, body = Problem), (status = 404, body = Problem)))]
 async fn get_post(
     State(state): State<AppState>,
@@ -129,7 +135,7 @@ async fn get_post(
 
 /// A post (the same as `/posts/{id}`, under the feed's prefix).
 #[utoipa::path(get, path = "/feed/posts/{id}", tag = "feed",
-    params(("id" = String, Path, description = "Post id")),
+    params(("id" = Uuid, Path, description = "Post id")),
     responses((status = 200, body = PostView), (status = 400, body = Problem), (status = 404, body = Problem)))]
 async fn get_feed_post(
     State(state): State<AppState>,
@@ -140,7 +146,7 @@ async fn get_feed_post(
 
 /// Deletes one of the caller's posts; it leaves every feed.
 #[utoipa::path(delete, path = "/posts/{id}", tag = "posts", security(("bearer" = [])),
-    params(("id" = String, Path, description = "Post id")),
+    params(("id" = Uuid, Path, description = "Post id")),
     responses((status = 204, description = "Deleted"), (status = 400, body = Problem), (status = 401, body = Problem),
         (status = 403, description = "Not the author", body = Problem), (status = 404, body = Problem)))]
 async fn delete_post(
@@ -231,7 +237,7 @@ async fn set_like(
 
 /// Likes a post (idempotent).
 #[utoipa::path(post, path = "/posts/{id}/like", tag = "posts", security(("bearer" = [])),
-    params(("id" = String, Path, description = "Post id")),
+    params(("id" = Uuid, Path, description = "Post id")),
     responses((status = 200, body = LikeState), (status = 400, body = Problem), (status = 401, body = Problem),
         (status = 404, body = Problem)))]
 async fn like(
@@ -245,7 +251,7 @@ async fn like(
 
 /// Takes back a like (idempotent).
 #[utoipa::path(delete, path = "/posts/{id}/like", tag = "posts", security(("bearer" = [])),
-    params(("id" = String, Path, description = "Post id")),
+    params(("id" = Uuid, Path, description = "Post id")),
     responses((status = 200, body = LikeState), (status = 400, body = Problem), (status = 401, body = Problem),
         (status = 404, body = Problem)))]
 async fn unlike(

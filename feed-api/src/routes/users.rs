@@ -59,10 +59,18 @@ impl From<db::users::User> for UserView {
 #[serde(deny_unknown_fields)]
 pub struct CreateUser {
     /// 3 to 30 of letters, digits and `_`; stored lower case.
+    #[schema(pattern = "^[A-Za-z0-9_]{3,30}$")]
     pub handle: String,
-    /// 8 characters or more.
+    /// 8 to 64 characters.
+    #[schema(min_length = 8, max_length = 64)]
     pub password: String,
-    /// Shown instead of the handle; defaults to the handle.
+    /// Shown instead of the handle (the default): 1 to 64 characters once
+    /// trimmed, not blank, no control characters.
+    #[schema(
+        min_length = 1,
+        max_length = 64,
+        pattern = r"^[^\u0000-\u001F\u007F-\u009F]*\S[^\u0000-\u001F\u007F-\u009F]*$"
+    )]
     pub display_name: Option<String>,
 }
 
@@ -97,7 +105,7 @@ async fn create_user(
 
 /// A user's profile.
 #[utoipa::path(get, path = "/users/{id}", tag = "users",
-    params(("id" = String, Path, description = "User id")),
+    params(("id" = Uuid, Path, description = "User id")),
     responses((status = 200, body = UserView), (status = 400, body = Problem), (status = 404, body = Problem)))]
 async fn get_user(
     State(state): State<AppState>,
@@ -193,7 +201,7 @@ pub struct FollowState {
 /// Follows a user (idempotent). Their recent posts appear in the caller's
 /// feed shortly after.
 #[utoipa::path(post, path = "/users/{id}/follow", tag = "users", security(("bearer" = [])),
-    params(("id" = String, Path, description = "User to follow")),
+    params(("id" = Uuid, Path, description = "User to follow")),
     responses((status = 200, body = FollowState), (status = 400, body = Problem), (status = 401, body = Problem),
         (status = 404, body = Problem), (status = 422, description = "Following yourself", body = Problem)))]
 async fn follow(
@@ -234,7 +242,7 @@ async fn follow(
 
 /// Unfollows a user (idempotent). Their posts leave the caller's feed.
 #[utoipa::path(post, path = "/users/{id}/unfollow", tag = "users", security(("bearer" = [])),
-    params(("id" = String, Path, description = "User to unfollow")),
+    params(("id" = Uuid, Path, description = "User to unfollow")),
     responses((status = 200, body = FollowState), (status = 400, body = Problem), (status = 401, body = Problem),
         (status = 404, body = Problem)))]
 async fn unfollow(
@@ -320,7 +328,7 @@ async fn follow_page(
 
 /// Who follows a user, most recent first.
 #[utoipa::path(get, path = "/users/{id}/followers", tag = "users",
-    params(("id" = String, Path, description = "User id"), PageQuery),
+    params(("id" = Uuid, Path, description = "User id"), PageQuery),
     responses((status = 200, body = FollowPage), (status = 400, body = Problem), (status = 404, body = Problem),
         (status = 422, body = Problem)))]
 async fn followers(
@@ -333,7 +341,7 @@ async fn followers(
 
 /// Whom a user follows, most recent first.
 #[utoipa::path(get, path = "/users/{id}/following", tag = "users",
-    params(("id" = String, Path, description = "User id"), PageQuery),
+    params(("id" = Uuid, Path, description = "User id"), PageQuery),
     responses((status = 200, body = FollowPage), (status = 400, body = Problem), (status = 404, body = Problem),
         (status = 422, body = Problem)))]
 async fn following(
@@ -346,7 +354,7 @@ async fn following(
 
 /// A user's posts, newest first.
 #[utoipa::path(get, path = "/users/{id}/posts", tag = "users",
-    params(("id" = String, Path, description = "User id"), PageQuery),
+    params(("id" = Uuid, Path, description = "User id"), PageQuery),
     responses((status = 200, body = PostPage), (status = 400, body = Problem), (status = 404, body = Problem),
         (status = 422, body = Problem)))]
 async fn user_posts(

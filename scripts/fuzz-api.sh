@@ -1,0 +1,85 @@
+#!/usr/bin/env bash
+# `make fuzz-api`: Schemathesis against a running stack. It starts its own
+# PostgreSQL and Redis under .data/fuzz, feed-api and a feed-worker, signs a
+# user up, and lets Schemathesis send what /openapi.json allows (and what it
+# does not) with that user's token: every response must be a non-5xx that
+# conforms to the document. Exits non-zero on any failure.
+#
+#   FUZZ_MAX_EXAMPLES (50) test cases per operation and phase; FUZZ_SEED
+#   (fixed) makes a run reproducible; the report goes to .data/fuzz/report.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+data=.data/fuzz
+# Below the ephemeral port range, apart from `make run`'s and `make test`'s.
+pg_port=${FUZZ_PG_PORT:-25434}
+redis_port=${FUZZ_REDIS_PORT:-26380}
+api_port=${FUZZ_API_PORT:-28080}
+max_examples=${FUZZ_MAX_EXAMPLES:-50}
+seed=${FUZZ_SEED:-20261123}
+SCHEMATHESIS=4.32.5
+
+if ! python3 -c "import schemathesis, sys; sys.exit(schemathesis.__version__ != '$SCHEMATHESIS')" 2>/dev/null; then
+  echo "installing schemathesis $SCHEMATHESIS (PyPI) ..."
+  python3 -m pip install -q "schemathesis==$SCHEMATHESIS" 2>/dev/null \
+    || python3 -m pip install -q --user --break-system-packages "schemathesis==$SCHEMATHESIS"
+fi
+
+scripts/services.sh up "$data" "$pg_port" "$redis_port"
+cargo build --bins -p feed-api -p feed-worker
+api=http://127.0.0.1:$api_port
+
+export FANOUT_DATABASE_URL="postgres://fanout@127.0.0.1:$pg_port/fanout"
+export FANOUT_REDIS_URL="redis://127.0.0.1:$redis_port"
+export FANOUT_JWT_SECRET=fuzz-secret-that-is-at-least-32-bytes
+export FANOUT_LOG_FORMAT=json RUST_LOG=warn
+# The fuzzer sends hundreds of writes a second from one address: the limits
+# would answer most of them 429 and hide what is behind.
+export FANOUT_RATE_LIMIT_USER_PER_MIN=0 FANOUT_RATE_LIMIT_ADDRESS_PER_MIN=0
+export FANOUT_LOGIN_ATTEMPTS_PER_ADDRESS_PER_MIN=0 FANOUT_LOGIN_ATTEMPTS_PER_HANDLE=0
+
+# A fresh database each run, so a run is reproducible.
+psql -q "postgres://fanout@127.0.0.1:$pg_port/postgres" \
+  -c "DROP DATABASE IF EXISTS fanout" -c "CREATE DATABASE fanout"
+redis-cli -p "$redis_port" FLUSHALL >/dev/null
+
+pids=()
+stop() {
+  for pid in "${pids[@]}"; do kill -TERM "$pid" 2>/dev/null || true; done
+  for pid in "${pids[@]}"; do wait "$pid" 2>/dev/null || true; done
+  scripts/services.sh down "$data"
+}
+trap stop EXIT
+FANOUT_HTTP_ADDR=127.0.0.1:$api_port target/debug/feed-api --migrate > "$data/api.log" 2>&1 &
+pids+=($!)
+FANOUT_WORKER_HTTP_ADDR=127.0.0.1:$((api_port + 1)) target/debug/feed-worker > "$data/worker.log" 2>&1 &
+pids+=($!)
+for _ in $(seq 100); do curl -sf "$api/readyz" >/dev/null && break; sleep 0.2; done
+curl -sf "$api/readyz" >/dev/null || { cat "$data/api.log"; echo "feed-api did not become ready"; exit 1; }
+
+json='content-type: application/json'
+credentials='{"handle":"fuzzer","password":"correct horse battery"}'
+curl -sf "$api/users" -H "$json" -d "$credentials" >/dev/null
+token=$(curl -sf "$api/auth/login" -H "$json" -d "$credentials" \
+  | python3 -c 'import json, sys; print(json.load(sys.stdin)["access_token"])')
+# Something to find: a post of the fuzzer's own.
+curl -sf "$api/posts" -H "$json" -H "authorization: Bearer $token" -d '{"content":"hello"}' >/dev/null
+
+status=0
+st --config-file scripts/schemathesis.toml run "$api/openapi.json" \
+  --header "Authorization: Bearer $token" \
+  --checks all \
+  --max-examples "$max_examples" \
+  --seed "$seed" \
+  --generation-database none \
+  --workers 2 \
+  --request-timeout 10 \
+  --report junit,ndjson --report-dir "$data/report" \
+  --no-color || status=$?
+
+if grep -q '"level":"ERROR"' "$data/api.log"; then
+  echo "feed-api logged errors during the run:"
+  grep '"level":"ERROR"' "$data/api.log" | head -20
+  status=1
+fi
+exit $status
