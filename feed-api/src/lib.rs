@@ -34,7 +34,6 @@ use axum::Router;
 use axum::extract::DefaultBodyLimit;
 use axum::http::{Request, header};
 use axum::response::IntoResponse;
-use feed_core::bus::Redis;
 use sqlx::PgPool;
 use tokio_util::sync::CancellationToken;
 use tower_http::catch_panic::CatchPanicLayer;
@@ -103,7 +102,7 @@ pub async fn serve(
     listener: tokio::net::TcpListener,
     shutdown: CancellationToken,
 ) -> anyhow::Result<()> {
-    let redis = Redis::new(&config.redis.redis_url, Duration::from_secs(1))?;
+    let redis = config.redis.connect(Duration::from_secs(1))?;
     let metrics = Arc::new(Metrics::new());
     let (publisher, queue) = Publisher::new();
     let tokens = TokenKeys::new(

@@ -30,20 +30,46 @@ pub struct Redis {
     conn: std::sync::Arc<OnceCell<ConnectionManager>>,
 }
 
+/// The one place a Redis client is made, so every process trusts the same
+/// certificates. With `root_ca_pem` (PEM, one or more certificates) a
+/// `rediss://` server must present a chain to one of those CAs, and only
+/// those; without it, `rediss://` trusts the compiled-in Mozilla roots and
+/// `redis://` is plain TCP. A CA with a `redis://` URL is an error rather
+/// than silently unencrypted.
+pub fn client(url: &str, root_ca_pem: Option<&[u8]>) -> RedisResult<redis::Client> {
+    match root_ca_pem {
+        None => redis::Client::open(url),
+        Some(pem) => redis::Client::build_with_tls(
+            url,
+            redis::TlsCertificates {
+                client_tls: None,
+                root_cert: Some(pem.to_vec()),
+            },
+        ),
+    }
+}
+
 impl Redis {
-    /// A handle on `url`; `response_timeout` bounds every command, so it must
+    /// A handle on `url` trusting the built-in roots for `rediss://` (see
+    /// [`client`]); `response_timeout` bounds every command, so it must
     /// exceed the longest `BLOCK` issued on this handle.
     pub fn new(url: &str, response_timeout: Duration) -> RedisResult<Redis> {
+        Ok(Redis::with_client(client(url, None)?, response_timeout))
+    }
+
+    /// A handle on a client made by [`client`] (to trust a private CA); the
+    /// timeout is as for [`Redis::new`].
+    pub fn with_client(client: redis::Client, response_timeout: Duration) -> Redis {
         let config = ConnectionManagerConfig::new()
             .set_connection_timeout(Some(Duration::from_secs(1)))
             .set_response_timeout(Some(response_timeout))
             .set_number_of_retries(2)
             .set_max_delay(Duration::from_secs(1));
-        Ok(Redis {
-            client: redis::Client::open(url)?,
+        Redis {
+            client,
             config,
             conn: Default::default(),
-        })
+        }
     }
 
     /// The shared connection, opening it if this is the first use.

@@ -2,10 +2,12 @@
 //! Redis and feeds (flags with `FANOUT_*` environment variables), logging,
 //! and the signal that starts a graceful shutdown.
 
+use std::path::PathBuf;
 use std::time::Duration;
 
 use clap::{Args, ValueEnum};
 
+use crate::bus::Redis;
 use crate::feed_store::FeedLimits;
 
 /// How to reach PostgreSQL.
@@ -63,14 +65,82 @@ pub struct RedisArgs {
         default_value = "redis://127.0.0.1:6379"
     )]
     pub redis_url: String,
+    /// PEM file with the CA certificate(s) that signed the Redis server's
+    /// certificate, for a private CA; when set, only these CAs are trusted.
+    /// Needs a rediss:// URL. Unset, rediss:// trusts the built-in roots.
+    #[arg(long, env = "FANOUT_REDIS_CA_FILE")]
+    pub redis_ca_file: Option<PathBuf>,
+}
+
+/// Why the Redis settings cannot be used; each says what to change.
+#[derive(Debug, thiserror::Error)]
+pub enum RedisConfigError {
+    #[error("FANOUT_REDIS_URL is not a valid Redis URL: {0}")]
+    Url(redis::RedisError),
+    #[error(
+        "FANOUT_REDIS_CA_FILE is set but FANOUT_REDIS_URL is not rediss://; use rediss:// for TLS or unset FANOUT_REDIS_CA_FILE"
+    )]
+    CaWithoutTls,
+    #[error("FANOUT_REDIS_CA_FILE {}: cannot read it: {source}", path.display())]
+    ReadCa {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error(
+        "FANOUT_REDIS_CA_FILE {}: {reason}; it must hold the CA certificate(s) in PEM (-----BEGIN CERTIFICATE-----)",
+        path.display()
+    )]
+    BadCa { path: PathBuf, reason: String },
 }
 
 impl RedisArgs {
-    /// Rejects settings that cannot work, saying what to change.
+    /// Rejects settings that cannot work, saying what to change: a bad URL,
+    /// or a CA file that is unreadable, holds no certificate or comes with a
+    /// URL that would not use TLS.
     pub fn validate(&self) -> Result<(), String> {
-        redis::Client::open(self.redis_url.as_str())
-            .map(drop)
-            .map_err(|e| format!("FANOUT_REDIS_URL is not a valid Redis URL: {e}"))
+        self.client().map(drop).map_err(|e| e.to_string())
+    }
+
+    /// The Redis client these settings describe (see [`crate::bus::client`]),
+    /// with the CA file read now.
+    pub fn client(&self) -> Result<redis::Client, RedisConfigError> {
+        let Some(path) = &self.redis_ca_file else {
+            return crate::bus::client(&self.redis_url, None).map_err(RedisConfigError::Url);
+        };
+        if !self.redis_url.starts_with("rediss://") {
+            return Err(RedisConfigError::CaWithoutTls);
+        }
+        let pem = std::fs::read(path).map_err(|source| RedisConfigError::ReadCa {
+            path: path.clone(),
+            source,
+        })?;
+        let bad = |reason: String| RedisConfigError::BadCa {
+            path: path.clone(),
+            reason,
+        };
+        // The redis crate skips what is not a certificate, so a key or an
+        // empty file would otherwise leave nothing trusted, and every
+        // connection would fail later with a less helpful error.
+        use rustls_pki_types::CertificateDer;
+        use rustls_pki_types::pem::PemObject;
+        let mut certificates = 0;
+        for cert in CertificateDer::pem_slice_iter(&pem) {
+            cert.map_err(|e| bad(format!("not valid PEM ({e})")))?;
+            certificates += 1;
+        }
+        if certificates == 0 {
+            return Err(bad("no certificate found".into()));
+        }
+        crate::bus::client(&self.redis_url, Some(&pem)).map_err(|e| match e.kind() {
+            redis::ErrorKind::InvalidClientConfig => RedisConfigError::Url(e),
+            _ => bad(format!("not a usable CA certificate ({e})")),
+        })
+    }
+
+    /// A [`Redis`] handle from these settings; `response_timeout` as for
+    /// [`Redis::new`].
+    pub fn connect(&self, response_timeout: Duration) -> Result<Redis, RedisConfigError> {
+        Ok(Redis::with_client(self.client()?, response_timeout))
     }
 }
 

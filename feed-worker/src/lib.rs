@@ -21,7 +21,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use anyhow::Context;
-use feed_core::bus::{self, Redis};
+use feed_core::bus;
 use sqlx::PgPool;
 use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
@@ -35,13 +35,12 @@ use crate::metrics::Metrics;
 /// Redis, then consumes. Returns after the batch in hand is acknowledged.
 pub async fn run(config: Config, db: PgPool, shutdown: CancellationToken) -> anyhow::Result<()> {
     let metrics = Arc::new(Metrics::new());
-    let redis = Redis::new(&config.redis.redis_url, Duration::from_secs(2))?;
+    let redis = config.redis.connect(Duration::from_secs(2))?;
     // A blocked XREADGROUP holds its connection: reads get their own, with a
     // response timeout longer than the block.
-    let reader = Redis::new(
-        &config.redis.redis_url,
-        config.block() + Duration::from_secs(5),
-    )?;
+    let reader = config
+        .redis
+        .connect(config.block() + Duration::from_secs(5))?;
     let consuming = Arc::new(AtomicBool::new(false));
 
     let listener = tokio::net::TcpListener::bind(config.http_addr)

@@ -14,6 +14,16 @@ pub struct RedisServer {
     port: u16,
     dir: tempfile::TempDir,
     child: Option<Child>,
+    /// Set for a server that speaks only TLS (see [`RedisServer::start_tls`]).
+    tls: Option<TlsFiles>,
+}
+
+/// The certificate, key and CA a TLS server is started with.
+#[derive(Clone)]
+struct TlsFiles {
+    cert: PathBuf,
+    key: PathBuf,
+    ca: PathBuf,
 }
 
 impl RedisServer {
@@ -26,14 +36,44 @@ impl RedisServer {
             port,
             dir,
             child: None,
+            tls: None,
         };
         server.launch();
         server
     }
 
-    /// The URL to connect to.
+    /// Starts a server that speaks only TLS, with the server certificate
+    /// `ca` signed; clients are not asked for certificates.
+    pub fn start_tls(ca: &TestCa) -> RedisServer {
+        let port = free_port();
+        let dir = tempfile::tempdir().expect("a temporary folder for redis");
+        let mut server = RedisServer {
+            port,
+            dir,
+            child: None,
+            tls: Some(TlsFiles {
+                cert: ca.server_cert(),
+                key: ca.server_key(),
+                ca: ca.ca_cert(),
+            }),
+        };
+        server.launch();
+        server
+    }
+
+    /// The URL to connect to: `rediss://` for a TLS server.
     pub fn url(&self) -> String {
-        format!("redis://127.0.0.1:{}", self.port)
+        let scheme = if self.tls.is_some() {
+            "rediss"
+        } else {
+            "redis"
+        };
+        format!("{scheme}://127.0.0.1:{}", self.port)
+    }
+
+    /// The port the server listens on (TLS only, for a TLS server).
+    pub fn port(&self) -> u16 {
+        self.port
     }
 
     /// Stops the server cleanly (it writes its data out first).
@@ -55,15 +95,22 @@ impl RedisServer {
 
     fn launch(&mut self) {
         let dir: PathBuf = self.dir.path().into();
-        let child = Command::new("redis-server")
-            .args([
-                "--port",
-                &self.port.to_string(),
-                "--bind",
-                "127.0.0.1",
-                "--save",
-                "",
-            ])
+        let mut command = Command::new("redis-server");
+        match &self.tls {
+            None => command.args(["--port", &self.port.to_string()]),
+            // Port 0 turns the plain-text listener off.
+            Some(tls) => command
+                .args(["--port", "0", "--tls-port", &self.port.to_string()])
+                .arg("--tls-cert-file")
+                .arg(&tls.cert)
+                .arg("--tls-key-file")
+                .arg(&tls.key)
+                .arg("--tls-ca-cert-file")
+                .arg(&tls.ca)
+                .args(["--tls-auth-clients", "no"]),
+        };
+        let child = command
+            .args(["--bind", "127.0.0.1", "--save", ""])
             .args(["--appendonly", "yes", "--appendfsync", "always"])
             .arg("--dir")
             .arg(&dir)
@@ -91,6 +138,108 @@ impl Drop for RedisServer {
             let _ = child.wait();
         }
     }
+}
+
+/// A throwaway certificate authority and a server certificate it signed for
+/// `127.0.0.1` and `localhost`, made with the `openssl` command in a
+/// temporary folder (deleted when dropped). Keys are P-256: quick to make,
+/// and supported by rustls, redis-server and PostgreSQL alike.
+pub struct TestCa {
+    dir: tempfile::TempDir,
+}
+
+impl TestCa {
+    /// Makes a new CA and server certificate, both valid for a day (longer
+    /// than any test run).
+    pub fn generate() -> TestCa {
+        let dir = tempfile::tempdir().expect("a temporary folder for certificates");
+        let path = |name: &str| dir.path().join(name);
+        std::fs::write(
+            path("server.ext"),
+            "subjectAltName=IP:127.0.0.1,DNS:localhost\n\
+             basicConstraints=critical,CA:FALSE\n\
+             keyUsage=critical,digitalSignature\n\
+             extendedKeyUsage=serverAuth\n",
+        )
+        .expect("writing the certificate extensions");
+        let ec_key = [
+            "-newkey",
+            "ec",
+            "-pkeyopt",
+            "ec_paramgen_curve:P-256",
+            "-nodes",
+        ];
+        openssl(
+            dir.path(),
+            &[
+                &["req", "-x509", "-days", "1", "-subj", "/CN=Fanout test CA"][..],
+                &ec_key,
+                &["-keyout", "ca.key", "-out", "ca.pem"],
+                &["-addext", "basicConstraints=critical,CA:TRUE"],
+                &["-addext", "keyUsage=critical,keyCertSign,cRLSign"],
+            ]
+            .concat(),
+        );
+        openssl(
+            dir.path(),
+            &[
+                &["req", "-subj", "/CN=localhost"][..],
+                &ec_key,
+                &["-keyout", "server.key", "-out", "server.csr"],
+            ]
+            .concat(),
+        );
+        openssl(
+            dir.path(),
+            &[
+                "x509",
+                "-req",
+                "-in",
+                "server.csr",
+                "-CA",
+                "ca.pem",
+                "-CAkey",
+                "ca.key",
+                "-CAcreateserial",
+                "-days",
+                "1",
+                "-extfile",
+                "server.ext",
+                "-out",
+                "server.pem",
+            ],
+        );
+        TestCa { dir }
+    }
+
+    /// The CA certificate (PEM), what clients trust.
+    pub fn ca_cert(&self) -> PathBuf {
+        self.dir.path().join("ca.pem")
+    }
+
+    /// The server certificate (PEM).
+    pub fn server_cert(&self) -> PathBuf {
+        self.dir.path().join("server.pem")
+    }
+
+    /// The server's private key (PEM).
+    pub fn server_key(&self) -> PathBuf {
+        self.dir.path().join("server.key")
+    }
+}
+
+fn openssl(dir: &std::path::Path, args: &[&str]) {
+    let out = Command::new("openssl")
+        .args(args)
+        .current_dir(dir)
+        .stdin(Stdio::null())
+        .output()
+        .expect("the openssl command on PATH");
+    assert!(
+        out.status.success(),
+        "openssl {args:?} failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
 }
 
 /// A loopback port nobody listens on right now.
