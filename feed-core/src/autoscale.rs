@@ -7,8 +7,8 @@
 //!
 //! Every poll, with `B` the backlog (lag + pending, over all streams), `λ`
 //! the arrival rate (growth of entries-added) and `μ` the rate one worker
-//! serves (growth of entries-read per ready worker, learned while there was
-//! work to do):
+//! serves (growth of entries-read per ready worker, learned only while the
+//! workers were saturated: undelivered entries all through an interval):
 //!
 //! ```text
 //! wanted = ceil( λ / (μ · utilization)  +  B / (μ · drain_seconds) )
@@ -220,7 +220,7 @@ pub fn decide(settings: &Settings, memory: &mut Memory, now: Observation) -> Dec
     let hold_down_until = *memory
         .hold_down_until
         .get_or_insert(now.at_secs + settings.scale_down_window_secs);
-    learn_rates(memory, &now);
+    learn_rates(memory, &now, settings.assumed_rate_per_replica);
     let arrival_rate = memory.arrival_rate.unwrap_or(0.0);
     let service_rate = memory
         .service_rate
@@ -371,7 +371,7 @@ fn wanted_for_load(
 
 /// Updates the arrival and per-worker service rates from the counters'
 /// growth since the previous poll.
-fn learn_rates(memory: &mut Memory, now: &Observation) {
+fn learn_rates(memory: &mut Memory, now: &Observation, assumed_rate: f64) {
     let Some(prev) = memory.previous else { return };
     let dt = now.at_secs - prev.at_secs;
     if dt <= 0.0 {
@@ -381,17 +381,30 @@ fn learn_rates(memory: &mut Memory, now: &Observation) {
     if let Some(added) = now.entries_added.checked_sub(prev.entries_added) {
         memory.arrival_rate = Some(smooth(memory.arrival_rate, added as f64 / dt));
     }
-    let busy = prev.lag.is_some_and(|lag| lag + prev.pending > 0);
-    if let (Some(read), Some(prev_read)) = (now.entries_read, prev.entries_read)
-        && let Some(read) = read.checked_sub(prev_read)
-        && busy
-        && prev.ready_replicas > 0
-        && read > 0
-    {
-        // Only while there was work waiting does growth of entries-read show
-        // what workers can do, rather than what arrived.
-        let per_replica = read as f64 / dt / f64::from(prev.ready_replicas);
+    // Pods that became ready (or left) inside the interval served part of
+    // it, for an unknown part: such an interval teaches nothing.
+    if prev.ready_replicas == 0 || prev.ready_replicas != now.ready_replicas {
+        return;
+    }
+    let Some(read) = now
+        .entries_read
+        .zip(prev.entries_read)
+        .and_then(|(now, prev)| now.checked_sub(prev))
+    else {
+        return;
+    };
+    let per_replica = read as f64 / dt / f64::from(now.ready_replicas);
+    // Entries-read grows by what the workers can do only while they were
+    // never short of work (undelivered entries at both ends of the
+    // interval); otherwise by what arrived, which is only a lower bound on
+    // what they can do. Learning a rate from that would underrate the
+    // workers and overprovision, and keep doing so (more workers, less each
+    // reads, lower still the estimate), so it may only raise the estimate.
+    let saturated = prev.lag.is_some_and(|lag| lag > 0) && now.lag.is_some_and(|lag| lag > 0);
+    if saturated && read > 0 {
         memory.service_rate = Some(smooth(memory.service_rate, per_replica));
+    } else if per_replica > memory.service_rate.unwrap_or(assumed_rate) {
+        memory.service_rate = Some(per_replica);
     }
 }
 

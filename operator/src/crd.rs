@@ -494,24 +494,28 @@ pub struct ScaleDecision {
 impl FeedClusterSpec {
     /// The autoscaling policy's settings for this spec.
     pub fn policy(&self) -> autoscale::Settings {
-        let a = &self.autoscaling;
-        let w = &self.workers;
-        autoscale::Settings {
-            min_replicas: w.min_replicas.max(0) as u32,
-            max_replicas: w.max_replicas.max(1) as u32,
-            drain_seconds: f64::from(a.drain_seconds),
-            target_utilization: f64::from(a.target_utilization_percent) / 100.0,
-            lag_per_replica: a.lag_per_replica.max(1) as u64,
-            pending_per_replica: a.pending_per_replica.max(1) as u64,
-            assumed_rate_per_replica: f64::from(a.assumed_events_per_second),
-            scale_up_window_secs: f64::from(a.scale_up.stabilization_window_seconds),
-            scale_down_window_secs: f64::from(a.scale_down.stabilization_window_seconds),
-            max_scale_up_step: a.scale_up.max_step.max(1) as u32,
-            max_scale_down_step: a.scale_down.max_step.max(1) as u32,
-            scale_to_zero: a.scale_to_zero.enabled,
-            idle_seconds: f64::from(a.scale_to_zero.idle_seconds),
-            activation_backlog: a.scale_to_zero.activation_backlog.max(0) as u64,
-        }
+        policy(&self.workers, &self.autoscaling)
+    }
+}
+
+/// The autoscaling policy's settings for a workers and an autoscaling spec
+/// (the operator's, and the simulator's from a YAML block).
+pub fn policy(w: &WorkersSpec, a: &AutoscalingSpec) -> autoscale::Settings {
+    autoscale::Settings {
+        min_replicas: w.min_replicas.max(0) as u32,
+        max_replicas: w.max_replicas.max(1) as u32,
+        drain_seconds: f64::from(a.drain_seconds),
+        target_utilization: f64::from(a.target_utilization_percent) / 100.0,
+        lag_per_replica: a.lag_per_replica.max(1) as u64,
+        pending_per_replica: a.pending_per_replica.max(1) as u64,
+        assumed_rate_per_replica: f64::from(a.assumed_events_per_second),
+        scale_up_window_secs: f64::from(a.scale_up.stabilization_window_seconds),
+        scale_down_window_secs: f64::from(a.scale_down.stabilization_window_seconds),
+        max_scale_up_step: a.scale_up.max_step.max(1) as u32,
+        max_scale_down_step: a.scale_down.max_step.max(1) as u32,
+        scale_to_zero: a.scale_to_zero.enabled,
+        idle_seconds: f64::from(a.scale_to_zero.idle_seconds),
+        activation_backlog: a.scale_to_zero.activation_backlog.max(0) as u64,
     }
 }
 

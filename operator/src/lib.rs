@@ -8,6 +8,7 @@
 //! - [`controller`]: the reconciler (server-side apply, status, events).
 //! - [`autoscaler`]: scales workers by stream backlog with the shared policy.
 //! - [`metrics`]: the operator's Prometheus metrics.
+//! - [`simulate`]: `fanout-operator simulate`, the policy replayed offline.
 //! - [`config`] and [`run`]: settings, probes, leader election, wiring.
 //!
 //! The autoscaling policy itself is plain Rust in `feed_core::autoscale`, so
@@ -22,6 +23,7 @@ pub mod crd;
 mod fixtures;
 pub mod metrics;
 pub mod resources;
+pub mod simulate;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 

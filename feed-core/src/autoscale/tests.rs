@@ -37,6 +37,35 @@ fn settings() -> Settings {
 }
 
 #[test]
+fn unsaturated_workers_only_ever_raise_the_service_rate() {
+    let s = settings();
+    let mut memory = Memory::default();
+    let mut added = 0;
+    let mut read = 0;
+    let mut d = decide(&s, &mut memory, obs(0.0, 0, 0, 0, 0, 2));
+    // Two workers keep up with 300/s: each does at least 150/s, more than
+    // the 100/s assumed.
+    for i in 1..4 {
+        added += 300 * POLL as u64;
+        read = added;
+        d = decide(&s, &mut memory, obs(i as f64 * POLL, 0, 0, added, read, 2));
+    }
+    assert!((d.service_rate_per_replica - 150.0).abs() < 1e-6);
+    // Quieter: 100/s. What they did is no longer what they can do.
+    for i in 4..8 {
+        added += 100 * POLL as u64;
+        read = added;
+        d = decide(&s, &mut memory, obs(i as f64 * POLL, 0, 0, added, read, 2));
+    }
+    assert!((d.service_rate_per_replica - 150.0).abs() < 1e-6);
+    // An interval in which a pod became ready teaches nothing.
+    let mut o = obs(8.0 * POLL, 0, 0, added + 9_000, read + 9_000, 3);
+    o.ready_replicas = 3;
+    d = decide(&s, &mut memory, o);
+    assert!((d.service_rate_per_replica - 150.0).abs() < 1e-6);
+}
+
+#[test]
 fn a_backlog_is_drained_within_the_drain_time() {
     let mut memory = Memory::default();
     // 9,000 waiting, 100/s per worker, 30 s to drain: 3 workers.
@@ -52,9 +81,10 @@ fn steady_arrivals_are_absorbed_at_the_target_utilization() {
     let s = settings();
     let mut memory = Memory::default();
     let mut added = 0;
-    let mut d = decide(&s, &mut memory, obs(0.0, 0, 0, added, added, 1));
+    let mut d = decide(&s, &mut memory, obs(0.0, 0, 0, added, added, 5));
     for i in 1..6 {
-        // 400 events/s arrive and are served at once: no backlog.
+        // 400 events/s arrive and five workers serve them at once (80/s
+        // each, under the 100/s they can do): no backlog.
         added += 400 * POLL as u64;
         d = decide(
             &s,

@@ -1,0 +1,174 @@
+//! The `simulate` subcommand: reads a trace and a FeedCluster's autoscaling
+//! settings, runs the policy (and, if asked, the KEDA + HPA baseline), and
+//! writes the runs as JSON and, if asked, a plot.
+
+use std::path::{Path, PathBuf};
+
+use anyhow::Context as _;
+use clap::{Args, ValueEnum};
+use serde::Serialize;
+use serde_json::Value;
+
+use super::policies::{Fanout, KedaHpa};
+use super::{Facts, Run, Trace, plot, run};
+use crate::crd::{AutoscalingSpec, WorkersSpec, policy};
+
+/// Replays a trace of arrivals through the worker autoscaler (the code the
+/// operator runs) and a model of the workers' queue, to tune
+/// `spec.autoscaling` before deploying it.
+#[derive(Debug, Clone, Args)]
+pub struct SimulateArgs {
+    /// CSV with a header `t_seconds,arrivals[,service_rate]`: events
+    /// arriving in each second, and optionally what one worker handles then.
+    #[arg(long)]
+    pub trace: PathBuf,
+    /// YAML with the settings: a FeedCluster manifest, or a block with
+    /// `workers:` and `autoscaling:` as in its spec. Absent: the defaults.
+    #[arg(long)]
+    pub autoscaling: Option<PathBuf>,
+    /// Events one worker handles per second (where the trace does not say).
+    #[arg(long, default_value_t = 200.0)]
+    pub service_rate: f64,
+    /// Seconds from asking for a worker pod to its being ready.
+    #[arg(long, default_value_t = 10)]
+    pub start_delay: u64,
+    /// Workers running at the start; default: the minimum (0 with scale to
+    /// zero).
+    #[arg(long)]
+    pub initial_replicas: Option<u32>,
+    /// Also run the trace through a baseline policy.
+    #[arg(long, value_enum)]
+    pub baseline: Option<Baseline>,
+    /// The baseline's `activationLagCount`: KEDA wakes from zero once the
+    /// lag is greater than this (KEDA requires it with `lagCount`; its
+    /// documentation's example uses 3).
+    #[arg(long, default_value_t = 1)]
+    pub keda_activation_lag: u64,
+    /// The baseline's `lagCount` (lag per replica the HPA aims at); default:
+    /// the FeedCluster's `lagPerReplica`.
+    #[arg(long)]
+    pub keda_lag_count: Option<u64>,
+    /// Write the result here instead of standard output.
+    #[arg(long)]
+    pub out: Option<PathBuf>,
+    /// Draw backlog and replicas over time into this PNG.
+    #[arg(long)]
+    pub plot: Option<PathBuf>,
+}
+
+/// Policies to compare against.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum Baseline {
+    /// KEDA's redis-streams scaler (lagCount) with an HPA's defaults.
+    KedaHpa,
+}
+
+/// What `simulate` writes.
+#[derive(Debug, Serialize)]
+pub struct Output {
+    pub trace: String,
+    pub facts: Facts,
+    pub runs: Vec<Run>,
+}
+
+/// The `workers` and `autoscaling` blocks from a FeedCluster manifest or a
+/// bare block.
+pub fn read_settings(path: &Path) -> anyhow::Result<(WorkersSpec, AutoscalingSpec)> {
+    let text =
+        std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
+    let doc: Value =
+        serde_saphyr::from_str(&text).with_context(|| format!("{} is not YAML", path.display()))?;
+    let spec = doc.get("spec").unwrap_or(&doc);
+    let part = |key: &str| {
+        spec.get(key)
+            .cloned()
+            .unwrap_or(Value::Object(Default::default()))
+    };
+    let workers: WorkersSpec = serde_json::from_value(part("workers"))
+        .with_context(|| format!("{}: workers", path.display()))?;
+    let autoscaling: AutoscalingSpec = serde_json::from_value(part("autoscaling"))
+        .with_context(|| format!("{}: autoscaling", path.display()))?;
+    Ok((workers, autoscaling))
+}
+
+/// Runs the simulation `args` describe.
+pub fn simulate(args: &SimulateArgs) -> anyhow::Result<Output> {
+    if !(args.service_rate.is_finite() && args.service_rate > 0.0) {
+        anyhow::bail!("--service-rate must be a positive number of events per second");
+    }
+    let (workers, autoscaling) = match &args.autoscaling {
+        Some(path) => read_settings(path)?,
+        None => (WorkersSpec::default(), AutoscalingSpec::default()),
+    };
+    let settings = policy(&workers, &autoscaling);
+    settings
+        .validate()
+        .map_err(|e| anyhow::anyhow!("the autoscaling settings: {e}"))?;
+    let trace = Trace::read(&args.trace)?;
+    let initial = args.initial_replicas.unwrap_or(if settings.scale_to_zero {
+        0
+    } else {
+        settings.min_replicas
+    });
+    let facts = Facts {
+        service_rate: args.service_rate,
+        start_delay_secs: args.start_delay,
+        initial_replicas: initial.min(settings.max_replicas),
+    };
+    let poll = autoscaling.poll_interval_seconds.max(1) as u64;
+    let mut runs = vec![run(
+        &mut Fanout::new(settings.clone(), poll),
+        &trace,
+        &facts,
+    )];
+    if args.baseline == Some(Baseline::KedaHpa) {
+        runs.push(run(
+            &mut KedaHpa::new(
+                &settings,
+                args.keda_lag_count.unwrap_or(settings.lag_per_replica),
+                args.keda_activation_lag,
+            ),
+            &trace,
+            &facts,
+        ));
+    }
+    Ok(Output {
+        trace: args.trace.display().to_string(),
+        facts,
+        runs,
+    })
+}
+
+/// `fanout-operator simulate`.
+pub fn execute(args: &SimulateArgs) -> anyhow::Result<()> {
+    let output = simulate(args)?;
+    if let Some(png) = &args.plot {
+        let title = args
+            .trace
+            .file_stem()
+            .map_or_else(|| "trace".into(), |s| s.to_string_lossy().into_owned());
+        let runs: Vec<&Run> = output.runs.iter().collect();
+        plot::draw(&title, &runs, png)?;
+    }
+    let json = serde_json::to_string_pretty(&output)?;
+    match &args.out {
+        Some(path) => std::fs::write(path, json + "\n")
+            .with_context(|| format!("writing {}", path.display()))?,
+        None => println!("{json}"),
+    }
+    for r in &output.runs {
+        let s = &r.summary;
+        eprintln!(
+            "{:>9}: {} pod-seconds, peak backlog {}, drain target missed {} s, {} scale changes, {} reversals inside a window, wake {}",
+            r.policy,
+            s.replica_seconds,
+            s.peak_backlog,
+            s.drain_target_missed_seconds,
+            s.scale_changes,
+            s.reversals_inside_window,
+            s.wake_seconds
+                .map_or_else(|| "-".to_owned(), |w| format!("{w} s")),
+        );
+    }
+    Ok(())
+}
