@@ -409,3 +409,47 @@ async fn debug_views_can_require_a_token_and_never_show_secrets(db: PgPool) {
     );
     stack.stop().await;
 }
+
+#[sqlx::test(migrator = "feed_core::db::MIGRATOR")]
+async fn nothing_private_appears_in_another_users_responses(db: PgPool) {
+    let stack = Stack::api_only(db).await;
+    let alice = stack.signup("alice").await;
+    let bob = stack.signup("bob").await;
+    stack.follow(&bob, &alice).await;
+    let post = stack.post(&alice, "public words").await;
+    let keys = |v: &Value| {
+        let mut k: Vec<String> = v.as_object().unwrap().keys().cloned().collect();
+        k.sort();
+        k
+    };
+    let public_user = [
+        "created_at",
+        "display_name",
+        "follower_count",
+        "handle",
+        "id",
+    ];
+    let profile = stack
+        .call(&bob, Method::GET, &format!("/users/{}", alice.id))
+        .await;
+    assert_eq!(keys(&profile), public_user);
+    let followers = stack
+        .call(
+            &alice,
+            Method::GET,
+            &format!("/users/{}/followers", alice.id),
+        )
+        .await;
+    assert_eq!(
+        keys(&followers["items"][0]),
+        ["created_at", "display_name", "followed_at", "handle", "id"]
+    );
+    let seen = stack
+        .call(&bob, Method::GET, &format!("/posts/{post}"))
+        .await;
+    let text = seen.to_string() + &profile.to_string() + &followers.to_string();
+    for private in ["password", "hash", "token", "argon2", PASSWORD] {
+        assert!(!text.contains(private), "{private} in {text}");
+    }
+    stack.stop().await;
+}
