@@ -15,7 +15,7 @@ export SQLX_OFFLINE := true
 # Tools `make deps` installs for the tests (helm).
 export PATH := $(CURDIR)/.tools/bin:$(PATH)
 
-.PHONY: run test fuzz-api e2e deps lint fmt generate sqlx-prepare stop clean
+.PHONY: run test fuzz-api autoscale-lab e2e deps lint fmt generate sqlx-prepare stop clean
 
 ## run: PostgreSQL + Redis + feed-api on 127.0.0.1:8080 + two feed-workers (Ctrl-C stops all)
 run: deps
@@ -30,6 +30,17 @@ test: deps
 ## fuzz-api: Schemathesis against a running stack with a signed-in user (no 5xx, responses as documented)
 fuzz-api: deps
 	scripts/fuzz-api.sh
+
+## autoscale-lab: every shipped trace through the autoscaler and the KEDA + HPA model: docs/autoscaling/ (table and plots)
+autoscale-lab:
+	FANOUT_REGENERATE=1 cargo test -p fanout-operator --test lab
+	cargo build --bin fanout-operator
+	for trace in operator/traces/*.csv; do \
+	  name=$$(basename $$trace .csv); \
+	  target/debug/fanout-operator simulate --trace $$trace --autoscaling operator/traces/autoscaling.yaml \
+	    --start-delay 10 --service-rate 200 --initial-replicas 0 --baseline keda-hpa \
+	    --out /dev/null --plot docs/autoscaling/$$name.png; \
+	done
 
 ## e2e: the whole story on kind (needs docker, kind, kubectl, helm; skips, saying so, without them)
 e2e:
