@@ -301,8 +301,15 @@ pub fn decide(settings: &Settings, memory: &mut Memory, now: Observation) -> Dec
         // Waking: the first waiting entry gets a worker, whatever the windows.
         recommended
     } else if up_to > current {
+        if up_to < recommended {
+            limited_by = Some(Limit::Stabilization);
+        }
         up_to
     } else if down_to < current {
+        if down_to > recommended {
+            // Part of the way down: the window still holds the rest.
+            limited_by = Some(Limit::Stabilization);
+        }
         down_to
     } else {
         if recommended != current {
@@ -434,7 +441,12 @@ fn reason(
         _ if idle && desired == 0 => "idle long enough: scaling to zero".to_owned(),
         None if desired == current => "no change".to_owned(),
         None => format!("scaling {current} -> {desired}"),
-        Some(Limit::Stabilization) => format!("holding {current} inside the stabilization window"),
+        Some(Limit::Stabilization) if desired == current => {
+            format!("holding {current} inside the stabilization window")
+        }
+        Some(Limit::Stabilization) => {
+            format!("scaling {current} -> {desired}, as far as the stabilization window allows")
+        }
         Some(Limit::MaxScaleUpStep) => {
             format!("scaling {current} -> {desired}, capped by the scale-up step")
         }

@@ -11,7 +11,6 @@ use std::time::{Duration, Instant};
 
 use feed_core::autoscale::{self, Decision, Direction, Memory, Observation};
 use feed_core::bus::{self, Backlog};
-use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::core::v1::{Pod, Secret};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use kube::ResourceExt;
@@ -24,6 +23,7 @@ use tracing::{info, warn};
 use crate::controller::{Context, Error, patch_status, publish};
 use crate::crd::{AutoscalingMode, FeedCluster, StreamStatus};
 use crate::resources::Names;
+use crate::scale_target::{DeploymentScale, Replicas, ScaleTarget};
 
 /// The field manager of the workers' replica count.
 pub const FIELD_MANAGER: &str = "fanout-autoscaler";
@@ -149,11 +149,11 @@ async fn poll(
             None
         }
     };
-    let workers: Api<Deployment> = Api::namespaced(ctx.client.clone(), &Names::of(fc).namespace);
-    let Some(deployment) = workers.get_opt(&Names::of(fc).workers()).await? else {
+    let target = workers(ctx, fc);
+    let Some(replicas) = target.replicas().await? else {
         return Ok(());
     };
-    let observation = observe(backlog.as_ref(), &deployment, uptime_secs());
+    let observation = observe(backlog.as_ref(), replicas, uptime_secs());
     let decision = autoscale::decide(&fc.spec.policy(), &mut t.memory, observation);
     let consumers = match t.redis.conn().await {
         Ok(mut conn) => bus::consumers(&mut conn).await.ok(),
@@ -252,29 +252,26 @@ fn uptime_secs() -> f64 {
     START.get_or_init(Instant::now).elapsed().as_secs_f64()
 }
 
+/// A FeedCluster's worker Deployment as a scale target.
+fn workers(ctx: &Context, fc: &FeedCluster) -> DeploymentScale {
+    let names = Names::of(fc);
+    DeploymentScale {
+        api: Api::namespaced(ctx.client.clone(), &names.namespace),
+        name: names.workers(),
+    }
+}
+
 /// What the policy sees: the backlog (unknown when Redis could not be read)
-/// and the Deployment's replicas.
-pub fn observe(backlog: Option<&Backlog>, workers: &Deployment, at_secs: f64) -> Observation {
-    let current = workers
-        .spec
-        .as_ref()
-        .and_then(|s| s.replicas)
-        .unwrap_or(0)
-        .max(0) as u32;
-    let ready = workers
-        .status
-        .as_ref()
-        .and_then(|s| s.ready_replicas)
-        .unwrap_or(0)
-        .max(0) as u32;
+/// and the workers' replicas. The operator and a local run build it alike.
+pub fn observe(backlog: Option<&Backlog>, replicas: Replicas, at_secs: f64) -> Observation {
     Observation {
         at_secs,
         lag: backlog.and_then(|b| b.lag),
         pending: backlog.map_or(0, |b| b.pending),
         entries_added: backlog.map_or(0, |b| b.entries_added),
         entries_read: backlog.and_then(|b| b.entries_read),
-        current_replicas: current,
-        ready_replicas: ready,
+        current_replicas: replicas.desired,
+        ready_replicas: replicas.ready,
     }
 }
 
@@ -286,23 +283,10 @@ pub async fn act(
     decision: &Decision,
     current: u32,
 ) -> Result<(), Error> {
-    let names = Names::of(fc);
     let apply = fc.spec.autoscaling.mode == AutoscalingMode::Scale;
     let change = decision.direction != Direction::None;
     if change && apply {
-        let workers: Api<Deployment> = Api::namespaced(ctx.client.clone(), &names.namespace);
-        let scale = json!({
-            "apiVersion": "autoscaling/v1",
-            "kind": "Scale",
-            "spec": {"replicas": decision.desired}
-        });
-        workers
-            .patch_scale(
-                &names.workers(),
-                &PatchParams::apply(FIELD_MANAGER).force(),
-                &Patch::Apply(&scale),
-            )
-            .await?;
+        workers(ctx, fc).scale(decision.desired).await?;
     }
     let direction = match decision.direction {
         Direction::Up => "Up",

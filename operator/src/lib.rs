@@ -7,6 +7,7 @@
 //! - [`resources`]: the objects a FeedCluster becomes, as pure functions.
 //! - [`controller`]: the reconciler (server-side apply, status, events).
 //! - [`autoscaler`]: scales workers by stream backlog with the shared policy.
+//! - [`scale_target`]: what it scales: a Deployment, or local processes.
 //! - [`metrics`]: the operator's Prometheus metrics.
 //! - [`simulate`]: `fanout-operator simulate`, the policy replayed offline.
 //! - [`config`] and [`run`]: settings, probes, leader election, wiring.
@@ -23,6 +24,7 @@ pub mod crd;
 mod fixtures;
 pub mod metrics;
 pub mod resources;
+pub mod scale_target;
 pub mod simulate;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};

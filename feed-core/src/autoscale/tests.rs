@@ -333,3 +333,24 @@ proptest! {
         }
     }
 }
+
+#[test]
+fn a_scale_down_held_part_way_by_the_window_says_so() {
+    let s = settings();
+    let mut memory = Memory::default();
+    // 15,000 delivered and waiting at t=0: 5 workers.
+    let d = decide(&s, &mut memory, obs(0.0, 0, 15_000, 15_000, 15_000, 5));
+    assert_eq!(d.desired, 5);
+    // 9,000 left at t=40 (3 wanted), none at t=70: the 60 s window still
+    // holds the 3 of t=40 (and the hold-down after start is over).
+    decide(&s, &mut memory, obs(40.0, 0, 9_000, 15_000, 15_000, 5));
+    let d = decide(&s, &mut memory, obs(70.0, 0, 0, 15_000, 15_000, 5));
+    assert_eq!(d.desired, 3);
+    assert_eq!(d.limited_by, Some(Limit::Stabilization));
+    assert!(
+        d.reason
+            .contains("5 -> 3, as far as the stabilization window allows"),
+        "{}",
+        d.reason
+    );
+}

@@ -6,6 +6,8 @@ use serde_json::{Value, json};
 use super::*;
 use crate::crd::AutoscalingMode;
 use crate::fixtures::{Expect, Reply, test_context, within_a_second};
+use crate::scale_target::replicas_of;
+use k8s_openapi::api::apps::v1::Deployment;
 
 const SCALE: &str = "/apis/apps/v1/namespaces/feeds/deployments/demo-workers/scale";
 const STATUS: &str = "/apis/fanout.dev/v1alpha1/namespaces/feeds/feedclusters/demo/status";
@@ -43,7 +45,7 @@ async fn a_backlog_scales_the_workers_through_the_scale_subresource() {
     let (ctx, server) = test_context();
     let fc = FeedCluster::test();
     let b = backlog(30_000);
-    let observation = observe(Some(&b), &workers(1), 0.0);
+    let observation = observe(Some(&b), replicas_of(&workers(1)), 0.0);
     let decision = autoscale::decide(&fc.spec.policy(), &mut Memory::default(), observation);
     assert_eq!(decision.direction, Direction::Up);
     let scenario = server.run(vec![
@@ -97,7 +99,7 @@ async fn recommend_only_reports_without_scaling() {
     let decision = autoscale::decide(
         &fc.spec.policy(),
         &mut Memory::default(),
-        observe(Some(&b), &workers(1), 0.0),
+        observe(Some(&b), replicas_of(&workers(1)), 0.0),
     );
     let scenario = server.run(vec![
         Expect::new(Method::POST, EVENTS, Reply::Echo)
@@ -116,7 +118,7 @@ async fn an_unreadable_backlog_holds_the_workers() {
     let decision = autoscale::decide(
         &fc.spec.policy(),
         &mut Memory::default(),
-        observe(None, &workers(3), 0.0),
+        observe(None, replicas_of(&workers(3)), 0.0),
     );
     assert_eq!(decision.desired, 3, "unknown is never read as zero");
     let scenario = server.run(vec![

@@ -1,0 +1,182 @@
+//! The autoscaler on real workers: a burst of events on real streams, the
+//! operator's policy deciding, and `feed-worker` processes started and
+//! stopped (SIGTERM) through the same `ScaleTarget` trait the operator scales
+//! Deployments with. Every event must reach every feed once, whatever was
+//! scaled down under it.
+
+use std::time::{Duration, Instant};
+
+use chrono::Utc;
+use fanout_testkit::RedisServer;
+use feed_core::autoscale::{Memory, Settings, decide};
+use feed_core::events::{Envelope, Event, PostCreated};
+use feed_core::{bus, db, keys};
+use operator::autoscaler::observe;
+use operator::scale_target::{LocalWorkers, ScaleTarget};
+use sqlx::PgPool;
+use uuid::Uuid;
+
+/// Followers of the one author: each post is one event and this many feed
+/// writes.
+const FANS: usize = 20;
+/// The burst, and a second wave published as the first scale-down starts.
+const BURST: usize = 1_500;
+const SECOND_WAVE: usize = 300;
+/// The policy polls this often.
+const POLL: Duration = Duration::from_millis(500);
+const DEADLINE: Duration = Duration::from_secs(180);
+
+async fn posts(db: &PgPool, author: Uuid, n: usize) -> (Vec<Uuid>, Vec<Envelope>) {
+    let mut ids = Vec::with_capacity(n);
+    let mut envelopes = Vec::with_capacity(n);
+    for i in 0..n {
+        let (id, at) = feed_core::ids::new_with_time();
+        db::posts::insert(db, id, author, &format!("post {i}"), at)
+            .await
+            .unwrap();
+        let event = Event::PostCreated(PostCreated {
+            post_id: id,
+            author_id: author,
+            created_at: at,
+        });
+        ids.push(id);
+        envelopes.push(Envelope::new(&event, author, Utc::now(), None));
+    }
+    (ids, envelopes)
+}
+
+async fn publish(redis: &bus::Redis, envelopes: &[Envelope]) {
+    let mut conn = redis.conn().await.unwrap();
+    for chunk in envelopes.chunks(500) {
+        bus::publish(&mut conn, chunk).await.unwrap();
+    }
+}
+
+#[sqlx::test(migrator = "feed_core::db::MIGRATOR")]
+async fn a_burst_scales_real_workers_up_and_down_and_every_event_lands_once(db: PgPool) {
+    let redis = RedisServer::start();
+    let probe = bus::Redis::new(&redis.url(), Duration::from_secs(2)).unwrap();
+    bus::ensure_groups(&mut probe.conn().await.unwrap())
+        .await
+        .unwrap();
+    let author = db::users::insert(&db, Uuid::now_v7(), "author", "author", "unused")
+        .await
+        .unwrap()
+        .id;
+    let mut fans = Vec::new();
+    for i in 0..FANS {
+        let fan = db::users::insert(&db, Uuid::now_v7(), &format!("fan{i}"), "fan", "unused")
+            .await
+            .unwrap()
+            .id;
+        let mut conn = db.acquire().await.unwrap();
+        db::follows::follow(&mut conn, fan, author).await.unwrap();
+        fans.push(fan);
+    }
+    let (mut all, burst) = posts(&db, author, BURST).await;
+    let (second_ids, second_wave) = posts(&db, author, SECOND_WAVE).await;
+    all.extend(second_ids);
+
+    let database = db.connect_options().get_database().unwrap().to_owned();
+    let server = std::env::var("DATABASE_URL").unwrap();
+    let url = format!("{}/{database}", server.rsplit_once('/').unwrap().0);
+    let env = [
+        ("FANOUT_DATABASE_URL", url.as_str()),
+        ("FANOUT_REDIS_URL", &redis.url()),
+        ("FANOUT_FEED_MAX_LEN", "5000"),
+        ("FANOUT_BLOCK_MS", "200"),
+        ("FANOUT_CLAIM_IDLE_MS", "1000"),
+        ("FANOUT_CLAIM_INTERVAL_MS", "500"),
+        ("FANOUT_LOG_FORMAT", "json"),
+        ("RUST_LOG", "warn"),
+    ];
+    let workers = LocalWorkers::new(
+        env!("CARGO_BIN_EXE_feed-worker"),
+        env.iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect(),
+    );
+    // Tight settings, so a test-sized burst exercises every rule.
+    let settings = Settings {
+        min_replicas: 1,
+        max_replicas: 4,
+        drain_seconds: 3.0,
+        assumed_rate_per_replica: 100.0,
+        scale_down_window_secs: 3.0,
+        max_scale_up_step: 4,
+        max_scale_down_step: 4,
+        ..Settings::default()
+    };
+    workers.scale(1).await.unwrap();
+    publish(&probe, &burst).await;
+
+    let started = Instant::now();
+    let mut memory = Memory::default();
+    let mut most = 1;
+    let mut second_wave_sent = false;
+    let mut scaled_down = false;
+    loop {
+        assert!(
+            started.elapsed() < DEADLINE,
+            "the backlog did not drain with the workers back at 1 (most: {most})"
+        );
+        let backlog = bus::backlog(&mut probe.conn().await.unwrap(), 5).await.ok();
+        let replicas = workers.replicas().await.unwrap().unwrap();
+        let observation = observe(backlog.as_ref(), replicas, started.elapsed().as_secs_f64());
+        let decision = decide(&settings, &mut memory, observation);
+        most = most.max(decision.desired);
+        if decision.desired < replicas.desired && !second_wave_sent {
+            // Work arrives just as workers are being stopped: what they
+            // hold must be finished, or reclaimed by the others.
+            publish(&probe, &second_wave).await;
+            second_wave_sent = true;
+        }
+        if decision.desired != replicas.desired {
+            println!(
+                "{:>5.1} s: {} -> {}: {}",
+                started.elapsed().as_secs_f64(),
+                replicas.desired,
+                decision.desired,
+                decision.reason
+            );
+            scaled_down |= decision.desired < replicas.desired;
+            workers.scale(decision.desired).await.unwrap();
+        }
+        let drained = backlog.as_ref().is_some_and(|b| {
+            b.lag == Some(0) && b.pending == 0 && b.entries_read == Some(b.entries_added)
+        });
+        if second_wave_sent && scaled_down && drained && decision.desired == 1 {
+            break;
+        }
+        tokio::time::sleep(POLL).await;
+    }
+    assert!(most > 1, "the burst never scaled the workers up");
+    workers.stop_all().await.unwrap();
+
+    // Every post in every feed, once: nothing lost, nothing doubled.
+    let mut conn = probe.conn().await.unwrap();
+    let mut expected = all.clone();
+    expected.sort();
+    for fan in &fans {
+        let mut members: Vec<String> = redis::cmd("ZRANGE")
+            .arg(keys::feed(*fan))
+            .arg("(0")
+            .arg("+inf")
+            .arg("BYSCORE")
+            .query_async(&mut conn)
+            .await
+            .unwrap();
+        members.sort();
+        let ids: Vec<Uuid> = members.iter().map(|m| m.parse().unwrap()).collect();
+        assert_eq!(ids.len(), expected.len(), "fan {fan}");
+        assert_eq!(ids, expected, "fan {fan}");
+    }
+    let backlog = bus::backlog(&mut conn, 5).await.unwrap();
+    assert_eq!(backlog.entries_added, (BURST + SECOND_WAVE) as u64);
+    assert_eq!(backlog.pending, 0);
+    let dead: i64 = sqlx::query_scalar("SELECT count(*) FROM dead_letters")
+        .fetch_one(&db)
+        .await
+        .unwrap();
+    assert_eq!(dead, 0);
+}
