@@ -15,7 +15,7 @@ export SQLX_OFFLINE := true
 # Tools `make deps` installs for the tests (helm).
 export PATH := $(CURDIR)/.tools/bin:$(PATH)
 
-.PHONY: run test fuzz-api autoscale-lab e2e deps lint fmt generate sqlx-prepare stop clean
+.PHONY: run test fuzz-api bench autoscale-lab e2e deps lint fmt generate sqlx-prepare stop clean
 
 ## run: PostgreSQL + Redis + feed-api on 127.0.0.1:8080 + two feed-workers (Ctrl-C stops all)
 run: deps
@@ -30,6 +30,10 @@ test: deps
 ## fuzz-api: Schemathesis against a running stack with a signed-in user (no 5xx, responses as documented)
 fuzz-api: deps
 	scripts/fuzz-api.sh
+
+## bench: write, fan-out, read and drain beside pgbench and redis-benchmark (QUICK=1: a 2-minute smoke run)
+bench: deps
+	scripts/bench.sh
 
 ## autoscale-lab: every shipped trace through the autoscaler and the KEDA + HPA model: docs/autoscaling/ (table and plots)
 autoscale-lab:
@@ -74,6 +78,7 @@ stop:
 	-scripts/services.sh down $(DATA)/run
 	-scripts/services.sh down $(DATA)/test
 	-scripts/services.sh down $(DATA)/fuzz
+	-scripts/services.sh down $(DATA)/bench
 
 clean: stop
 	rm -rf $(DATA)

@@ -26,7 +26,9 @@ if ! python3 -c "import schemathesis, sys; sys.exit(schemathesis.__version__ != 
 fi
 
 scripts/services.sh up "$data" "$pg_port" "$redis_port"
-cargo build --bins -p feed-api -p feed-worker
+# All targets: the same features as `make test` builds, so after it this
+# reuses its binaries instead of building others.
+cargo build --workspace --all-targets
 api=http://127.0.0.1:$api_port
 
 export FANOUT_DATABASE_URL="postgres://fanout@127.0.0.1:$pg_port/fanout"

@@ -100,6 +100,9 @@ const STOP_GRACE: Duration = Duration::from_secs(30);
 pub struct LocalWorkers {
     binary: PathBuf,
     env: Vec<(String, String)>,
+    /// The n-th running worker (from 0) serves its probes and metrics on
+    /// this port + n; unset, each gets an ephemeral port.
+    probe_port_base: Option<u16>,
     running: Mutex<Running>,
 }
 
@@ -116,8 +119,34 @@ impl LocalWorkers {
         LocalWorkers {
             binary: binary.into(),
             env,
+            probe_port_base: None,
             running: Mutex::new(Running::default()),
         }
+    }
+
+    /// Gives the n-th running worker (from 0) the probe and metrics port
+    /// `base + n`, so they can be scraped.
+    pub fn with_probe_ports(mut self, base: u16) -> LocalWorkers {
+        self.probe_port_base = Some(base);
+        self
+    }
+
+    /// The probe and metrics addresses of the running workers, when they
+    /// have fixed ports.
+    pub async fn probe_addrs(&self) -> Vec<String> {
+        let running = self.running.lock().await;
+        match self.probe_port_base {
+            Some(base) => (0..running.children.len())
+                .map(|n| format!("127.0.0.1:{}", usize::from(base) + n))
+                .collect(),
+            None => Vec::new(),
+        }
+    }
+
+    /// The running workers' process ids.
+    pub async fn pids(&self) -> Vec<u32> {
+        let running = self.running.lock().await;
+        running.children.iter().filter_map(Child::id).collect()
     }
 
     /// Stops every worker, gracefully.
@@ -160,10 +189,13 @@ impl ScaleTarget for LocalWorkers {
         let to = to as usize;
         while running.children.len() < to {
             running.started += 1;
+            let port = self
+                .probe_port_base
+                .map_or(0, |base| usize::from(base) + running.children.len());
             let child = Command::new(&self.binary)
                 .envs(self.env.iter().map(|(k, v)| (k, v)))
                 .env("FANOUT_CONSUMER_NAME", format!("local-{}", running.started))
-                .env("FANOUT_WORKER_HTTP_ADDR", "127.0.0.1:0")
+                .env("FANOUT_WORKER_HTTP_ADDR", format!("127.0.0.1:{port}"))
                 .stdin(Stdio::null())
                 .kill_on_drop(true)
                 .spawn()?;

@@ -20,8 +20,9 @@ const FONT_PATHS: &[&str] = &[
 const WIDTH: u32 = 1200;
 const HEIGHT: u32 = 800;
 
-/// Registers a TrueType font for the plots' text, once per process.
-fn font() -> Result<(), Error> {
+/// Registers a TrueType font as `sans-serif` for plots' text, once per
+/// process (the benchmark's plots use it too).
+pub fn font() -> Result<(), Error> {
     static LOADED: OnceLock<Result<(), String>> = OnceLock::new();
     LOADED
         .get_or_init(|| {

@@ -1,0 +1,319 @@
+//! `fanout-bench`: measures Fanout on this machine against PostgreSQL's and
+//! Redis' own limits, in one run. `make bench` starts the datastores, builds
+//! the release binaries and runs it.
+//!
+//! # Layout
+//!
+//! - [`seed`]: a power-law social graph, written with COPY;
+//! - [`stack`]: the API and worker processes, their metrics and memory;
+//! - [`load`]: closed- and open-loop load with latency percentiles;
+//! - [`baseline`]: pgbench and redis-benchmark;
+//! - [`scenarios`]: write, fan-out, read, drain;
+//! - [`report`]: the JSON, the table in docs/benchmarks.md, the plots.
+#![forbid(unsafe_code)]
+
+mod baseline;
+mod load;
+mod report;
+mod scenarios;
+mod seed;
+mod stack;
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context as _;
+use clap::Parser;
+use jsonwebtoken::{EncodingKey, Header};
+use serde_json::json;
+
+use operator::scale_target::ScaleTarget;
+
+use crate::seed::{Graph, GraphParams};
+use crate::stack::{Setup, Stack};
+
+/// Measures Fanout (write, fan-out, read, drain) beside pgbench and
+/// redis-benchmark on the same machine.
+#[derive(Debug, Parser)]
+#[command(name = "fanout-bench")]
+struct Args {
+    /// A smaller graph and short loads: under two minutes, for CI.
+    #[arg(long)]
+    quick: bool,
+    /// Where feed-api and feed-worker are.
+    #[arg(long, default_value = "target/release")]
+    bin_dir: PathBuf,
+    /// The bench's PostgreSQL database (emptied by the run).
+    #[arg(long, env = "FANOUT_BENCH_DATABASE_URL")]
+    database_url: String,
+    /// The bench's Redis (flushed by the run).
+    #[arg(long, env = "FANOUT_BENCH_REDIS_URL")]
+    redis_url: String,
+    #[arg(long, default_value_t = 28180)]
+    api_port: u16,
+    #[arg(long, default_value_t = 28190)]
+    worker_port_base: u16,
+    /// The results as JSON.
+    #[arg(long, default_value = "bench/results/latest.json")]
+    out: PathBuf,
+    /// Also update docs/benchmarks.md's table and plots.
+    #[arg(long)]
+    docs: bool,
+}
+
+/// Every user's password in the seeded graph (hashed once, shared).
+const PASSWORD: &str = "correct horse battery";
+/// The API's token settings, which the bench signs with.
+const ISSUER: &str = "fanout";
+const AUDIENCE: &str = "fanout-api";
+
+/// How big and how long.
+#[derive(Debug, Clone, serde::Serialize)]
+struct Params {
+    graph: GraphParams,
+    workers: u32,
+    write_clients: usize,
+    write_secs: u64,
+    fanout_rate: f64,
+    fanout_secs: u64,
+    read_clients: usize,
+    read_secs: u64,
+    drain_events: usize,
+    baseline_secs: u64,
+    redis_benchmark_requests: u64,
+}
+
+impl Params {
+    fn new(quick: bool) -> Params {
+        if quick {
+            Params {
+                graph: GraphParams {
+                    users: 1_000,
+                    follows_per_user: 20,
+                    zipf_exponent: 0.8,
+                    seed: 7,
+                },
+                workers: 2,
+                write_clients: 8,
+                write_secs: 4,
+                fanout_rate: 200.0,
+                fanout_secs: 4,
+                read_clients: 8,
+                read_secs: 4,
+                drain_events: 1_000,
+                baseline_secs: 4,
+                redis_benchmark_requests: 100_000,
+            }
+        } else {
+            Params {
+                graph: GraphParams {
+                    users: 10_000,
+                    follows_per_user: 100,
+                    zipf_exponent: 0.8,
+                    seed: 7,
+                },
+                workers: 2,
+                write_clients: 16,
+                write_secs: 20,
+                fanout_rate: 1_000.0,
+                fanout_secs: 20,
+                read_clients: 16,
+                read_secs: 15,
+                drain_events: 10_000,
+                baseline_secs: 20,
+                redis_benchmark_requests: 1_000_000,
+            }
+        }
+    }
+}
+
+fn token(secret: &[u8], user: uuid::Uuid) -> anyhow::Result<String> {
+    let now = chrono::Utc::now().timestamp();
+    let claims =
+        json!({"sub": user, "iss": ISSUER, "aud": AUDIENCE, "iat": now, "exp": now + 24 * 3600});
+    Ok(jsonwebtoken::encode(
+        &Header::default(),
+        &claims,
+        &EncodingKey::from_secret(secret),
+    )?)
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    let args = Args::parse();
+    let params = Params::new(args.quick);
+    let jwt_secret = format!("bench-secret-{:032x}", rand::random::<u128>());
+    let setup = Setup {
+        bin_dir: args.bin_dir.clone(),
+        database_url: args.database_url.clone(),
+        redis_url: args.redis_url.clone(),
+        api_port: args.api_port,
+        worker_port_base: args.worker_port_base,
+        jwt_secret: jwt_secret.clone(),
+    };
+    let redis_port: u16 = args
+        .redis_url
+        .rsplit(':')
+        .next()
+        .and_then(|p| {
+            p.trim_end_matches(|c: char| !c.is_ascii_digit())
+                .parse()
+                .ok()
+        })
+        .context("FANOUT_BENCH_REDIS_URL needs an explicit port (redis://127.0.0.1:PORT)")?;
+
+    eprintln!("starting feed-api and {} workers ...", params.workers);
+    let stack = Stack::start(&setup, 0).await?;
+    let db = feed_core::db::pool(&args.database_url, 32, Duration::from_secs(10))?;
+    let redis = feed_core::bus::Redis::new(&args.redis_url, Duration::from_secs(5))?;
+    redis::cmd("FLUSHALL")
+        .query_async::<()>(&mut redis.conn().await?)
+        .await?;
+    feed_core::bus::ensure_groups(&mut redis.conn().await?).await?;
+
+    eprintln!(
+        "seeding {} users following {} each ...",
+        params.graph.users, params.graph.follows_per_user
+    );
+    let graph = Graph::generate(params.graph);
+    let max_followers = graph.max_followers();
+    let hash = {
+        use argon2::PasswordHasher;
+        argon2::Argon2::default()
+            .hash_password(PASSWORD.as_bytes())
+            .map_err(|e| anyhow::anyhow!("hashing: {e}"))?
+            .to_string()
+    };
+    seed::write(&db, &graph, &hash).await?;
+    let tokens = graph
+        .users
+        .iter()
+        .map(|u| token(jwt_secret.as_bytes(), *u))
+        .collect::<anyhow::Result<Vec<_>>>()?;
+    let mut followers_of = vec![Vec::new(); graph.users.len()];
+    for &(follower, followee) in &graph.follows {
+        followers_of[followee as usize].push(follower);
+    }
+    let bench = scenarios::Bench {
+        db: db.clone(),
+        redis,
+        tokens: Arc::new(tokens),
+        http: reqwest::Client::builder()
+            .pool_max_idle_per_host(1024)
+            .timeout(Duration::from_secs(30))
+            .build()?,
+        stack,
+        followers_of: Arc::new(followers_of),
+    };
+
+    eprintln!("baselines: pgbench and redis-benchmark ...");
+    let baselines = baseline::Baselines {
+        pgbench_tps: baseline::pgbench(
+            &db,
+            &args.database_url,
+            params.write_clients,
+            params.baseline_secs,
+        )
+        .await?,
+        zadd_per_s: baseline::redis_benchmark(
+            redis_port,
+            params.write_clients,
+            params.redis_benchmark_requests,
+            &[
+                "ZADD",
+                "bench:feed:__rand_int__",
+                "__rand_int__",
+                "__rand_int__",
+            ],
+        )
+        .await?,
+        xadd_per_s: baseline::redis_benchmark(
+            redis_port,
+            params.write_clients,
+            params.redis_benchmark_requests,
+            &["XADD", "bench:stream", "*", "f", "v"],
+        )
+        .await?,
+    };
+    redis::cmd("DEL")
+        .arg("bench:stream")
+        .query_async::<()>(&mut bench.redis.conn().await?)
+        .await?;
+
+    eprintln!(
+        "write: {} clients for {} s ...",
+        params.write_clients, params.write_secs
+    );
+    let write = scenarios::write(
+        &bench,
+        params.write_clients,
+        Duration::from_secs(params.write_secs),
+    )
+    .await?;
+    bench.stack.workers.scale(params.workers).await?;
+    bench.wait_drained().await?;
+    let mut memory = bench.stack.rss_mib().await;
+
+    eprintln!(
+        "fan-out: {} posts/s for {} s ...",
+        params.fanout_rate, params.fanout_secs
+    );
+    let fanout = scenarios::fanout(
+        &bench,
+        params.fanout_rate,
+        Duration::from_secs(params.fanout_secs),
+        params.workers,
+    )
+    .await?;
+    let after = bench.stack.rss_mib().await;
+    memory = (memory.0.max(after.0), memory.1.max(after.1));
+
+    eprintln!(
+        "read: {} clients for {} s ...",
+        params.read_clients, params.read_secs
+    );
+    let read = scenarios::read(
+        &bench,
+        params.read_clients,
+        Duration::from_secs(params.read_secs),
+    )
+    .await?;
+    let after = bench.stack.rss_mib().await;
+    memory = (memory.0.max(after.0), memory.1.max(after.1));
+
+    eprintln!(
+        "drain: {} events, 1 then 2 workers ...",
+        params.drain_events
+    );
+    let drain = scenarios::drain(&bench, params.drain_events).await?;
+    bench.stack.stop().await?;
+
+    let results = report::Results {
+        params: {
+            let mut p = serde_json::to_value(&params)?;
+            p["max_followers"] = json!(max_followers);
+            p["quick"] = json!(args.quick);
+            p
+        },
+        baselines,
+        write,
+        fanout,
+        read,
+        drain,
+        api_rss_mib: memory.0,
+        worker_rss_mib: memory.1,
+    };
+    let json = serde_json::to_string_pretty(&results.json())?;
+    if let Some(dir) = args.out.parent() {
+        std::fs::create_dir_all(dir)?;
+    }
+    std::fs::write(&args.out, json.clone() + "\n")
+        .with_context(|| format!("writing {}", args.out.display()))?;
+    println!("{}", results.table());
+    if args.docs {
+        report::update_doc(&PathBuf::from("docs/benchmarks.md"), &results.table())?;
+        report::plots(&results, &PathBuf::from("docs/benchmarks"))?;
+    }
+    Ok(())
+}

@@ -1,0 +1,348 @@
+//! The run's results: `bench/results/latest.json` (the keys the issue
+//! names, each scenario in full, and the parameters), the table in
+//! docs/benchmarks.md, and two plots.
+
+use std::path::Path;
+
+use anyhow::Context as _;
+use plotters::prelude::*;
+use serde::Serialize;
+use serde_json::{Value, json};
+
+use crate::baseline::Baselines;
+use crate::scenarios::{Drain, Fanout, Read, Write};
+
+/// Everything one run measured.
+#[derive(Debug, Clone, Serialize)]
+pub struct Results {
+    pub params: Value,
+    pub baselines: Baselines,
+    pub write: Write,
+    pub fanout: Fanout,
+    pub read: Read,
+    pub drain: Drain,
+    /// Peak resident memory, MiB.
+    pub api_rss_mib: f64,
+    pub worker_rss_mib: f64,
+}
+
+impl Results {
+    /// The JSON written to `bench/results/latest.json`.
+    pub fn json(&self) -> Value {
+        json!({
+            "params": self.params,
+            "write": {
+                "posts_per_s": self.write.stats.per_s,
+                "p50_ms": self.write.stats.p50_ms,
+                "p95_ms": self.write.stats.p95_ms,
+                "p99_ms": self.write.stats.p99_ms,
+                "errors": self.write.stats.errors,
+                "clients": self.write.clients,
+                "pgbench_tps": self.baselines.pgbench_tps,
+                "ratio": self.write.stats.per_s / self.baselines.pgbench_tps.max(1e-9),
+            },
+            "fanout": {
+                "posts_per_s": self.fanout.posts.per_s,
+                "rate": self.fanout.rate,
+                "workers": self.fanout.workers,
+                "deliveries": self.fanout.deliveries,
+                "offered_deliveries_per_s": self.fanout.deliveries_per_s,
+                "deliveries_per_s": self.drain.deliveries_per_s,
+                "zadd_per_s": self.baselines.zadd_per_s,
+                "xadd_per_s": self.baselines.xadd_per_s,
+                "ratio": self.drain.deliveries_per_s / self.baselines.zadd_per_s.max(1e-9),
+                "errors": self.fanout.posts.errors,
+            },
+            "propagation": {
+                "p50_ms": self.fanout.propagation_p50_ms,
+                "p99_ms": self.fanout.propagation_p99_ms,
+                "http_samples": self.fanout.http_samples,
+                "http_p50_ms": self.fanout.http_p50_ms,
+                "http_p99_ms": self.fanout.http_p99_ms,
+            },
+            "read": {
+                "rps": self.read.stats.per_s,
+                "p50_ms": self.read.stats.p50_ms,
+                "p95_ms": self.read.stats.p95_ms,
+                "p99_ms": self.read.stats.p99_ms,
+                "errors": self.read.stats.errors,
+                "clients": self.read.clients,
+            },
+            "drain": {
+                "events": self.drain.events,
+                "one_worker_s": self.drain.one_worker_s,
+                "two_workers_s": self.drain.two_workers_s,
+                "speedup": self.drain.speedup,
+            },
+            "memory": {
+                "api_rss_mib": self.api_rss_mib,
+                "worker_rss_mib": self.worker_rss_mib,
+            },
+        })
+    }
+
+    /// The results table of docs/benchmarks.md.
+    pub fn table(&self) -> String {
+        let j = self.json();
+        let n = |path: &str| -> f64 {
+            path.split('.')
+                .fold(&j, |v, k| &v[k])
+                .as_f64()
+                .unwrap_or(f64::NAN)
+        };
+        let rows = [
+            (
+                "write: posts/s",
+                format!("{:.0}", n("write.posts_per_s")),
+                format!(
+                    "pgbench {:.0} tps; ratio {:.2} (target ≥ 0.8)",
+                    n("write.pgbench_tps"),
+                    n("write.ratio")
+                ),
+            ),
+            (
+                "write: p50 / p99",
+                format!("{:.1} / {:.1} ms", n("write.p50_ms"), n("write.p99_ms")),
+                "target p99 < 50 ms".to_owned(),
+            ),
+            (
+                "fan-out: deliveries/s (capacity)",
+                format!("{:.0}", n("fanout.deliveries_per_s")),
+                format!(
+                    "two workers draining a backlog; pipelined ZADD {:.0}/s; ratio {:.2} (target ≥ 0.5)",
+                    n("fanout.zadd_per_s"),
+                    n("fanout.ratio")
+                ),
+            ),
+            (
+                "propagation: p50 / p99 (workers)",
+                format!(
+                    "{:.1} / {:.1} ms",
+                    n("propagation.p50_ms"),
+                    n("propagation.p99_ms")
+                ),
+                format!(
+                    "at {:.0} posts/s; target p50 < 20, p99 < 100 ms",
+                    n("fanout.posts_per_s")
+                ),
+            ),
+            (
+                "propagation: p50 / p99 (HTTP)",
+                format!(
+                    "{:.1} / {:.1} ms",
+                    n("propagation.http_p50_ms"),
+                    n("propagation.http_p99_ms")
+                ),
+                format!(
+                    "{} sampled posts, answered to seen in a follower's feed",
+                    j["propagation"]["http_samples"]
+                ),
+            ),
+            (
+                "read: requests/s",
+                format!("{:.0}", n("read.rps")),
+                format!("{} clients, 20-item feeds", j["read"]["clients"]),
+            ),
+            (
+                "read: p50 / p99",
+                format!("{:.1} / {:.1} ms", n("read.p50_ms"), n("read.p99_ms")),
+                "target p99 < 10 ms".to_owned(),
+            ),
+            (
+                "drain: 1 / 2 workers",
+                format!(
+                    "{:.1} / {:.1} s",
+                    n("drain.one_worker_s"),
+                    n("drain.two_workers_s")
+                ),
+                format!(
+                    "{} events; speedup {:.2}",
+                    j["drain"]["events"],
+                    n("drain.speedup")
+                ),
+            ),
+            (
+                "memory: API / worker",
+                format!(
+                    "{:.0} / {:.0} MiB",
+                    n("memory.api_rss_mib"),
+                    n("memory.worker_rss_mib")
+                ),
+                "peak RSS; target < 64 MiB each".to_owned(),
+            ),
+        ];
+        let mut out = String::from("| measure | result | against |\n|---|---|---|\n");
+        for (what, value, against) in rows {
+            out.push_str(&format!("| {what} | {value} | {against} |\n"));
+        }
+        out
+    }
+}
+
+/// Replaces the text between `<!-- bench-results:start -->` and
+/// `<!-- bench-results:end -->` in `doc` with `table`.
+pub fn update_doc(doc: &Path, table: &str) -> anyhow::Result<()> {
+    const START: &str = "<!-- bench-results:start -->\n";
+    const END: &str = "<!-- bench-results:end -->";
+    let text =
+        std::fs::read_to_string(doc).with_context(|| format!("reading {}", doc.display()))?;
+    let (Some(start), Some(end)) = (text.find(START), text.find(END)) else {
+        anyhow::bail!("{} has no bench-results markers", doc.display());
+    };
+    let updated = format!("{}{table}{}", &text[..start + START.len()], &text[end..]);
+    std::fs::write(doc, updated)?;
+    Ok(())
+}
+
+const BLUE: RGBColor = RGBColor(31, 119, 180);
+const ORANGE: RGBColor = RGBColor(255, 127, 14);
+const GREEN: RGBColor = RGBColor(44, 160, 44);
+
+/// `latency.png` (p50/p95/p99 per scenario) and `throughput.png` (completed
+/// requests per second through each load) in `dir`.
+pub fn plots(results: &Results, dir: &Path) -> anyhow::Result<()> {
+    operator::simulate::plot::font()?;
+    std::fs::create_dir_all(dir)?;
+    let failed = |e: &dyn std::fmt::Display| anyhow::anyhow!("drawing: {e}");
+
+    let groups = [
+        (
+            "write",
+            [
+                results.write.stats.p50_ms,
+                results.write.stats.p95_ms,
+                results.write.stats.p99_ms,
+            ],
+        ),
+        (
+            "read",
+            [
+                results.read.stats.p50_ms,
+                results.read.stats.p95_ms,
+                results.read.stats.p99_ms,
+            ],
+        ),
+        (
+            "fan-out POST",
+            [
+                results.fanout.posts.p50_ms,
+                results.fanout.posts.p95_ms,
+                results.fanout.posts.p99_ms,
+            ],
+        ),
+        (
+            "propagation (HTTP)",
+            [
+                results.fanout.http_p50_ms,
+                results.fanout.http_p95_ms,
+                results.fanout.http_p99_ms,
+            ],
+        ),
+    ];
+    let top = groups
+        .iter()
+        .flat_map(|(_, v)| v.iter().copied())
+        .fold(1.0, f64::max)
+        * 1.15;
+    let path = dir.join("latency.png");
+    let root = BitMapBackend::new(&path, (1000, 500)).into_drawing_area();
+    root.fill(&WHITE).map_err(|e| failed(&e))?;
+    let mut chart = ChartBuilder::on(&root)
+        .caption("Latency percentiles (ms)", ("sans-serif", 24))
+        .margin(12)
+        .x_label_area_size(40)
+        .y_label_area_size(60)
+        .build_cartesian_2d(0.0..(groups.len() as f64), 0.0..top)
+        .map_err(|e| failed(&e))?;
+    chart
+        .configure_mesh()
+        .disable_x_mesh()
+        .x_labels(groups.len() * 2 + 1)
+        .x_label_formatter(&|x| {
+            let i = x.floor() as usize;
+            if (x - x.floor() - 0.5).abs() < 0.01 && i < groups.len() {
+                groups[i].0.to_owned()
+            } else {
+                String::new()
+            }
+        })
+        .y_desc("ms")
+        .draw()
+        .map_err(|e| failed(&e))?;
+    for (k, (label, colour)) in [("p50", BLUE), ("p95", ORANGE), ("p99", GREEN)]
+        .into_iter()
+        .enumerate()
+    {
+        chart
+            .draw_series(groups.iter().enumerate().map(|(i, (_, v))| {
+                let x0 = i as f64 + 0.15 + k as f64 * 0.23;
+                Rectangle::new([(x0, 0.0), (x0 + 0.2, v[k])], colour.filled())
+            }))
+            .map_err(|e| failed(&e))?
+            .label(label)
+            .legend(move |(x, y)| Rectangle::new([(x, y - 5), (x + 12, y + 5)], colour.filled()));
+    }
+    chart
+        .configure_series_labels()
+        .background_style(WHITE.mix(0.8))
+        .border_style(BLACK)
+        .draw()
+        .map_err(|e| failed(&e))?;
+    root.present().map_err(|e| failed(&e))?;
+
+    let series = [
+        ("write (posts/s)", &results.write.stats.per_second, BLUE),
+        (
+            "fan-out (posts/s)",
+            &results.fanout.posts.per_second,
+            ORANGE,
+        ),
+        ("read (requests/s)", &results.read.stats.per_second, GREEN),
+    ];
+    let seconds = series
+        .iter()
+        .map(|(_, s, _)| s.len())
+        .max()
+        .unwrap_or(1)
+        .max(1);
+    let peak = series
+        .iter()
+        .flat_map(|(_, s, _)| s.iter().copied())
+        .max()
+        .unwrap_or(1)
+        .max(1);
+    let path = dir.join("throughput.png");
+    let root = BitMapBackend::new(&path, (1000, 500)).into_drawing_area();
+    root.fill(&WHITE).map_err(|e| failed(&e))?;
+    let mut chart = ChartBuilder::on(&root)
+        .caption("Throughput over each load", ("sans-serif", 24))
+        .margin(12)
+        .x_label_area_size(40)
+        .y_label_area_size(70)
+        .build_cartesian_2d(0..seconds, 0..peak + peak / 10)
+        .map_err(|e| failed(&e))?;
+    chart
+        .configure_mesh()
+        .x_desc("seconds into the load")
+        .y_desc("completed per second")
+        .draw()
+        .map_err(|e| failed(&e))?;
+    for (label, values, colour) in series {
+        chart
+            .draw_series(LineSeries::new(
+                values.iter().enumerate().map(|(t, v)| (t, *v)),
+                colour.stroke_width(2),
+            ))
+            .map_err(|e| failed(&e))?
+            .label(label)
+            .legend(move |(x, y)| PathElement::new([(x, y), (x + 20, y)], colour.stroke_width(3)));
+    }
+    chart
+        .configure_series_labels()
+        .background_style(WHITE.mix(0.8))
+        .border_style(BLACK)
+        .draw()
+        .map_err(|e| failed(&e))?;
+    root.present().map_err(|e| failed(&e))?;
+    Ok(())
+}

@@ -1,0 +1,319 @@
+//! The four scenarios: write, fan-out (with propagation), read and drain.
+
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context as _, bail};
+use feed_core::bus;
+use feed_core::events::{Envelope, Event, PostCreated};
+use operator::scale_target::ScaleTarget;
+use rand::Rng;
+use serde::Serialize;
+use serde_json::json;
+use sqlx::PgPool;
+use uuid::Uuid;
+
+use crate::load::{self, Stats};
+use crate::stack::{Stack, WorkerMetrics};
+
+/// What the scenarios share.
+pub struct Bench {
+    pub db: PgPool,
+    pub redis: bus::Redis,
+    /// An access token per user, by index.
+    pub tokens: Arc<Vec<String>>,
+    pub http: reqwest::Client,
+    pub stack: Stack,
+    /// Followers of each user, by index (for sampling feeds).
+    pub followers_of: Arc<Vec<Vec<u32>>>,
+}
+
+/// Longest wait for the workers to finish what a scenario queued.
+const DRAIN_DEADLINE: Duration = Duration::from_secs(300);
+
+impl Bench {
+    /// Waits until every stream's backlog is gone; returns how long it took.
+    pub async fn wait_drained(&self) -> anyhow::Result<Duration> {
+        let started = Instant::now();
+        loop {
+            let mut conn = self.redis.conn().await?;
+            let b = bus::backlog(&mut conn, usize::MAX).await?;
+            if b.lag == Some(0) && b.pending == 0 {
+                return Ok(started.elapsed());
+            }
+            if started.elapsed() > DRAIN_DEADLINE {
+                bail!(
+                    "the workers did not drain the backlog within {DRAIN_DEADLINE:?} (lag {:?}, pending {})",
+                    b.lag,
+                    b.pending
+                );
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
+    async fn post(http: &reqwest::Client, api: &str, token: &str, n: u64) -> Option<Uuid> {
+        let response = http
+            .post(format!("{api}/posts"))
+            .bearer_auth(token)
+            .json(&json!({ "content": format!("bench post {n}") }))
+            .send()
+            .await
+            .ok()?;
+        if response.status() != reqwest::StatusCode::CREATED {
+            return None;
+        }
+        let body: serde_json::Value = response.json().await.ok()?;
+        body["id"].as_str()?.parse().ok()
+    }
+}
+
+/// The write scenario's numbers.
+#[derive(Debug, Clone, Serialize)]
+pub struct Write {
+    pub clients: usize,
+    pub stats: Stats,
+}
+
+/// `clients` users post as fast as they are answered, for `duration`. The
+/// workers are stopped meanwhile, so the write path alone is measured (the
+/// queued fan-out is drained afterwards).
+pub async fn write(b: &Bench, clients: usize, duration: Duration) -> anyhow::Result<Write> {
+    b.stack.workers.scale(0).await?;
+    let http = b.http.clone();
+    let api = b.stack.api_url.clone();
+    let tokens = b.tokens.clone();
+    let users = tokens.len();
+    let recorded = load::closed(clients, duration, move |client, n| {
+        let http = http.clone();
+        let api = api.clone();
+        let tokens = tokens.clone();
+        async move {
+            let author = (client + n as usize * clients) % users;
+            Bench::post(&http, &api, &tokens[author], n).await.is_some()
+        }
+    })
+    .await;
+    Ok(Write {
+        clients,
+        stats: recorded.stats(),
+    })
+}
+
+/// The fan-out scenario's numbers.
+#[derive(Debug, Clone, Serialize)]
+pub struct Fanout {
+    pub rate: f64,
+    pub workers: u32,
+    pub posts: Stats,
+    /// Posts written into followers' feeds.
+    pub deliveries: f64,
+    /// Deliveries per second at this rate, from the first post until every
+    /// feed had it (the offered load, when the workers keep up).
+    pub deliveries_per_s: f64,
+    /// Commit to applied, from the workers' histogram.
+    pub propagation_p50_ms: f64,
+    pub propagation_p99_ms: f64,
+    /// Answered post to seen in a follower's feed over HTTP (sampled).
+    pub http_samples: usize,
+    pub http_p50_ms: f64,
+    pub http_p95_ms: f64,
+    pub http_p99_ms: f64,
+}
+
+/// One post in this many is followed over HTTP into a follower's feed.
+const SAMPLE_EVERY: u64 = 25;
+/// How often a sampled follower's feed is read.
+const SAMPLE_POLL: Duration = Duration::from_millis(5);
+
+/// Posts at `rate` per second for `duration` by random authors, with
+/// `workers` workers fanning out; then waits for every feed.
+pub async fn fanout(
+    b: &Bench,
+    rate: f64,
+    duration: Duration,
+    workers: u32,
+) -> anyhow::Result<Fanout> {
+    b.stack.workers.scale(workers).await?;
+    b.wait_drained().await?;
+    let before = b.stack.worker_metrics().await?;
+    let seen: Arc<Mutex<Vec<Duration>>> = Arc::default();
+    let started = Instant::now();
+    let (http, api, tokens, followers_of, sink) = (
+        b.http.clone(),
+        b.stack.api_url.clone(),
+        b.tokens.clone(),
+        b.followers_of.clone(),
+        seen.clone(),
+    );
+    let users = tokens.len();
+    let recorded = load::open(rate, duration, 512, move |n| {
+        let (http, api, tokens, followers_of, sink) = (
+            http.clone(),
+            api.clone(),
+            tokens.clone(),
+            followers_of.clone(),
+            sink.clone(),
+        );
+        async move {
+            let author = rand::rng().random_range(0..users);
+            let Some(post) = Bench::post(&http, &api, &tokens[author], n).await else {
+                return false;
+            };
+            let answered = Instant::now();
+            if n % SAMPLE_EVERY == 0
+                && let Some(&fan) = followers_of[author].first()
+            {
+                let token = tokens[fan as usize].clone();
+                tokio::spawn(async move {
+                    let deadline = answered + Duration::from_secs(30);
+                    while Instant::now() < deadline {
+                        let page = http
+                            .get(format!("{api}/feed?limit=50"))
+                            .bearer_auth(&token)
+                            .send()
+                            .await;
+                        if let Ok(page) = page
+                            && let Ok(text) = page.text().await
+                            && text.contains(&post.to_string())
+                        {
+                            sink.lock().expect("not poisoned").push(answered.elapsed());
+                            return;
+                        }
+                        tokio::time::sleep(SAMPLE_POLL).await;
+                    }
+                });
+            }
+            true
+        }
+    })
+    .await;
+    b.wait_drained().await?;
+    let elapsed = started.elapsed();
+    // Sampling tasks finish within their deadline once the feeds are whole.
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let delta = b.stack.worker_metrics().await?.since(&before);
+    let mut http_seen = seen.lock().expect("not poisoned").clone();
+    http_seen.sort_unstable();
+    let pick = |q: f64| -> f64 {
+        if http_seen.is_empty() {
+            return 0.0;
+        }
+        let i = ((q * http_seen.len() as f64).ceil() as usize).clamp(1, http_seen.len()) - 1;
+        http_seen[i].as_secs_f64() * 1000.0
+    };
+    Ok(Fanout {
+        rate,
+        workers,
+        posts: recorded.stats(),
+        deliveries: delta.feed_writes,
+        deliveries_per_s: delta.feed_writes / elapsed.as_secs_f64(),
+        propagation_p50_ms: quantile_ms(&delta, 0.50),
+        propagation_p99_ms: quantile_ms(&delta, 0.99),
+        http_samples: http_seen.len(),
+        http_p50_ms: pick(0.50),
+        http_p95_ms: pick(0.95),
+        http_p99_ms: pick(0.99),
+    })
+}
+
+fn quantile_ms(m: &WorkerMetrics, q: f64) -> f64 {
+    m.propagation_quantile(q).map_or(0.0, |s| s * 1000.0)
+}
+
+/// The read scenario's numbers.
+#[derive(Debug, Clone, Serialize)]
+pub struct Read {
+    pub clients: usize,
+    pub stats: Stats,
+}
+
+/// `clients` users read their 20-item home feed as fast as they are
+/// answered, for `duration`.
+pub async fn read(b: &Bench, clients: usize, duration: Duration) -> anyhow::Result<Read> {
+    b.wait_drained().await?;
+    let (http, api, tokens) = (b.http.clone(), b.stack.api_url.clone(), b.tokens.clone());
+    let users = tokens.len();
+    let recorded = load::closed(clients, duration, move |client, n| {
+        let (http, api, tokens) = (http.clone(), api.clone(), tokens.clone());
+        async move {
+            let reader = (client * 7919 + n as usize * clients) % users;
+            match http
+                .get(format!("{api}/feed?limit=20"))
+                .bearer_auth(&tokens[reader])
+                .send()
+                .await
+            {
+                Ok(r) => r.status().is_success() && r.bytes().await.is_ok(),
+                Err(_) => false,
+            }
+        }
+    })
+    .await;
+    Ok(Read {
+        clients,
+        stats: recorded.stats(),
+    })
+}
+
+/// The drain scenario's numbers.
+#[derive(Debug, Clone, Serialize)]
+pub struct Drain {
+    pub events: usize,
+    pub one_worker_s: f64,
+    pub two_workers_s: f64,
+    /// How much faster two workers drain than one.
+    pub speedup: f64,
+    /// Feed deliveries per second while two workers drained: the fan-out
+    /// capacity, as the backlog never ran dry.
+    pub deliveries_per_s: f64,
+}
+
+/// A backlog of `events` post.created events (of posts that exist), drained
+/// by 1 and then by 2 workers from a standing start.
+pub async fn drain(b: &Bench, events: usize) -> anyhow::Result<Drain> {
+    let rows: Vec<(Uuid, Uuid, chrono::DateTime<chrono::Utc>)> =
+        sqlx::query_as("SELECT id, author_id, created_at FROM posts ORDER BY id LIMIT $1")
+            .bind(events as i64)
+            .fetch_all(&b.db)
+            .await?;
+    if rows.len() < events {
+        bail!(
+            "the drain scenario needs {events} posts; the earlier scenarios made {}",
+            rows.len()
+        );
+    }
+    let envelopes: Vec<Envelope> = rows
+        .iter()
+        .map(|(id, author, at)| {
+            let event = Event::PostCreated(PostCreated {
+                post_id: *id,
+                author_id: *author,
+                created_at: *at,
+            });
+            Envelope::new(&event, *author, chrono::Utc::now(), None)
+        })
+        .collect();
+    let mut times = Vec::new();
+    let mut deliveries = 0.0;
+    for workers in [1, 2] {
+        b.stack.workers.scale(0).await?;
+        let mut conn = b.redis.conn().await?;
+        for chunk in envelopes.chunks(1_000) {
+            bus::publish(&mut conn, chunk)
+                .await
+                .context("publishing the backlog")?;
+        }
+        b.stack.workers.scale(workers).await?;
+        times.push(b.wait_drained().await?.as_secs_f64());
+        // Fresh processes: their counters hold this drain alone.
+        deliveries = b.stack.worker_metrics().await?.feed_writes;
+    }
+    Ok(Drain {
+        events,
+        one_worker_s: times[0],
+        two_workers_s: times[1],
+        speedup: times[0] / times[1].max(1e-9),
+        deliveries_per_s: deliveries / times[1].max(1e-9),
+    })
+}
