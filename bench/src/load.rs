@@ -117,6 +117,46 @@ where
     }
 }
 
+/// `request(i)` once for each `i` in `0..items`, `clients` at a time.
+pub async fn each<F, Fut>(items: usize, clients: usize, request: F) -> Recorded
+where
+    F: Fn(usize) -> Fut + Send + Sync + 'static,
+    Fut: Future<Output = bool> + Send,
+{
+    let request = Arc::new(request);
+    let next = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let start = Instant::now();
+    let mut tasks = Vec::with_capacity(clients);
+    for _ in 0..clients {
+        let (request, next) = (request.clone(), next.clone());
+        tasks.push(tokio::spawn(async move {
+            let mut samples = Vec::new();
+            loop {
+                let i = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                if i >= items {
+                    return samples;
+                }
+                let at = start.elapsed();
+                let began = Instant::now();
+                let ok = request(i).await;
+                samples.push(Sample {
+                    at,
+                    latency: began.elapsed(),
+                    ok,
+                });
+            }
+        }));
+    }
+    let mut samples = Vec::with_capacity(items);
+    for task in tasks {
+        samples.extend(task.await.unwrap_or_default());
+    }
+    Recorded {
+        samples,
+        elapsed: start.elapsed(),
+    }
+}
+
 /// Requests at `rate` per second for `duration`, whether or not earlier ones
 /// were answered (at most `max_in_flight` at once: beyond that the load
 /// generator, not the system, would be measured).
@@ -199,6 +239,24 @@ mod tests {
         assert_eq!(stats.p99_ms, 99.0);
         assert_eq!(stats.max_ms, 100.0);
         assert_eq!(stats.per_second.iter().sum::<u64>(), 100);
+    }
+
+    #[tokio::test]
+    async fn each_item_is_requested_once() {
+        let seen = Arc::new(std::sync::Mutex::new(Vec::new()));
+        let sink = seen.clone();
+        let recorded = each(50, 4, move |i| {
+            let sink = sink.clone();
+            async move {
+                sink.lock().unwrap().push(i);
+                i % 10 != 0
+            }
+        })
+        .await;
+        let mut seen = seen.lock().unwrap().clone();
+        seen.sort_unstable();
+        assert_eq!(seen, (0..50).collect::<Vec<_>>());
+        assert_eq!(recorded.stats().errors, 5);
     }
 
     #[tokio::test]

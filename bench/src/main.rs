@@ -76,8 +76,11 @@ struct Params {
     write_clients: usize,
     write_secs: u64,
     fanout_rate: f64,
+    /// A rate the machine sustains, for propagation when not saturated.
+    fanout_sustainable_rate: f64,
     fanout_secs: u64,
     read_clients: usize,
+    read_readers: usize,
     read_secs: u64,
     drain_events: usize,
     baseline_secs: u64,
@@ -98,8 +101,10 @@ impl Params {
                 write_clients: 8,
                 write_secs: 4,
                 fanout_rate: 200.0,
+                fanout_sustainable_rate: 50.0,
                 fanout_secs: 4,
-                read_clients: 8,
+                read_clients: 4,
+                read_readers: 200,
                 read_secs: 4,
                 drain_events: 1_000,
                 baseline_secs: 4,
@@ -117,8 +122,10 @@ impl Params {
                 write_clients: 16,
                 write_secs: 20,
                 fanout_rate: 1_000.0,
+                fanout_sustainable_rate: 250.0,
                 fanout_secs: 20,
-                read_clients: 16,
+                read_clients: 4,
+                read_readers: 2_000,
                 read_secs: 15,
                 drain_events: 10_000,
                 baseline_secs: 20,
@@ -268,6 +275,17 @@ async fn main() -> anyhow::Result<()> {
     .await?;
     let after = bench.stack.rss_mib().await;
     memory = (memory.0.max(after.0), memory.1.max(after.1));
+    eprintln!(
+        "fan-out: {} posts/s for {} s ...",
+        params.fanout_sustainable_rate, params.fanout_secs
+    );
+    let sustainable = scenarios::fanout(
+        &bench,
+        params.fanout_sustainable_rate,
+        Duration::from_secs(params.fanout_secs),
+        params.workers,
+    )
+    .await?;
 
     eprintln!(
         "read: {} clients for {} s ...",
@@ -276,6 +294,7 @@ async fn main() -> anyhow::Result<()> {
     let read = scenarios::read(
         &bench,
         params.read_clients,
+        params.read_readers,
         Duration::from_secs(params.read_secs),
     )
     .await?;
@@ -299,6 +318,7 @@ async fn main() -> anyhow::Result<()> {
         baselines,
         write,
         fanout,
+        sustainable,
         read,
         drain,
         api_rss_mib: memory.0,

@@ -225,34 +225,52 @@ fn quantile_ms(m: &WorkerMetrics, q: f64) -> f64 {
 #[derive(Debug, Clone, Serialize)]
 pub struct Read {
     pub clients: usize,
-    pub stats: Stats,
+    pub readers: usize,
+    /// Each reader's first read: the feed is rebuilt from PostgreSQL.
+    pub cold: Stats,
+    /// Reads of feeds already in Redis: the common case.
+    pub warm: Stats,
 }
 
-/// `clients` users read their 20-item home feed as fast as they are
-/// answered, for `duration`.
-pub async fn read(b: &Bench, clients: usize, duration: Duration) -> anyhow::Result<Read> {
+/// `readers` users read their 20-item home feed: once each (cold: rebuilt
+/// from PostgreSQL), then, by `clients` clients as fast as they are
+/// answered for `duration`, again and again (warm).
+pub async fn read(
+    b: &Bench,
+    clients: usize,
+    readers: usize,
+    duration: Duration,
+) -> anyhow::Result<Read> {
     b.wait_drained().await?;
-    let (http, api, tokens) = (b.http.clone(), b.stack.api_url.clone(), b.tokens.clone());
-    let users = tokens.len();
-    let recorded = load::closed(clients, duration, move |client, n| {
-        let (http, api, tokens) = (http.clone(), api.clone(), tokens.clone());
-        async move {
-            let reader = (client * 7919 + n as usize * clients) % users;
-            match http
-                .get(format!("{api}/feed?limit=20"))
-                .bearer_auth(&tokens[reader])
-                .send()
-                .await
-            {
-                Ok(r) => r.status().is_success() && r.bytes().await.is_ok(),
-                Err(_) => false,
+    let readers = readers.min(b.tokens.len()).max(1);
+    let read_one = {
+        let (http, api, tokens) = (b.http.clone(), b.stack.api_url.clone(), b.tokens.clone());
+        let stride = b.tokens.len() / readers;
+        move |reader: usize| {
+            let (http, api, tokens) = (http.clone(), api.clone(), tokens.clone());
+            async move {
+                match http
+                    .get(format!("{api}/feed?limit=20"))
+                    .bearer_auth(&tokens[(reader % readers) * stride.max(1)])
+                    .send()
+                    .await
+                {
+                    Ok(r) => r.status().is_success() && r.bytes().await.is_ok(),
+                    Err(_) => false,
+                }
             }
         }
+    };
+    let cold = load::each(readers, clients, read_one.clone()).await;
+    let warm = load::closed(clients, duration, move |client, n| {
+        read_one(client * 7919 + n as usize * clients)
     })
     .await;
     Ok(Read {
         clients,
-        stats: recorded.stats(),
+        readers,
+        cold: cold.stats(),
+        warm: warm.stats(),
     })
 }
 

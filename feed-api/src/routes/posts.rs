@@ -3,7 +3,7 @@
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use chrono::{DateTime, Utc};
-use feed_core::events::{Event, LikeChanged, PostCreated, PostDeleted};
+use feed_core::events::{Envelope, Event, LikeChanged, PostCreated, PostDeleted};
 use feed_core::validate;
 use feed_core::{db, feed_store};
 use serde::{Deserialize, Serialize};
@@ -13,7 +13,7 @@ use uuid::Uuid;
 
 use super::{caller_gone, commit, record};
 use crate::audit::{self, Action, Origin};
-use crate::auth::AuthUser;
+use crate::auth::{AuthUser, SignedCaller};
 use crate::error::{ApiError, Problem};
 use crate::extract::{ApiJson, RequestId, parse_id};
 use crate::state::AppState;
@@ -93,24 +93,24 @@ pub struct CreatePost {
         (status = 503, description = "Database unavailable; retry", body = Problem)))]
 async fn create_post(
     State(state): State<AppState>,
-    caller: AuthUser,
+    caller: SignedCaller,
     request_id: RequestId,
     ApiJson(body): ApiJson<CreatePost>,
 ) -> Result<(StatusCode, axum::Json<PostView>), ApiError> {
     let content = validate::content(&body.content)?;
     let (id, created_at) = feed_core::ids::new_with_time();
-    let mut tx = state.db.begin().await?;
-    let post = db::posts::insert(&mut *tx, id, caller.id, &content, created_at)
-        .await
-        .map_err(caller_gone)?;
-    let mut events = Vec::new();
     let event = Event::PostCreated(PostCreated {
         post_id: id,
         author_id: caller.id,
         created_at,
     });
-    record(&mut tx, &mut events, event, caller.id, &request_id).await?;
-    commit(&state, tx, events).await?;
+    let envelope = Envelope::new(&event, caller.id, Utc::now(), request_id.0);
+    // The post and its event in one statement: one round trip, atomic.
+    let post =
+        db::posts::insert_with_event(&state.db, id, caller.id, &content, created_at, &envelope)
+            .await
+            .map_err(caller_gone)?;
+    state.publisher.publish(vec![envelope]);
     Ok((StatusCode::CREATED, axum::Json(post.into())))
 }
 
