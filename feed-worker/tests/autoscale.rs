@@ -122,6 +122,14 @@ async fn a_burst_scales_real_workers_up_and_down_and_every_event_lands_once(db: 
         );
         let backlog = bus::backlog(&mut probe.conn().await.unwrap(), 5).await.ok();
         let replicas = workers.replicas().await.unwrap().unwrap();
+        // Judged on what was just read: after the second wave went out and
+        // a scale-down happened, nothing left and one worker.
+        let drained = backlog.as_ref().is_some_and(|b| {
+            b.lag == Some(0) && b.pending == 0 && b.entries_read == Some(b.entries_added)
+        });
+        if second_wave_sent && scaled_down && drained && replicas.desired == 1 {
+            break;
+        }
         let observation = observe(backlog.as_ref(), replicas, started.elapsed().as_secs_f64());
         let decision = decide(&settings, &mut memory, observation);
         most = most.max(decision.desired);
@@ -141,12 +149,6 @@ async fn a_burst_scales_real_workers_up_and_down_and_every_event_lands_once(db: 
             );
             scaled_down |= decision.desired < replicas.desired;
             workers.scale(decision.desired).await.unwrap();
-        }
-        let drained = backlog.as_ref().is_some_and(|b| {
-            b.lag == Some(0) && b.pending == 0 && b.entries_read == Some(b.entries_added)
-        });
-        if second_wave_sent && scaled_down && drained && decision.desired == 1 {
-            break;
         }
         tokio::time::sleep(POLL).await;
     }
