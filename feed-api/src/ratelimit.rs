@@ -190,7 +190,11 @@ fn admit(state: &AppState, request: &Request) -> Result<(), (&'static str, ApiEr
         }
     }
     // Only a valid token names a user: a forged one must not spend someone
-    // else's allowance (the handler rejects it anyway).
+    // else's allowance (the handler rejects it anyway). With the per-user
+    // limit off, the signature is not checked here twice for nothing.
+    if limits.user_writes.is_none() {
+        return Ok(());
+    }
     let user = request
         .headers()
         .get(axum::http::header::AUTHORIZATION)

@@ -231,15 +231,7 @@ async fn writes_over_the_user_limit_get_429_with_retry_after(db: PgPool) {
     stack.feed(&alice, "").await;
     stack.post(&bob, "bob is fine").await;
 
-    let metrics = stack
-        .http
-        .get(stack.url("/metrics"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let metrics = stack.metrics().await;
     assert!(
         metrics.contains(r#"fanout_rate_limited_total{scope="user"} 1"#),
         "{metrics}"
@@ -307,15 +299,7 @@ async fn password_guessing_is_throttled_per_handle_and_audited(db: PgPool) {
     // proxy, the address it saw.
     assert_eq!(log[1].2.as_deref(), Some("alice"));
     assert_eq!(log[1].3.as_deref(), Some("203.0.113.9"));
-    let metrics = stack
-        .http
-        .get(stack.url("/metrics"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let metrics = stack.metrics().await;
     assert!(
         metrics.contains("fanout_login_failures_total 2"),
         "{metrics}"
