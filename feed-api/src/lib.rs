@@ -10,6 +10,7 @@
 //! - [`auth`]: passwords, tokens and the authenticated-caller extractor.
 //! - [`ratelimit`]: write and login limits (429), the client's address.
 //! - [`audit`]: the audit log of security-relevant actions.
+//! - [`group_commit`]: new posts written together under load.
 //! - [`publish`]: the fast-path publisher and the outbox relay.
 //! - [`state`], [`metrics`]: what handlers share, and what they count.
 #![forbid(unsafe_code)]
@@ -19,6 +20,7 @@ pub mod auth;
 pub mod config;
 pub mod error;
 pub mod extract;
+pub mod group_commit;
 pub mod metrics;
 pub mod openapi;
 pub mod publish;
@@ -43,6 +45,7 @@ use tracing::info;
 
 use crate::auth::TokenKeys;
 use crate::config::Config;
+use crate::group_commit::PostWriter;
 use crate::error::ApiError;
 use crate::metrics::Metrics;
 use crate::publish::Publisher;
@@ -129,7 +132,8 @@ pub async fn serve(
         metrics.clone(),
     ));
     let audit_retention = Duration::from_secs(u64::from(config.audit_retention_days) * 86_400);
-    let state = AppState::new(db, redis, tokens, config, metrics, publisher);
+    let (posts, post_writer) = PostWriter::start(db.clone(), metrics.post_batch_size.clone());
+    let state = AppState::new(db, redis, tokens, config, metrics, publisher, posts);
     tokio::spawn(audit::prune(
         state.db.clone(),
         audit_retention,
@@ -144,8 +148,9 @@ pub async fn serve(
         .with_graceful_shutdown(async move { shutdown.cancelled().await })
         .await
         .context("serving HTTP")?;
-    // The state (and with it the publisher's queue) is dropped: the
-    // publisher drains what is queued and stops.
+    // The state (and with it the queues) is dropped: the post writer
+    // finishes the statements in flight, the publisher what is queued.
+    let _ = tokio::time::timeout(Duration::from_secs(5), post_writer).await;
     let _ = tokio::time::timeout(Duration::from_secs(5), publisher_task).await;
     let _ = relay.await;
     Ok(())

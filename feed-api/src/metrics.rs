@@ -6,7 +6,7 @@ use axum::extract::{MatchedPath, Request, State};
 use axum::middleware::Next;
 use axum::response::Response;
 use prometheus::{
-    HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge, Opts, Registry,
+    Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge, Opts, Registry,
 };
 
 use crate::state::AppState;
@@ -36,6 +36,8 @@ pub struct Metrics {
     pub rate_limited: IntCounterVec,
     /// Logins refused for a wrong handle or password.
     pub login_failures: IntCounter,
+    /// Posts written per statement by the group commit.
+    pub post_batch_size: Histogram,
 }
 
 impl Metrics {
@@ -90,7 +92,16 @@ impl Metrics {
             "Logins refused for a wrong handle or password",
         )
         .expect("valid metric");
+        let post_batch_size = Histogram::with_opts(
+            HistogramOpts::new(
+                "fanout_post_batch_size",
+                "Posts written per statement (group commit)",
+            )
+            .buckets(vec![1.0, 2.0, 4.0, 8.0, 16.0, 32.0, 64.0]),
+        )
+        .expect("valid metric");
         let registry = feed_core::runtime::registry(vec![
+            Box::new(post_batch_size.clone()),
             Box::new(rate_limited.clone()),
             Box::new(login_failures.clone()),
             Box::new(requests.clone()),
@@ -110,6 +121,7 @@ impl Metrics {
             feed_reads,
             rate_limited,
             login_failures,
+            post_batch_size,
         }
     }
 

@@ -9,6 +9,7 @@ use tokio::sync::Mutex;
 
 use crate::auth::TokenKeys;
 use crate::config::Config;
+use crate::group_commit::PostWriter;
 use crate::metrics::Metrics;
 use crate::publish::Publisher;
 use crate::ratelimit::Limits;
@@ -29,6 +30,7 @@ pub struct AppState {
     pub config: Arc<Config>,
     pub metrics: Arc<Metrics>,
     pub publisher: Publisher,
+    pub posts: PostWriter,
     pub limits: Arc<Limits>,
     stream_stats: Arc<Mutex<Option<CachedStats>>>,
 }
@@ -41,6 +43,7 @@ impl AppState {
         config: Config,
         metrics: Arc<Metrics>,
         publisher: Publisher,
+        posts: PostWriter,
     ) -> Self {
         AppState {
             db,
@@ -50,6 +53,7 @@ impl AppState {
             config: Arc::new(config),
             metrics,
             publisher,
+            posts,
             stream_stats: Default::default(),
         }
     }

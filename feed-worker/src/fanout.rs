@@ -56,7 +56,8 @@ impl Fanout {
     }
 
     async fn post_created(&self, e: &PostCreated) -> Result<Effect, HandleError> {
-        let Some(post) = db::posts::by_id(&self.db, e.post_id).await? else {
+        let Some((post, followers)) = db::posts::with_author_followers(&self.db, e.post_id).await?
+        else {
             // Deleted before we got to it.
             return Ok(Effect::default());
         };
@@ -70,7 +71,7 @@ impl Fanout {
             like_count: post.like_count,
         };
         feed_store::cache_post(&mut self.redis.clone(), &cached, self.limits).await?;
-        if db::users::follower_count(&self.db, e.author_id).await? >= self.celebrity_threshold {
+        if followers >= self.celebrity_threshold {
             // Readers pull a celebrity's posts; writing to every follower's
             // feed would cost more than it saves.
             return Ok(Effect::default());
@@ -78,9 +79,9 @@ impl Fanout {
         let score = feed_store::score(e.created_at);
         let feed_writes = self
             .for_each_follower_chunk(e.author_id, |chunk| {
-                let mut conn = self.redis.clone();
+                let conn = self.redis.clone();
                 async move {
-                    feed_store::add_to_feeds(&mut conn, &chunk, e.post_id, score, self.limits).await
+                    feed_store::add_to_feeds(&conn, &chunk, e.post_id, score, self.limits).await
                 }
             })
             .await?;

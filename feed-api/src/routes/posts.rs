@@ -105,11 +105,19 @@ async fn create_post(
         created_at,
     });
     let envelope = Envelope::new(&event, caller.id, Utc::now(), request_id.0);
-    // The post and its event in one statement: one round trip, atomic.
-    let post =
-        db::posts::insert_with_event(&state.db, id, caller.id, &content, created_at, &envelope)
-            .await
-            .map_err(caller_gone)?;
+    // The post and its event in one statement, shared with the posts of
+    // other requests under load: atomic, and one commit for all.
+    let post = state
+        .posts
+        .insert(db::posts::NewPost {
+            id,
+            author_id: caller.id,
+            content,
+            created_at,
+            event: envelope.clone(),
+        })
+        .await
+        .map_err(caller_gone)?;
     state.publisher.publish(vec![envelope]);
     Ok((StatusCode::CREATED, axum::Json(post.into())))
 }

@@ -74,6 +74,91 @@ pub async fn insert_with_event(
     .await
 }
 
+/// A post to insert with its `post.created` event.
+#[derive(Debug, Clone)]
+pub struct NewPost {
+    pub id: Uuid,
+    pub author_id: Uuid,
+    pub content: String,
+    pub created_at: DateTime<Utc>,
+    pub event: crate::events::Envelope,
+}
+
+/// Inserts many posts and their events in one statement: one commit for
+/// all. Atomic: an unknown author fails the whole statement, and nothing
+/// is written.
+pub async fn insert_many_with_events(
+    db: impl PgExecutor<'_>,
+    posts: &[NewPost],
+) -> sqlx::Result<Vec<Post>> {
+    let ids: Vec<Uuid> = posts.iter().map(|p| p.id).collect();
+    let authors: Vec<Uuid> = posts.iter().map(|p| p.author_id).collect();
+    let contents: Vec<String> = posts.iter().map(|p| p.content.clone()).collect();
+    let created: Vec<DateTime<Utc>> = posts.iter().map(|p| p.created_at).collect();
+    let event_ids: Vec<Uuid> = posts.iter().map(|p| p.event.event_id).collect();
+    let event_types: Vec<String> = posts.iter().map(|p| p.event.event_type.clone()).collect();
+    let envelopes: Vec<serde_json::Value> = posts
+        .iter()
+        .map(|p| serde_json::to_value(&p.event).expect("an envelope always serializes"))
+        .collect();
+    let occurred: Vec<DateTime<Utc>> = posts.iter().map(|p| p.event.occurred_at).collect();
+    sqlx::query_as!(
+        Post,
+        r#"WITH input AS (
+             SELECT * FROM UNNEST($1::uuid[], $2::uuid[], $3::text[], $4::timestamptz[],
+                                  $5::uuid[], $6::text[], $7::jsonb[], $8::timestamptz[])
+               AS t(id, author_id, content, created_at, event_id, event_type, envelope, occurred_at)),
+           p AS (
+             INSERT INTO posts (id, author_id, content, created_at)
+             SELECT id, author_id, content, created_at FROM input
+             RETURNING id, author_id, content, like_count, created_at),
+           o AS (
+             INSERT INTO outbox (event_id, event_type, envelope, created_at)
+             SELECT event_id, event_type, envelope, occurred_at FROM input)
+           SELECT p.id AS "id!", p.author_id AS "author_id!", u.handle AS "author_handle!",
+                  p.content AS "content!", p.like_count AS "like_count!",
+                  p.created_at AS "created_at!"
+           FROM p JOIN users u ON u.id = p.author_id"#,
+        &ids,
+        &authors,
+        &contents,
+        &created,
+        &event_ids,
+        &event_types,
+        &envelopes,
+        &occurred
+    )
+    .fetch_all(db)
+    .await
+}
+
+/// A post by id with its author's follower count: what fanning it out
+/// needs, in one round trip.
+pub async fn with_author_followers(
+    db: impl PgExecutor<'_>,
+    id: Uuid,
+) -> sqlx::Result<Option<(Post, i64)>> {
+    let row = sqlx::query!(
+        r#"SELECT p.id, p.author_id, u.handle AS author_handle, p.content, p.like_count,
+                  p.created_at, u.follower_count
+           FROM posts p JOIN users u ON u.id = p.author_id WHERE p.id = $1"#,
+        id
+    )
+    .fetch_optional(db)
+    .await?;
+    Ok(row.map(|r| {
+        let post = Post {
+            id: r.id,
+            author_id: r.author_id,
+            author_handle: r.author_handle,
+            content: r.content,
+            like_count: r.like_count,
+            created_at: r.created_at,
+        };
+        (post, r.follower_count)
+    }))
+}
+
 /// A post by id.
 pub async fn by_id(db: impl PgExecutor<'_>, id: Uuid) -> sqlx::Result<Option<Post>> {
     sqlx::query_as!(

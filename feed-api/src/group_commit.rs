@@ -1,0 +1,128 @@
+//! Group commit for new posts: posts that arrive while earlier ones are
+//! being written share one statement and one commit.
+//!
+//! Each `POST /posts` hands its post to the [`PostWriter`] and waits for its
+//! own commit, so a 201 still means durable. When the writer is idle a post
+//! is written at once, alone; under load, those that queued meanwhile go
+//! together. A commit (a WAL flush) costs PostgreSQL about as much as the
+//! rows it carries, so posts per second grow with the batch, while no post
+//! waits longer than one statement ahead of it.
+//!
+//! A batch is atomic: if it fails (an author deleted meanwhile, a
+//! constraint, PostgreSQL down) its posts are retried one by one, so each
+//! request gets its own answer and one bad post fails nobody else's.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use feed_core::db::{self, posts::NewPost, posts::Post};
+use prometheus::Histogram;
+use sqlx::PgPool;
+use tokio::sync::{Semaphore, mpsc, oneshot};
+use tracing::debug;
+use uuid::Uuid;
+
+/// Most posts in one statement. Past a few dozen rows the commit is a small
+/// share of the statement's cost, and bigger batches only add latency.
+const BATCH_MAX: usize = 64;
+/// Statements in flight at once. Two keep PostgreSQL busy while a commit
+/// waits for its WAL flush; more would split the queue into smaller
+/// batches without adding throughput on a small machine.
+const IN_FLIGHT: usize = 2;
+/// Posts waiting for a statement; beyond it, requests wait to queue.
+const QUEUE_CAPACITY: usize = 1_024;
+
+type Reply = oneshot::Sender<sqlx::Result<Post>>;
+
+/// Writes posts with their events, grouping concurrent ones. Cheap to
+/// clone.
+#[derive(Clone)]
+pub struct PostWriter {
+    queue: mpsc::Sender<(NewPost, Reply)>,
+}
+
+impl PostWriter {
+    /// A writer and its task; the task ends once every writer is dropped
+    /// and the posts in hand are written.
+    pub fn start(db: PgPool, batch_sizes: Histogram) -> (PostWriter, tokio::task::JoinHandle<()>) {
+        let (queue, rx) = mpsc::channel(QUEUE_CAPACITY);
+        let task = tokio::spawn(run(db, rx, batch_sizes));
+        (PostWriter { queue }, task)
+    }
+
+    /// Inserts a post and its event, returning once they are committed.
+    pub async fn insert(&self, post: NewPost) -> sqlx::Result<Post> {
+        let (reply, answer) = oneshot::channel();
+        // The task outlives every writer; were it gone, the pool is too.
+        self.queue
+            .send((post, reply))
+            .await
+            .map_err(|_| sqlx::Error::PoolClosed)?;
+        answer.await.map_err(|_| sqlx::Error::PoolClosed)?
+    }
+}
+
+async fn run(db: PgPool, mut rx: mpsc::Receiver<(NewPost, Reply)>, batch_sizes: Histogram) {
+    let slots = Arc::new(Semaphore::new(IN_FLIGHT));
+    let mut batch = Vec::with_capacity(BATCH_MAX);
+    loop {
+        // Wait for a free slot first: posts keep queueing meanwhile, and
+        // the next batch takes them all.
+        let slot = slots
+            .clone()
+            .acquire_owned()
+            .await
+            .expect("the semaphore is never closed");
+        if rx.recv_many(&mut batch, BATCH_MAX).await == 0 {
+            break;
+        }
+        batch_sizes.observe(batch.len() as f64);
+        let items = std::mem::replace(&mut batch, Vec::with_capacity(BATCH_MAX));
+        let db = db.clone();
+        tokio::spawn(async move {
+            write(&db, items).await;
+            drop(slot);
+        });
+    }
+    // Every writer is gone: let the statements in flight finish.
+    let _ = slots.acquire_many(IN_FLIGHT as u32).await;
+}
+
+async fn write(db: &PgPool, items: Vec<(NewPost, Reply)>) {
+    let mut pending = items;
+    if pending.len() > 1 {
+        let posts: Vec<NewPost> = pending.iter().map(|(post, _)| post.clone()).collect();
+        match db::posts::insert_many_with_events(db, &posts).await {
+            Ok(written) => {
+                let mut written: HashMap<Uuid, Post> =
+                    written.into_iter().map(|p| (p.id, p)).collect();
+                let mut rest = Vec::new();
+                for (post, reply) in pending {
+                    match written.remove(&post.id) {
+                        Some(row) => {
+                            let _ = reply.send(Ok(row));
+                        }
+                        None => rest.push((post, reply)),
+                    }
+                }
+                pending = rest;
+            }
+            Err(e) => {
+                debug!(error = %e, posts = pending.len(), "group insert failed; inserting one by one");
+            }
+        }
+    }
+    for (post, reply) in pending {
+        let result = db::posts::insert_with_event(
+            db,
+            post.id,
+            post.author_id,
+            &post.content,
+            post.created_at,
+            &post.event,
+        )
+        .await;
+        // The requester may have gone; the post stands regardless.
+        let _ = reply.send(result);
+    }
+}

@@ -1,0 +1,124 @@
+//! Fan-out writes to home feeds, against a real redis-server.
+#![cfg(feature = "redis")]
+
+use std::time::Duration;
+
+use fanout_testkit::RedisServer;
+use feed_core::feed_store::{self, FeedLimits, Page};
+use feed_core::keys;
+use redis::aio::MultiplexedConnection;
+use uuid::Uuid;
+
+const LIMITS: FeedLimits = FeedLimits {
+    max_len: 5,
+    ttl: Duration::from_secs(1_000),
+};
+
+async fn connect(redis: &RedisServer) -> MultiplexedConnection {
+    let client = redis::Client::open(redis.url()).unwrap();
+    client.get_multiplexed_async_connection().await.unwrap()
+}
+
+async fn ttl(conn: &mut MultiplexedConnection, user: Uuid) -> i64 {
+    redis::cmd("TTL")
+        .arg(keys::feed(user))
+        .query_async(conn)
+        .await
+        .unwrap()
+}
+
+async fn members(conn: &mut MultiplexedConnection, user: Uuid) -> Vec<String> {
+    redis::cmd("ZRANGE")
+        .arg(keys::feed(user))
+        .arg(0)
+        .arg(-1)
+        .query_async(conn)
+        .await
+        .unwrap()
+}
+
+#[tokio::test]
+async fn fan_out_adds_to_every_feed_keeps_built_feeds_whole_and_trims_to_length() {
+    let redis = RedisServer::start();
+    let mut conn = connect(&redis).await;
+    // More followers than one script call takes.
+    let followers: Vec<Uuid> = (0..250).map(|_| Uuid::now_v7()).collect();
+    let reader = followers[0];
+    let old: Vec<(Uuid, i64)> = (1..=5).map(|i| (Uuid::now_v7(), i * 1_000)).collect();
+    feed_store::rebuild(&mut conn, reader, &old, LIMITS)
+        .await
+        .unwrap();
+
+    let post = Uuid::now_v7();
+    for _ in 0..2 {
+        // Twice, as a redelivered event would: the same state either way.
+        feed_store::add_to_feeds(&conn, &followers, post, 10_000, LIMITS)
+            .await
+            .unwrap();
+    }
+
+    // The built feed: still built, the new post in, the oldest trimmed.
+    let page = feed_store::read(&mut conn, reader, None, 10, LIMITS)
+        .await
+        .unwrap();
+    let mut expected = vec![(post, 10_000)];
+    expected.extend(old[1..].iter().rev().copied());
+    assert_eq!(
+        page,
+        Page::Entries {
+            posts: expected,
+            more: false
+        }
+    );
+
+    for &user in &followers[1..] {
+        assert_eq!(members(&mut conn, user).await, vec![post.to_string()]);
+        let left = ttl(&mut conn, user).await;
+        assert!(
+            (1..=1_000).contains(&left),
+            "a feed fan-out created expires: TTL {left}"
+        );
+    }
+}
+
+#[tokio::test]
+async fn fan_out_leaves_a_readers_ttl_alone() {
+    let redis = RedisServer::start();
+    let mut conn = connect(&redis).await;
+    let user = Uuid::now_v7();
+    feed_store::rebuild(&mut conn, user, &[(Uuid::now_v7(), 1_000)], LIMITS)
+        .await
+        .unwrap();
+    redis::cmd("EXPIRE")
+        .arg(keys::feed(user))
+        .arg(50)
+        .query_async::<i64>(&mut conn)
+        .await
+        .unwrap();
+    feed_store::add_to_feeds(&conn, &[user], Uuid::now_v7(), 2_000, LIMITS)
+        .await
+        .unwrap();
+    let left = ttl(&mut conn, user).await;
+    assert!((1..=50).contains(&left), "TTL {left}");
+    assert_eq!(members(&mut conn, user).await.len(), 3);
+}
+
+#[tokio::test]
+async fn fan_out_works_again_after_redis_forgets_its_scripts() {
+    let redis = RedisServer::start();
+    let mut conn = connect(&redis).await;
+    let user = Uuid::now_v7();
+    feed_store::add_to_feeds(&conn, &[user], Uuid::now_v7(), 1_000, LIMITS)
+        .await
+        .unwrap();
+    // As after a restart or a failover.
+    redis::cmd("SCRIPT")
+        .arg("FLUSH")
+        .query_async::<()>(&mut conn)
+        .await
+        .unwrap();
+    feed_store::add_to_feeds(&conn, &[user], Uuid::now_v7(), 2_000, LIMITS)
+        .await
+        .unwrap();
+    assert_eq!(members(&mut conn, user).await.len(), 2);
+}
