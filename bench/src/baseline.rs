@@ -20,6 +20,8 @@ pub struct Baselines {
     pub pgbench_tps: f64,
     /// Pipelined ZADDs per second.
     pub zadd_per_s: f64,
+    /// The time Redis spent in each of those ZADDs, in microseconds.
+    pub zadd_us: f64,
     /// Pipelined XADDs per second.
     pub xadd_per_s: f64,
 }

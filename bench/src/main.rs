@@ -215,26 +215,31 @@ async fn main() -> anyhow::Result<()> {
     };
 
     eprintln!("baselines: pgbench and redis-benchmark ...");
+    let pgbench_tps = baseline::pgbench(
+        &db,
+        &args.database_url,
+        params.write_clients,
+        params.baseline_secs,
+    )
+    .await?;
+    scenarios::reset_redis_stats(&mut bench.redis.conn().await?).await?;
+    let zadd_per_s = baseline::redis_benchmark(
+        redis_port,
+        params.write_clients,
+        params.redis_benchmark_requests,
+        &[
+            "ZADD",
+            "bench:feed:__rand_int__",
+            "__rand_int__",
+            "__rand_int__",
+        ],
+    )
+    .await?;
+    let zadd_us = scenarios::redis_usec_per_call(&mut bench.redis.conn().await?, "zadd").await?;
     let baselines = baseline::Baselines {
-        pgbench_tps: baseline::pgbench(
-            &db,
-            &args.database_url,
-            params.write_clients,
-            params.baseline_secs,
-        )
-        .await?,
-        zadd_per_s: baseline::redis_benchmark(
-            redis_port,
-            params.write_clients,
-            params.redis_benchmark_requests,
-            &[
-                "ZADD",
-                "bench:feed:__rand_int__",
-                "__rand_int__",
-                "__rand_int__",
-            ],
-        )
-        .await?,
+        pgbench_tps,
+        zadd_per_s,
+        zadd_us,
         xadd_per_s: baseline::redis_benchmark(
             redis_port,
             params.write_clients,

@@ -285,6 +285,14 @@ pub struct Drain {
     /// Feed deliveries per second while two workers drained: the fan-out
     /// capacity, as the backlog never ran dry.
     pub deliveries_per_s: f64,
+    /// Redis' CPU time over the two-worker drain's wall time: near 1, Redis
+    /// (one thread) is what limits the drain.
+    pub redis_cpu_share: f64,
+    /// Redis' CPU time per feed delivery in that drain, in microseconds.
+    pub redis_us_per_delivery: f64,
+    /// The time Redis spent in each ZADD in that drain (inside the fan-out
+    /// script), in microseconds: what a delivery cannot go below.
+    pub redis_zadd_us: f64,
 }
 
 /// A backlog of `events` post.created events (of posts that exist), drained
@@ -314,6 +322,8 @@ pub async fn drain(b: &Bench, events: usize) -> anyhow::Result<Drain> {
         .collect();
     let mut times = Vec::new();
     let mut deliveries = 0.0;
+    let mut redis_cpu = 0.0;
+    let mut zadd_us = 0.0;
     for workers in [1, 2] {
         b.stack.workers.scale(0).await?;
         let mut conn = b.redis.conn().await?;
@@ -322,8 +332,12 @@ pub async fn drain(b: &Bench, events: usize) -> anyhow::Result<Drain> {
                 .await
                 .context("publishing the backlog")?;
         }
+        let cpu_before = redis_cpu_seconds(&mut conn).await?;
+        reset_redis_stats(&mut conn).await?;
         b.stack.workers.scale(workers).await?;
         times.push(b.wait_drained().await?.as_secs_f64());
+        redis_cpu = redis_cpu_seconds(&mut conn).await? - cpu_before;
+        zadd_us = redis_usec_per_call(&mut conn, "zadd").await?;
         // Fresh processes: their counters hold this drain alone.
         deliveries = b.stack.worker_metrics().await?.feed_writes;
     }
@@ -333,5 +347,57 @@ pub async fn drain(b: &Bench, events: usize) -> anyhow::Result<Drain> {
         two_workers_s: times[1],
         speedup: times[0] / times[1].max(1e-9),
         deliveries_per_s: deliveries / times[1].max(1e-9),
+        redis_cpu_share: redis_cpu / times[1].max(1e-9),
+        redis_us_per_delivery: redis_cpu * 1e6 / deliveries.max(1.0),
+        redis_zadd_us: zadd_us,
     })
+}
+
+/// Zeroes Redis' per-command statistics.
+pub async fn reset_redis_stats(conn: &mut impl redis::aio::ConnectionLike) -> anyhow::Result<()> {
+    redis::cmd("CONFIG")
+        .arg("RESETSTAT")
+        .query_async::<()>(conn)
+        .await?;
+    Ok(())
+}
+
+/// The microseconds Redis spent per call of `command` since its statistics
+/// were reset, from `INFO commandstats` (calls from scripts included).
+pub async fn redis_usec_per_call(
+    conn: &mut impl redis::aio::ConnectionLike,
+    command: &str,
+) -> anyhow::Result<f64> {
+    let info: String = redis::cmd("INFO")
+        .arg("commandstats")
+        .query_async(conn)
+        .await?;
+    let prefix = format!("cmdstat_{command}:");
+    info.lines()
+        .find_map(|l| l.strip_prefix(&prefix))
+        .and_then(|fields| {
+            fields
+                .split(',')
+                .find_map(|f| f.strip_prefix("usec_per_call="))
+        })
+        .and_then(|v| v.trim().parse().ok())
+        .with_context(|| format!("no {command} in Redis' INFO commandstats"))
+}
+
+/// The CPU time Redis has used since it started (all its threads), from
+/// `INFO cpu`.
+async fn redis_cpu_seconds(conn: &mut impl redis::aio::ConnectionLike) -> anyhow::Result<f64> {
+    let info: String = redis::cmd("INFO").arg("cpu").query_async(conn).await?;
+    let field = |name: &str| {
+        info.lines()
+            .find_map(|l| {
+                l.strip_prefix(name)?
+                    .strip_prefix(':')?
+                    .trim()
+                    .parse::<f64>()
+                    .ok()
+            })
+            .with_context(|| format!("no {name} in Redis' INFO cpu"))
+    };
+    Ok(field("used_cpu_user")? + field("used_cpu_sys")?)
 }

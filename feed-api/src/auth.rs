@@ -188,9 +188,17 @@ impl FromRequestParts<AppState> for AuthUser {
         state: &AppState,
     ) -> Result<Self, Self::Rejection> {
         let id = bearer(parts, state)?;
-        // A token outlives an account deleted after it was issued. With
-        // PostgreSQL unreachable the signature is trusted: reads go on from
-        // the cache, writes fail on their own.
+        AuthUser::verify(state, SignedCaller { id }).await
+    }
+}
+
+impl AuthUser {
+    /// Checks that a signed caller's account still exists: a token outlives
+    /// an account deleted after it was issued. With PostgreSQL unreachable
+    /// the signature is trusted: reads go on from the cache, writes fail on
+    /// their own. For handlers that run the check beside their own reads.
+    pub async fn verify(state: &AppState, caller: SignedCaller) -> Result<AuthUser, ApiError> {
+        let id = caller.id;
         match feed_core::db::users::exists(&state.db, id).await {
             Ok(true) => Ok(AuthUser { id }),
             Ok(false) => Err(ApiError::Unauthorized(

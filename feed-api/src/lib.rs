@@ -45,8 +45,8 @@ use tracing::info;
 
 use crate::auth::TokenKeys;
 use crate::config::Config;
-use crate::group_commit::PostWriter;
 use crate::error::ApiError;
+use crate::group_commit::PostWriter;
 use crate::metrics::Metrics;
 use crate::publish::Publisher;
 use crate::state::AppState;

@@ -58,12 +58,19 @@ async fn concurrent_posts_commit_together_and_one_bad_post_fails_alone(db: PgPoo
             let written = result.as_ref().expect("every other post commits");
             assert_eq!(written.id, post.id);
             assert_eq!(written.content, post.content);
-            assert_eq!(written.author_handle, format!("author{}", &post.content[5..]));
+            assert_eq!(
+                written.author_handle,
+                format!("author{}", &post.content[5..])
+            );
         }
     }
     // Some went together: fewer statements than posts.
     assert_eq!(sizes.get_sample_sum() as usize, 50);
-    assert!(sizes.get_sample_count() < 50, "{}", sizes.get_sample_count());
+    assert!(
+        sizes.get_sample_count() < 50,
+        "{}",
+        sizes.get_sample_count()
+    );
     // Nothing half-written: each post once, each with its event once.
     let (post_rows, outbox_rows): (i64, i64) = sqlx::query_as(
         "SELECT (SELECT count(*) FROM posts), (SELECT count(*) FROM outbox WHERE event_type = 'post.created')",

@@ -32,10 +32,11 @@ pub struct Config {
         default_value = "127.0.0.1:9091"
     )]
     pub http_addr: SocketAddr,
-    /// Entries read per stream per round trip.
+    /// Most entries read per stream per round trip.
     #[arg(long, env = "FANOUT_BATCH_SIZE", default_value_t = 64)]
     pub batch_size: usize,
-    /// Events handled at once within a batch.
+    /// Events handled at once; another read goes out whenever half of
+    /// these slots are free.
     #[arg(long, env = "FANOUT_CONCURRENCY", default_value_t = 16)]
     pub concurrency: usize,
     /// How long one read waits for new entries, in ms. Bounds how long a

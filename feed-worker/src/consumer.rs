@@ -1,8 +1,11 @@
-//! The consume loop: read a batch from every stream, apply each event, then
-//! acknowledge; take over entries other consumers left pending too long;
-//! dead-letter what cannot succeed; stop between batches on shutdown.
+//! The consume loop: read from every stream, apply events as they come
+//! (up to a bound at once), acknowledge what is finished; take over entries
+//! other consumers left pending too long; dead-letter what cannot succeed;
+//! on shutdown, finish the events in hand and stop.
 
 use std::collections::HashMap;
+use std::future::Future;
+use std::pin::Pin;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -10,6 +13,8 @@ use feed_core::bus::{self, Delivery};
 use feed_core::db::{self, dead_letters::DeadLetter};
 use feed_core::events::{Envelope, EventType};
 use futures_util::StreamExt;
+use futures_util::stream::FuturesUnordered;
+use redis::RedisResult;
 use redis::aio::ConnectionManager;
 use sqlx::PgPool;
 use tokio_util::sync::CancellationToken;
@@ -30,6 +35,9 @@ pub struct Settings {
     pub max_deliveries: usize,
     pub trim_interval: Duration,
 }
+
+/// A read of the streams in flight.
+type Read<'a> = Pin<Box<dyn Future<Output = RedisResult<Vec<Delivery>>> + Send + 'a>>;
 
 /// One member of the consumer group.
 pub struct Consumer {
@@ -53,8 +61,12 @@ enum Outcome {
 }
 
 impl Consumer {
-    /// Runs until `shutdown` is cancelled, then returns once the batch in
-    /// hand is applied and acknowledged.
+    /// Runs until `shutdown` is cancelled, then returns once the events in
+    /// hand are applied and acknowledged.
+    ///
+    /// Events stream through: a new read goes out as soon as half of the
+    /// `concurrency` slots are free, so one slow event (a post to thousands
+    /// of followers) holds up only its own slot, not the next read.
     pub async fn run(self, shutdown: CancellationToken) {
         let streams = feed_core::keys::all_streams();
         let mut conn = self.fanout.redis.clone();
@@ -64,64 +76,106 @@ impl Consumer {
         // Where each stream's scan of the pending list resumes.
         let mut claim_from: HashMap<String, String> = HashMap::new();
         let mut last_trim = Instant::now();
+        let concurrency = self.settings.concurrency.max(1);
+        let mut in_flight = FuturesUnordered::new();
+        let mut finished: HashMap<String, Vec<String>> = HashMap::new();
+        let mut read: Option<Read<'_>> = None;
+        // After a failed read the next one waits; shutdown need not.
+        let mut retry_at: Option<Instant> = None;
         info!(consumer = %self.settings.consumer, "consuming {}", streams.join(", "));
 
-        while !shutdown.is_cancelled() {
-            if last_claim.is_none_or(|t| t.elapsed() >= self.settings.claim_interval) {
-                self.claim_idle(&streams, &mut claim_from).await;
-                last_claim = Some(Instant::now());
+        loop {
+            let stopping = shutdown.is_cancelled();
+            if stopping && read.is_none() && in_flight.is_empty() {
+                break;
             }
-            if last_trim.elapsed() >= self.settings.trim_interval {
-                for stream in &streams {
-                    match bus::trim_finished(&mut conn, stream).await {
-                        Ok(n) if n > 0 => {
-                            debug!(stream, trimmed = n, "trimmed acknowledged entries")
+            if !stopping && read.is_none() {
+                if last_claim.is_none_or(|t| t.elapsed() >= self.settings.claim_interval) {
+                    for (delivery, attempts) in self.claim_idle(&streams, &mut claim_from).await {
+                        in_flight.push(self.handle_owned(delivery, attempts));
+                    }
+                    last_claim = Some(Instant::now());
+                }
+                if last_trim.elapsed() >= self.settings.trim_interval {
+                    self.trim(&streams).await;
+                    last_trim = Instant::now();
+                }
+                let free = concurrency.saturating_sub(in_flight.len());
+                if in_flight.is_empty() || free * 2 >= concurrency {
+                    self.ack(&mut finished).await;
+                    let mut reader = self.reader.clone();
+                    let (streams, consumer) = (&streams, self.settings.consumer.as_str());
+                    let (count, block) = (
+                        free.clamp(1, self.settings.batch_size.max(1)),
+                        self.settings.block,
+                    );
+                    let delay = retry_at.map(|t| t.saturating_duration_since(Instant::now()));
+                    read = Some(Box::pin(async move {
+                        if let Some(delay) = delay {
+                            tokio::time::sleep(delay).await;
                         }
-                        Ok(_) => {}
-                        Err(e) => warn!(stream, error = %e, "trimming failed"),
-                    }
+                        bus::read_group(&mut reader, consumer, streams, count, block, own_pending)
+                            .await
+                    }));
                 }
-                last_trim = Instant::now();
             }
-
-            let mut reader = self.reader.clone();
-            let read = bus::read_group(
-                &mut reader,
-                &self.settings.consumer,
-                &streams,
-                self.settings.batch_size,
-                self.settings.block,
-                own_pending,
-            )
-            .await;
-            match read {
-                Ok(batch) => {
-                    own_pending = false;
-                    if !batch.is_empty() {
-                        self.process(batch.into_iter().map(|d| (d, 1)).collect())
-                            .await;
+            tokio::select! {
+                Some((delivery, outcome)) = in_flight.next(), if !in_flight.is_empty() => {
+                    if outcome != Outcome::Retry {
+                        finished.entry(delivery.stream).or_default().push(delivery.entry_id);
+                    }
+                    if in_flight.is_empty() {
+                        self.ack(&mut finished).await;
                     }
                 }
-                Err(e) if bus::is_missing_group(&e) => {
-                    // Redis lost the streams (restarted empty): recreate them.
-                    warn!("consumer group missing; recreating it");
-                    if let Err(e) = bus::ensure_groups(&mut conn).await {
-                        warn!(error = %e, "recreating the consumer group failed");
-                        pause(&shutdown).await;
+                result = async { read.as_mut().expect("guarded").await }, if read.is_some() => {
+                    read = None;
+                    retry_at = None;
+                    match result {
+                        Ok(batch) => {
+                            own_pending = false;
+                            if !batch.is_empty() {
+                                self.metrics.batch_size.observe(batch.len() as f64);
+                            }
+                            for delivery in batch {
+                                in_flight.push(self.handle_owned(delivery, 1));
+                            }
+                        }
+                        Err(e) if bus::is_missing_group(&e) => {
+                            // Redis lost the streams (restarted empty): recreate them.
+                            warn!("consumer group missing; recreating it");
+                            if let Err(e) = bus::ensure_groups(&mut conn).await {
+                                warn!(error = %e, "recreating the consumer group failed");
+                                retry_at = Some(Instant::now() + RETRY_PAUSE);
+                            }
+                        }
+                        Err(e) => {
+                            warn!(error = %e, "reading the streams failed; retrying");
+                            retry_at = Some(Instant::now() + RETRY_PAUSE);
+                        }
                     }
                 }
-                Err(e) => {
-                    warn!(error = %e, "reading the streams failed; retrying");
-                    pause(&shutdown).await;
+                _ = shutdown.cancelled(), if !stopping => {
+                    // A read still waiting out its pause has sent nothing.
+                    if retry_at.is_some_and(|t| t > Instant::now()) {
+                        read = None;
+                    }
                 }
             }
         }
+        self.ack(&mut finished).await;
         info!(consumer = %self.settings.consumer, "stopped consuming");
     }
 
-    /// Takes over and handles entries idle on any consumer too long.
-    async fn claim_idle(&self, streams: &[String], claim_from: &mut HashMap<String, String>) {
+    /// Takes over entries idle on any consumer too long, with how often
+    /// each has been delivered.
+    async fn claim_idle(
+        &self,
+        streams: &[String],
+        claim_from: &mut HashMap<String, String>,
+    ) -> Vec<(Delivery, usize)> {
         let mut conn = self.fanout.redis.clone();
+        let mut taken = Vec::new();
         for stream in streams {
             let start = claim_from.get(stream).map_or("0-0", String::as_str);
             let claimed = bus::claim_idle(
@@ -136,48 +190,50 @@ impl Consumer {
             match claimed {
                 Ok(claimed) => {
                     claim_from.insert(stream.clone(), claimed.next_start);
-                    let batch = claimed.entries;
-                    if !batch.is_empty() {
-                        info!(stream, entries = batch.len(), "claimed idle entries");
-                        self.metrics.claimed.inc_by(batch.len() as u64);
-                        self.process(batch).await;
+                    if !claimed.entries.is_empty() {
+                        info!(
+                            stream,
+                            entries = claimed.entries.len(),
+                            "claimed idle entries"
+                        );
+                        self.metrics.claimed.inc_by(claimed.entries.len() as u64);
+                        taken.extend(claimed.entries);
                     }
                 }
                 Err(e) if bus::is_missing_group(&e) => {}
                 Err(e) => warn!(stream, error = %e, "claiming idle entries failed"),
             }
         }
+        taken
     }
 
-    /// Handles a batch (each entry with how often it has been delivered) and
-    /// acknowledges what is finished.
-    pub async fn process(&self, batch: Vec<(Delivery, usize)>) {
-        self.metrics.batch_size.observe(batch.len() as f64);
-        let outcomes: Vec<(Delivery, Outcome)> = futures_util::stream::iter(batch)
-            .map(|(delivery, attempts)| async move {
-                let outcome = self.handle(&delivery, attempts).await;
-                (delivery, outcome)
-            })
-            .buffer_unordered(self.settings.concurrency)
-            .collect()
-            .await;
-        let mut finished: HashMap<String, Vec<String>> = HashMap::new();
-        for (delivery, outcome) in outcomes {
-            if outcome != Outcome::Retry {
-                finished
-                    .entry(delivery.stream)
-                    .or_default()
-                    .push(delivery.entry_id);
+    /// Trims acknowledged entries off the streams.
+    async fn trim(&self, streams: &[String]) {
+        let mut conn = self.fanout.redis.clone();
+        for stream in streams {
+            match bus::trim_finished(&mut conn, stream).await {
+                Ok(n) if n > 0 => debug!(stream, trimmed = n, "trimmed acknowledged entries"),
+                Ok(_) => {}
+                Err(e) => warn!(stream, error = %e, "trimming failed"),
             }
         }
+    }
+
+    /// Acknowledges finished entries, one XACK per stream.
+    async fn ack(&self, finished: &mut HashMap<String, Vec<String>>) {
         let mut conn = self.fanout.redis.clone();
-        for (stream, ids) in finished {
+        for (stream, ids) in finished.drain() {
             if let Err(e) = bus::ack(&mut conn, &stream, &ids).await {
                 // Not lost: the entries stay pending and are claimed again;
                 // applying them twice is harmless.
                 warn!(stream, error = %e, "acknowledging failed");
             }
         }
+    }
+
+    async fn handle_owned(&self, delivery: Delivery, attempts: usize) -> (Delivery, Outcome) {
+        let outcome = self.handle(&delivery, attempts).await;
+        (delivery, outcome)
     }
 
     async fn handle(&self, delivery: &Delivery, attempts: usize) -> Outcome {
@@ -300,10 +356,5 @@ impl Consumer {
     }
 }
 
-/// Waits a second, or less if shutdown comes first.
-async fn pause(shutdown: &CancellationToken) {
-    tokio::select! {
-        _ = tokio::time::sleep(Duration::from_secs(1)) => {}
-        _ = shutdown.cancelled() => {}
-    }
-}
+/// How long to wait before reading again after a failed read.
+const RETRY_PAUSE: Duration = Duration::from_secs(1);

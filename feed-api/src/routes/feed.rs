@@ -16,7 +16,7 @@ use uuid::Uuid;
 
 use super::posts::PostView;
 use super::{PageQuery, cursor_after};
-use crate::auth::AuthUser;
+use crate::auth::{AuthUser, SignedCaller};
 use crate::error::{ApiError, Problem};
 use crate::extract::ApiQuery;
 use crate::state::AppState;
@@ -63,14 +63,16 @@ struct Source {
         (status = 422, body = Problem), (status = 503, body = Problem)))]
 async fn home_feed(
     State(state): State<AppState>,
-    caller: AuthUser,
+    caller: SignedCaller,
     ApiQuery(query): ApiQuery<PageQuery>,
 ) -> Result<axum::Json<FeedPage>, ApiError> {
     let (limit, cursor) = query.parse()?;
     let limit = limit as usize;
     let before = cursor.map(|c| (c.id, c.at_micros.div_euclid(1000)));
     match page(&state, caller, limit, before).await {
-        Err(ApiError::Unavailable(_)) => degraded(&state, caller, limit, before).await,
+        // PostgreSQL is down, so the caller could not be checked: the
+        // signature is trusted, as `AuthUser` does.
+        Err(ApiError::Unavailable(_)) => degraded(&state, caller.id, limit, before).await,
         other => other,
     }
     .map(axum::Json)
@@ -79,7 +81,7 @@ async fn home_feed(
 /// A page built from Redis and PostgreSQL together.
 async fn page(
     state: &AppState,
-    caller: AuthUser,
+    caller: SignedCaller,
     limit: usize,
     before: Option<(Uuid, i64)>,
 ) -> Result<FeedPage, ApiError> {
@@ -89,7 +91,22 @@ async fn page(
     // when hydrated.
     let want = limit + limit / 2 + 4;
 
-    let (pushed, source) = match read_cached(state, caller.id, before, want).await {
+    // The caller's account, the pushed feed (Redis) and the pulled posts
+    // (PostgreSQL) do not depend on each other: read them at once.
+    let (caller, cached, pulled_rows) = tokio::join!(
+        AuthUser::verify(state, caller),
+        read_cached(state, caller.id, before, want),
+        db::feed::pulled(
+            &state.db,
+            caller.id,
+            threshold,
+            before.map(|b| b.0),
+            want as i64,
+        )
+    );
+    let caller = caller?;
+    let pulled_rows = pulled_rows?;
+    let (pushed, source) = match cached {
         Ok(Some(page)) => (page, "cache"),
         Ok(None) => {
             let all = db::feed::fanned_out(&state.db, caller.id, threshold, limits.max_len as i64)
@@ -113,15 +130,6 @@ async fn page(
         }
     };
     state.metrics.feed_reads.with_label_values(&[source]).inc();
-
-    let pulled_rows = db::feed::pulled(
-        &state.db,
-        caller.id,
-        threshold,
-        before.map(|b| b.0),
-        want as i64,
-    )
-    .await?;
     let pulled = Source {
         more: pulled_rows.len() == want,
         entries: pulled_rows.into_iter().map(|e| e.post_id).collect(),
@@ -185,12 +193,12 @@ async fn page(
 /// since the workers last ran may show; likes are as cached.
 async fn degraded(
     state: &AppState,
-    caller: AuthUser,
+    user: Uuid,
     limit: usize,
     before: Option<(Uuid, i64)>,
 ) -> Result<FeedPage, ApiError> {
     let unavailable = || ApiError::Unavailable("the database");
-    let Ok(Some(cached)) = read_cached(state, caller.id, before, limit).await else {
+    let Ok(Some(cached)) = read_cached(state, user, before, limit).await else {
         return Err(unavailable());
     };
     let mut conn = state.redis.conn().await.map_err(|_| unavailable())?;

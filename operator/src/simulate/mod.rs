@@ -36,8 +36,8 @@ use std::path::Path;
 use feed_core::autoscale::Observation;
 use serde::Serialize;
 
-/// Entries a worker holds delivered but unacknowledged at a time: the
-/// workers' default `FANOUT_BATCH_SIZE`.
+/// Entries a worker holds delivered but unacknowledged at a time, at most:
+/// the workers' default `FANOUT_BATCH_SIZE`.
 const IN_FLIGHT_PER_WORKER: u64 = 64;
 
 /// Why a trace or a setting was refused.
