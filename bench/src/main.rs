@@ -311,6 +311,7 @@ async fn main() -> anyhow::Result<()> {
         params.drain_events
     );
     let drain = scenarios::drain(&bench, params.drain_events).await?;
+    let aof_rewrites = scenarios::redis_aof_rewrites(&mut bench.redis.conn().await?).await?;
     bench.stack.stop().await?;
 
     let results = report::Results {
@@ -328,6 +329,7 @@ async fn main() -> anyhow::Result<()> {
         drain,
         api_rss_mib: memory.0,
         worker_rss_mib: memory.1,
+        aof_rewrites,
     };
     let json = serde_json::to_string_pretty(&results.json())?;
     if let Some(dir) = args.out.parent() {

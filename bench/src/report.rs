@@ -26,6 +26,9 @@ pub struct Results {
     /// Peak resident memory, MiB.
     pub api_rss_mib: f64,
     pub worker_rss_mib: f64,
+    /// How often Redis rewrote its append-only file during the run: each
+    /// rewrite is a forked child busy on a core for seconds.
+    pub aof_rewrites: u64,
 }
 
 impl Results {
@@ -95,6 +98,9 @@ impl Results {
             "memory": {
                 "api_rss_mib": self.api_rss_mib,
                 "worker_rss_mib": self.worker_rss_mib,
+            },
+            "redis": {
+                "aof_rewrites": self.aof_rewrites,
             },
         })
     }
@@ -231,6 +237,11 @@ impl Results {
                     n("memory.worker_rss_mib")
                 ),
                 "peak RSS; target < 64 MiB each".to_owned(),
+            ),
+            (
+                "Redis AOF rewrites during the run",
+                format!("{}", j["redis"]["aof_rewrites"]),
+                "each a forked child busy on a core for seconds, on this 2-core machine".to_owned(),
             ),
         ];
         let mut out = String::from("| measure | result | against |\n|---|---|---|\n");

@@ -20,8 +20,8 @@ pub const SENTINEL: &str = "built";
 /// How feeds are kept.
 #[derive(Debug, Clone, Copy)]
 pub struct FeedLimits {
-    /// Most posts a feed holds; older ones are trimmed, and the home feed
-    /// ends there (a user's own and followed celebrities' posts go further).
+    /// Posts a feed holds (fan-out lets it grow [`TRIM_SLACK`] past this
+    /// before trimming); older ones are trimmed, and the home feed ends there (a user's own and followed celebrities' posts go further).
     pub max_len: usize,
     /// A feed nobody reads expires after this long; reading renews it.
     pub ttl: Duration,
@@ -37,10 +37,18 @@ pub fn score(created_at: chrono::DateTime<chrono::Utc>) -> i64 {
 /// short enough that readers queued behind it barely notice.
 const FEEDS_PER_CALL: usize = 100;
 
+/// How far past its length fan-out lets a feed grow before trimming it back.
+/// Trimming on every add would cost a command per delivery, which Redis
+/// executes and appends to its AOF (doubling the AOF's growth, and so its
+/// rewrites); in steps of 32, trims are a thirty-second of the deliveries.
+/// Readers page into the extra, older posts at most.
+pub const TRIM_SLACK: usize = 32;
+
 /// Adds a post to each feed named in `KEYS`, sets a TTL on feeds the add
-/// created (a reader's TTL is left alone), and trims each to length. One
-/// call instead of three pipelined commands per feed: Redis parses, queues
-/// and answers one command, which is most of a small command's cost.
+/// created (a reader's TTL is left alone), and trims each back to length
+/// once it is [`TRIM_SLACK`] over. One call instead of pipelined commands
+/// per feed: Redis parses, queues and answers one command, which is most of
+/// a small command's cost.
 static ADD_TO_FEEDS: std::sync::LazyLock<redis::Script> = std::sync::LazyLock::new(|| {
     redis::Script::new(
         r"
@@ -48,12 +56,13 @@ local member, score, ttl = ARGV[1], ARGV[2], ARGV[3]
 -- Rank 0 is the sentinel when the feed is built: keep it and the newest
 -- max_len posts.
 local keep = tonumber(ARGV[4]) + 1
+local most = keep + tonumber(ARGV[5])
 for _, key in ipairs(KEYS) do
   redis.call('ZADD', key, score, member)
   local n = redis.call('ZCARD', key)
   if n == 1 then
     redis.call('EXPIRE', key, ttl, 'NX')
-  elseif n > keep then
+  elseif n > most then
     redis.call('ZREMRANGEBYRANK', key, 1, n - keep)
   end
 end
@@ -62,8 +71,8 @@ return #KEYS
     )
 });
 
-/// Adds one post to many feeds, trimming each to length; the calls for all
-/// of them are in flight at once.
+/// Adds one post to many feeds, trimming each (see [`TRIM_SLACK`]); the
+/// calls for all of them are in flight at once.
 pub async fn add_to_feeds(
     conn: &(impl ConnectionLike + Clone),
     users: &[Uuid],
@@ -81,7 +90,8 @@ pub async fn add_to_feeds(
             .arg(&member)
             .arg(score)
             .arg(limits.ttl.as_secs())
-            .arg(limits.max_len);
+            .arg(limits.max_len)
+            .arg(TRIM_SLACK);
         let mut conn = conn.clone();
         async move { invocation.invoke_async::<i64>(&mut conn).await }
     });

@@ -147,7 +147,8 @@ impl RedisArgs {
 /// How home feeds are kept; the API and the workers must agree.
 #[derive(Debug, Clone, Args)]
 pub struct FeedArgs {
-    /// Most posts kept in a user's feed in Redis.
+    /// Posts kept in a user's feed in Redis. Fan-out trims in steps, so a
+    /// feed may hold up to 32 more.
     #[arg(long, env = "FANOUT_FEED_MAX_LEN", default_value_t = 800)]
     pub feed_max_len: usize,
     /// A feed nobody reads for this many seconds leaves Redis (it is rebuilt

@@ -4,7 +4,7 @@
 use std::time::Duration;
 
 use fanout_testkit::RedisServer;
-use feed_core::feed_store::{self, FeedLimits, Page};
+use feed_core::feed_store::{self, FeedLimits, Page, TRIM_SLACK};
 use feed_core::keys;
 use redis::aio::MultiplexedConnection;
 use uuid::Uuid;
@@ -49,30 +49,37 @@ async fn fan_out_adds_to_every_feed_keeps_built_feeds_whole_and_trims_to_length(
         .await
         .unwrap();
 
-    let post = Uuid::now_v7();
-    for _ in 0..2 {
-        // Twice, as a redelivered event would: the same state either way.
-        feed_store::add_to_feeds(&conn, &followers, post, 10_000, LIMITS)
-            .await
-            .unwrap();
+    // Enough new posts to take a full feed past its slack.
+    let new: Vec<(Uuid, i64)> = (1..=TRIM_SLACK as i64 + 1)
+        .map(|i| (Uuid::now_v7(), 10_000 + i))
+        .collect();
+    for &(post, score) in &new {
+        for _ in 0..2 {
+            // Twice, as a redelivered event would: the same state either way.
+            feed_store::add_to_feeds(&conn, &followers, post, score, LIMITS)
+                .await
+                .unwrap();
+        }
     }
 
-    // The built feed: still built, the new post in, the oldest trimmed.
-    let page = feed_store::read(&mut conn, reader, None, 10, LIMITS)
+    // The built feed: still built, trimmed back to its length, the newest
+    // posts kept.
+    let page = feed_store::read(&mut conn, reader, None, 100, LIMITS)
         .await
         .unwrap();
-    let mut expected = vec![(post, 10_000)];
-    expected.extend(old[1..].iter().rev().copied());
+    let newest: Vec<(Uuid, i64)> = new.iter().rev().take(LIMITS.max_len).copied().collect();
     assert_eq!(
         page,
         Page::Entries {
-            posts: expected,
+            posts: newest,
             more: false
         }
     );
 
+    // Feeds fan-out created: every post once (within the slack), and a TTL.
     for &user in &followers[1..] {
-        assert_eq!(members(&mut conn, user).await, vec![post.to_string()]);
+        let expected: Vec<String> = new.iter().map(|(id, _)| id.to_string()).collect();
+        assert_eq!(members(&mut conn, user).await, expected);
         let left = ttl(&mut conn, user).await;
         assert!(
             (1..=1_000).contains(&left),

@@ -125,9 +125,9 @@ impl Fanout {
             // Followed again since: keep the posts.
             return Ok(Effect::default());
         }
-        // A feed holds at most `max_len` posts, so no more than that many of
-        // the author's newest posts can be in it.
-        let limit = self.limits.max_len as i64;
+        // A feed holds at most `max_len` posts (and fan-out's slack), so no
+        // more than that many of the author's newest posts can be in it.
+        let limit = (self.limits.max_len + feed_store::TRIM_SLACK) as i64;
         let posts: Vec<Uuid> = db::feed::recent_by_author(&self.db, e.followee_id, limit)
             .await?
             .into_iter()
