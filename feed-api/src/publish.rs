@@ -1,11 +1,11 @@
 //! Getting committed events onto their streams.
 //!
 //! The fast path: after a request commits a change and its outbox row, the
-//! envelope goes to the [`Publisher`], a background task that XADDs batches
-//! and marks them published in one `UPDATE` per batch. The slow path: the
-//! [`relay`] finds outbox rows still unpublished after a grace period (Redis
-//! was down, the process died, the publisher's queue was full) and publishes
-//! them. Either may publish an event twice; consumers are idempotent.
+//! envelope goes to the [`Publisher`], a background task that XADDs batches;
+//! beside it, another marks them published, one `UPDATE` for what queued.
+//! The slow path: the [`relay`] finds outbox rows still unpublished after a
+//! grace period (Redis was down, the process died, the publisher's queue was
+//! full) and publishes them. Either may publish an event twice; consumers are idempotent.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -17,13 +17,17 @@ use sqlx::PgPool;
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, info, warn};
+use uuid::Uuid;
 
 use crate::metrics::Metrics;
 
 /// Events queued for the fast path before the relay is left to catch up.
 const QUEUE_CAPACITY: usize = 10_000;
-/// Most events per XADD pipeline and `UPDATE`.
+/// Most events per XADD pipeline.
 const BATCH_MAX: usize = 256;
+/// Published batches waiting to be marked; past it the relay republishes
+/// them (marking is that far behind only if PostgreSQL is struggling).
+const MARK_QUEUE: usize = 1_024;
 /// Most outbox rows the relay moves per transaction.
 const RELAY_BATCH: i64 = 500;
 /// How often the relay deletes published events past retention.
@@ -61,6 +65,10 @@ pub async fn run_publisher(
     db: PgPool,
     metrics: Arc<Metrics>,
 ) {
+    // Marking runs beside publishing, so the next XADD does not wait for
+    // the last batch's UPDATE and its commit.
+    let (marks, marks_rx) = mpsc::channel(MARK_QUEUE);
+    let marker = tokio::spawn(mark_published(db, marks_rx));
     let mut batch = Vec::with_capacity(BATCH_MAX);
     while rx.recv_many(&mut batch, BATCH_MAX).await > 0 {
         match publish_batch(&redis, &batch).await {
@@ -69,10 +77,10 @@ pub async fn run_publisher(
                     .published
                     .with_label_values(&["fast"])
                     .inc_by(batch.len() as u64);
-                let ids: Vec<_> = batch.iter().map(|e| e.event_id).collect();
-                if let Err(e) = db::outbox::mark_published(&db, &ids).await {
+                let ids: Vec<Uuid> = batch.iter().map(|e| e.event_id).collect();
+                if marks.try_send(ids).is_err() {
                     // The relay will publish them again: harmless duplicates.
-                    warn!(error = %e, "marking events published failed");
+                    debug!("marking queue full; leaving the events to the relay");
                 }
             }
             Err(e) => {
@@ -81,6 +89,21 @@ pub async fn run_publisher(
             }
         }
         batch.clear();
+    }
+    drop(marks);
+    let _ = marker.await;
+}
+
+/// Marks published batches in the outbox, merging those that queued
+/// meanwhile into one `UPDATE`.
+async fn mark_published(db: PgPool, mut rx: mpsc::Receiver<Vec<Uuid>>) {
+    let mut batches = Vec::new();
+    while rx.recv_many(&mut batches, MARK_QUEUE).await > 0 {
+        let ids: Vec<Uuid> = batches.drain(..).flatten().collect();
+        if let Err(e) = db::outbox::mark_published(&db, &ids).await {
+            // The relay will publish them again: harmless duplicates.
+            warn!(error = %e, events = ids.len(), "marking events published failed");
+        }
     }
 }
 
