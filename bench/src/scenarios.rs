@@ -161,6 +161,7 @@ pub async fn fanout(
     workers: u32,
 ) -> anyhow::Result<Fanout> {
     b.stack.workers.scale(workers).await?;
+    b.stack.wait_workers_ready().await?;
     b.wait_drained().await?;
     let before = b.stack.worker_metrics().await?;
     let seen: Arc<Mutex<Vec<Duration>>> = Arc::default();

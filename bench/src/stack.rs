@@ -98,6 +98,28 @@ impl Stack {
         bail!("feed-api did not become ready at {url} within 30 s")
     }
 
+    /// Waits until every running worker answers its readiness probe.
+    pub async fn wait_workers_ready(&self) -> anyhow::Result<()> {
+        let client = reqwest::Client::new();
+        for addr in self.workers.probe_addrs().await {
+            let url = format!("http://{addr}/readyz");
+            let mut ready = false;
+            for _ in 0..300 {
+                if let Ok(r) = client.get(&url).send().await
+                    && r.status().is_success()
+                {
+                    ready = true;
+                    break;
+                }
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+            if !ready {
+                bail!("a worker did not become ready at {url} within 30 s");
+            }
+        }
+        Ok(())
+    }
+
     /// Peak resident memory (high-water mark) of the API and of the largest
     /// worker, in MiB.
     pub async fn rss_mib(&self) -> (f64, f64) {
