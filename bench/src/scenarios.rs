@@ -149,8 +149,13 @@ pub struct Fanout {
 
 /// One post in this many is followed over HTTP into a follower's feed.
 const SAMPLE_EVERY: u64 = 25;
-/// How often a sampled follower's feed is read.
+/// How often a sampled follower's feed is read at first, and for how long.
 const SAMPLE_POLL: Duration = Duration::from_millis(5);
+const SAMPLE_POLL_FAST_FOR: Duration = Duration::from_millis(200);
+/// How often after that, as a client backs off: polling every 5 ms for
+/// 30 s, the thousand samplers of a saturated run would be most of the
+/// API's load. The measure's resolution stays 5 ms below 200 ms.
+const SAMPLE_POLL_SLOW: Duration = Duration::from_millis(50);
 
 /// Posts at `rate` per second for `duration` by random authors, with
 /// `workers` workers fanning out; then waits for every feed.
@@ -207,7 +212,12 @@ pub async fn fanout(
                             sink.lock().expect("not poisoned").push(answered.elapsed());
                             return;
                         }
-                        tokio::time::sleep(SAMPLE_POLL).await;
+                        tokio::time::sleep(if answered.elapsed() < SAMPLE_POLL_FAST_FOR {
+                            SAMPLE_POLL
+                        } else {
+                            SAMPLE_POLL_SLOW
+                        })
+                        .await;
                     }
                 });
             }
