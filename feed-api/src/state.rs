@@ -1,11 +1,11 @@
 //! What every handler shares.
 
-use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use feed_core::bus::{self, Redis, StreamStats};
 use sqlx::PgPool;
-use tokio::sync::Mutex;
 
 use crate::auth::TokenKeys;
 use crate::config::Config;
@@ -17,9 +17,20 @@ use crate::ratelimit::Limits;
 /// How long stream statistics are reused before asking Redis again: feed
 /// reads show freshness without each paying for `XINFO` round trips.
 const STREAM_STATS_MAX_AGE: Duration = Duration::from_millis(500);
+/// Statistics older than the above are still served while a background
+/// refresh runs, so no read waits for one; older than this (Redis down,
+/// refreshes failing) they are not trusted, and a read asks Redis itself.
+const STREAM_STATS_MAX_STALE: Duration = Duration::from_secs(5);
 
 /// Stream statistics and when they were read.
 type CachedStats = (Instant, Arc<Vec<StreamStats>>);
+
+/// The latest stream statistics, and whether a refresh is under way.
+#[derive(Default)]
+struct StatsCache {
+    latest: Mutex<Option<CachedStats>>,
+    refreshing: AtomicBool,
+}
 
 /// Shared by all requests; cheap to clone.
 #[derive(Clone)]
@@ -32,7 +43,7 @@ pub struct AppState {
     pub publisher: Publisher,
     pub posts: PostWriter,
     pub limits: Arc<Limits>,
-    stream_stats: Arc<Mutex<Option<CachedStats>>>,
+    stream_stats: Arc<StatsCache>,
 }
 
 impl AppState {
@@ -58,17 +69,42 @@ impl AppState {
         }
     }
 
-    /// Per-stream statistics, at most [`STREAM_STATS_MAX_AGE`] old.
+    /// Per-stream statistics, refreshed in the background once
+    /// [`STREAM_STATS_MAX_AGE`] old; read from Redis in the request only
+    /// when there are none or they are past [`STREAM_STATS_MAX_STALE`].
     pub async fn stream_stats(&self) -> redis::RedisResult<Arc<Vec<StreamStats>>> {
-        let mut cached = self.stream_stats.lock().await;
-        if let Some((at, stats)) = cached.as_ref()
-            && at.elapsed() < STREAM_STATS_MAX_AGE
-        {
-            return Ok(stats.clone());
+        let latest = self
+            .stream_stats
+            .latest
+            .lock()
+            .expect("never poisoned")
+            .clone();
+        match latest {
+            Some((at, stats)) if at.elapsed() < STREAM_STATS_MAX_STALE => {
+                if at.elapsed() >= STREAM_STATS_MAX_AGE
+                    && !self.stream_stats.refreshing.swap(true, Ordering::AcqRel)
+                {
+                    let state = self.clone();
+                    tokio::spawn(async move {
+                        // A failure leaves the old figures to age out.
+                        let _ = state.fetch_stream_stats().await;
+                        state
+                            .stream_stats
+                            .refreshing
+                            .store(false, Ordering::Release);
+                    });
+                }
+                Ok(stats)
+            }
+            _ => self.fetch_stream_stats().await,
         }
+    }
+
+    async fn fetch_stream_stats(&self) -> redis::RedisResult<Arc<Vec<StreamStats>>> {
         let mut conn = self.redis.conn().await?;
         let stats = Arc::new(bus::stream_stats(&mut conn).await?);
-        *cached = Some((Instant::now(), stats.clone()));
+        *self.stream_stats.latest.lock().expect("never poisoned") =
+            Some((Instant::now(), stats.clone()));
         Ok(stats)
     }
 }
