@@ -267,30 +267,19 @@ async fn main() -> anyhow::Result<()> {
     bench.wait_drained().await?;
     let mut memory = bench.stack.rss_mib().await;
 
-    eprintln!(
-        "fan-out: {} posts/s for {} s ...",
-        params.fanout_rate, params.fanout_secs
-    );
-    let fanout = scenarios::fanout(
-        &bench,
-        params.fanout_rate,
-        Duration::from_secs(params.fanout_secs),
-        params.workers,
-    )
-    .await?;
+    let fanout_at = |rate: f64| {
+        eprintln!("fan-out: {rate} posts/s for {} s ...", params.fanout_secs);
+        scenarios::fanout(
+            &bench,
+            rate,
+            Duration::from_secs(params.fanout_secs),
+            params.workers,
+        )
+    };
+    let fanout = fanout_at(params.fanout_rate).await?;
     let after = bench.stack.rss_mib().await;
     memory = (memory.0.max(after.0), memory.1.max(after.1));
-    eprintln!(
-        "fan-out: {} posts/s for {} s ...",
-        params.fanout_sustainable_rate, params.fanout_secs
-    );
-    let sustainable = scenarios::fanout(
-        &bench,
-        params.fanout_sustainable_rate,
-        Duration::from_secs(params.fanout_secs),
-        params.workers,
-    )
-    .await?;
+    let sustainable = fanout_at(params.fanout_sustainable_rate).await?;
 
     eprintln!(
         "read: {} clients for {} s ...",

@@ -5,6 +5,7 @@
 use std::path::Path;
 
 use anyhow::Context as _;
+use operator::simulate::plot::{self, draw_legend, line_mark};
 use plotters::prelude::*;
 use serde::Serialize;
 use serde_json::{Value, json};
@@ -271,46 +272,22 @@ const BLUE: RGBColor = RGBColor(31, 119, 180);
 const ORANGE: RGBColor = RGBColor(255, 127, 14);
 const GREEN: RGBColor = RGBColor(44, 160, 44);
 
+fn percentiles(stats: &crate::load::Stats) -> [f64; 3] {
+    [stats.p50_ms, stats.p95_ms, stats.p99_ms]
+}
+
 /// `latency.png` (p50/p95/p99 per scenario) and `throughput.png` (completed
 /// requests per second through each load) in `dir`.
 pub fn plots(results: &Results, dir: &Path) -> anyhow::Result<()> {
-    operator::simulate::plot::font()?;
+    plot::font()?;
     std::fs::create_dir_all(dir)?;
     let failed = |e: &dyn std::fmt::Display| anyhow::anyhow!("drawing: {e}");
 
     let groups = [
-        (
-            "write",
-            [
-                results.write.stats.p50_ms,
-                results.write.stats.p95_ms,
-                results.write.stats.p99_ms,
-            ],
-        ),
-        (
-            "read",
-            [
-                results.read.warm.p50_ms,
-                results.read.warm.p95_ms,
-                results.read.warm.p99_ms,
-            ],
-        ),
-        (
-            "fan-out POST",
-            [
-                results.fanout.posts.p50_ms,
-                results.fanout.posts.p95_ms,
-                results.fanout.posts.p99_ms,
-            ],
-        ),
-        (
-            "read, first (rebuilt)",
-            [
-                results.read.cold.p50_ms,
-                results.read.cold.p95_ms,
-                results.read.cold.p99_ms,
-            ],
-        ),
+        ("write", percentiles(&results.write.stats)),
+        ("read", percentiles(&results.read.warm)),
+        ("fan-out POST", percentiles(&results.fanout.posts)),
+        ("read, first (rebuilt)", percentiles(&results.read.cold)),
         (
             "propagation, sustained (HTTP)",
             [
@@ -364,12 +341,7 @@ pub fn plots(results: &Results, dir: &Path) -> anyhow::Result<()> {
             .label(label)
             .legend(move |(x, y)| Rectangle::new([(x, y - 5), (x + 12, y + 5)], colour.filled()));
     }
-    chart
-        .configure_series_labels()
-        .background_style(WHITE.mix(0.8))
-        .border_style(BLACK)
-        .draw()
-        .map_err(|e| failed(&e))?;
+    draw_legend(&mut chart).map_err(|e| failed(&e))?;
     root.present().map_err(|e| failed(&e))?;
 
     let series = [
@@ -417,14 +389,9 @@ pub fn plots(results: &Results, dir: &Path) -> anyhow::Result<()> {
             ))
             .map_err(|e| failed(&e))?
             .label(label)
-            .legend(move |(x, y)| PathElement::new([(x, y), (x + 20, y)], colour.stroke_width(3)));
+            .legend(line_mark(colour));
     }
-    chart
-        .configure_series_labels()
-        .background_style(WHITE.mix(0.8))
-        .border_style(BLACK)
-        .draw()
-        .map_err(|e| failed(&e))?;
+    draw_legend(&mut chart).map_err(|e| failed(&e))?;
     root.present().map_err(|e| failed(&e))?;
     Ok(())
 }

@@ -30,32 +30,25 @@ impl RedisServer {
     /// Starts a server with an append-only file, so a restart keeps its data
     /// as a production Redis would.
     pub fn start() -> RedisServer {
-        let port = free_port();
-        let dir = tempfile::tempdir().expect("a temporary folder for redis");
-        let mut server = RedisServer {
-            port,
-            dir,
-            child: None,
-            tls: None,
-        };
-        server.launch();
-        server
+        RedisServer::launched(None)
     }
 
     /// Starts a server that speaks only TLS, with the server certificate
     /// `ca` signed; clients are not asked for certificates.
     pub fn start_tls(ca: &TestCa) -> RedisServer {
-        let port = free_port();
-        let dir = tempfile::tempdir().expect("a temporary folder for redis");
+        RedisServer::launched(Some(TlsFiles {
+            cert: ca.server_cert(),
+            key: ca.server_key(),
+            ca: ca.ca_cert(),
+        }))
+    }
+
+    fn launched(tls: Option<TlsFiles>) -> RedisServer {
         let mut server = RedisServer {
-            port,
-            dir,
+            port: free_port(),
+            dir: tempfile::tempdir().expect("a temporary folder for redis"),
             child: None,
-            tls: Some(TlsFiles {
-                cert: ca.server_cert(),
-                key: ca.server_key(),
-                ca: ca.ca_cert(),
-            }),
+            tls,
         };
         server.launch();
         server

@@ -20,6 +20,23 @@ const FONT_PATHS: &[&str] = &[
 const WIDTH: u32 = 1200;
 const HEIGHT: u32 = 800;
 
+/// Draws a chart's legend in a framed, translucent box (the simulator's
+/// plots and the bench's share the look).
+pub fn draw_legend<'a, DB: DrawingBackend + 'a, CT: plotters::coord::CoordTranslate>(
+    chart: &mut ChartContext<'a, DB, CT>,
+) -> Result<(), DrawingAreaErrorKind<DB::ErrorType>> {
+    chart
+        .configure_series_labels()
+        .background_style(WHITE.mix(0.8))
+        .border_style(BLACK)
+        .draw()
+}
+
+/// A line series' legend mark: a short, thick line in its colour.
+pub fn line_mark(colour: RGBColor) -> impl Fn((i32, i32)) -> PathElement<(i32, i32)> {
+    move |(x, y)| PathElement::new([(x, y), (x + 20, y)], colour.stroke_width(3))
+}
+
 /// Registers a TrueType font as `sans-serif` for plots' text, once per
 /// process (the benchmark's plots use it too).
 pub fn font() -> Result<(), Error> {
@@ -98,14 +115,9 @@ pub fn draw(title: &str, runs: &[&Run], out: &Path) -> Result<(), Error> {
             ))
             .map_err(|e| failed(&e))?
             .label(run.policy)
-            .legend(move |(x, y)| PathElement::new([(x, y), (x + 20, y)], colour.stroke_width(3)));
+            .legend(line_mark(*colour));
     }
-    chart
-        .configure_series_labels()
-        .background_style(WHITE.mix(0.8))
-        .border_style(BLACK)
-        .draw()
-        .map_err(|e| failed(&e))?;
+    draw_legend(&mut chart).map_err(|e| failed(&e))?;
 
     let mut chart = ChartBuilder::on(&bottom)
         .margin(12)
@@ -130,7 +142,7 @@ pub fn draw(title: &str, runs: &[&Run], out: &Path) -> Result<(), Error> {
                 "{}: {} pod-seconds",
                 run.policy, run.summary.replica_seconds
             ))
-            .legend(move |(x, y)| PathElement::new([(x, y), (x + 20, y)], colour.stroke_width(3)));
+            .legend(line_mark(*colour));
         chart
             .draw_series(LineSeries::new(
                 run.timeline.iter().map(|t| (t.t, t.ready)),
@@ -138,11 +150,6 @@ pub fn draw(title: &str, runs: &[&Run], out: &Path) -> Result<(), Error> {
             ))
             .map_err(|e| failed(&e))?;
     }
-    chart
-        .configure_series_labels()
-        .background_style(WHITE.mix(0.8))
-        .border_style(BLACK)
-        .draw()
-        .map_err(|e| failed(&e))?;
+    draw_legend(&mut chart).map_err(|e| failed(&e))?;
     root.present().map_err(|e| failed(&e))
 }
