@@ -3,7 +3,7 @@
 //! other consumers left pending too long; dead-letter what cannot succeed;
 //! on shutdown, finish the events in hand and stop.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet, VecDeque};
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
@@ -64,9 +64,10 @@ impl Consumer {
     /// Runs until `shutdown` is cancelled, then returns once the events in
     /// hand are applied and acknowledged.
     ///
-    /// Events stream through: a new read goes out as soon as half of the
-    /// `concurrency` slots are free, so one slow event (a post to thousands
-    /// of followers) holds up only its own slot, not the next read.
+    /// Events stream through: at most `concurrency` are handled at once, and
+    /// a new read goes out as soon as half of those slots are free, so one
+    /// slow event (a post to thousands of followers) holds up only its own
+    /// slot, not the next read.
     pub async fn run(self, shutdown: CancellationToken) {
         let streams = feed_core::keys::all_streams();
         let mut conn = self.fanout.redis.clone();
@@ -77,7 +78,14 @@ impl Consumer {
         let mut claim_from: HashMap<String, String> = HashMap::new();
         let mut last_trim = Instant::now();
         let concurrency = self.settings.concurrency.max(1);
+        // Entries read or claimed, waiting for a slot (a read's count is per
+        // stream, so it may bring more than the free slots).
+        let mut waiting: VecDeque<(Delivery, usize)> = VecDeque::new();
         let mut in_flight = FuturesUnordered::new();
+        // Every entry waiting or in flight: a claim must not hand this worker
+        // an entry it is still handling (one slower than the claim's idle
+        // time) a second time.
+        let mut in_hand: HashSet<(String, String)> = HashSet::new();
         let mut finished: HashMap<String, Vec<String>> = HashMap::new();
         let mut read: Option<Read<'_>> = None;
         // After a failed read the next one waits; shutdown need not.
@@ -86,13 +94,12 @@ impl Consumer {
 
         loop {
             let stopping = shutdown.is_cancelled();
-            if stopping && read.is_none() && in_flight.is_empty() {
-                break;
-            }
             if !stopping && read.is_none() {
                 if last_claim.is_none_or(|t| t.elapsed() >= self.settings.claim_interval) {
                     for (delivery, attempts) in self.claim_idle(&streams, &mut claim_from).await {
-                        in_flight.push(self.handle_owned(delivery, attempts));
+                        if in_hand.insert(entry_key(&delivery)) {
+                            waiting.push_back((delivery, attempts));
+                        }
                     }
                     last_claim = Some(Instant::now());
                 }
@@ -100,31 +107,40 @@ impl Consumer {
                     self.trim(&streams).await;
                     last_trim = Instant::now();
                 }
-                let free = concurrency.saturating_sub(in_flight.len());
-                if in_flight.is_empty() || free * 2 >= concurrency {
-                    self.ack(&mut finished).await;
-                    let mut reader = self.reader.clone();
-                    let (streams, consumer) = (&streams, self.settings.consumer.as_str());
-                    let (count, block) = (
-                        free.clamp(1, self.settings.batch_size.max(1)),
-                        self.settings.block,
-                    );
-                    let delay = retry_at.map(|t| t.saturating_duration_since(Instant::now()));
-                    read = Some(Box::pin(async move {
-                        if let Some(delay) = delay {
-                            tokio::time::sleep(delay).await;
-                        }
-                        bus::read_group(&mut reader, consumer, streams, count, block, own_pending)
-                            .await
-                    }));
-                }
+            }
+            while in_flight.len() < concurrency {
+                let Some((delivery, attempts)) = waiting.pop_front() else {
+                    break;
+                };
+                in_flight.push(self.handle_owned(delivery, attempts));
+            }
+            if stopping && read.is_none() && in_flight.is_empty() {
+                break;
+            }
+            let free = concurrency.saturating_sub(in_flight.len());
+            if !stopping && read.is_none() && waiting.is_empty() && free * 2 >= concurrency {
+                self.ack(&mut finished).await;
+                let mut reader = self.reader.clone();
+                let (streams, consumer) = (&streams, self.settings.consumer.as_str());
+                let (count, block) = (
+                    free.clamp(1, self.settings.batch_size.max(1)),
+                    self.settings.block,
+                );
+                let delay = retry_at.map(|t| t.saturating_duration_since(Instant::now()));
+                read = Some(Box::pin(async move {
+                    if let Some(delay) = delay {
+                        tokio::time::sleep(delay).await;
+                    }
+                    bus::read_group(&mut reader, consumer, streams, count, block, own_pending).await
+                }));
             }
             tokio::select! {
                 Some((delivery, outcome)) = in_flight.next(), if !in_flight.is_empty() => {
+                    in_hand.remove(&entry_key(&delivery));
                     if outcome != Outcome::Retry {
                         finished.entry(delivery.stream).or_default().push(delivery.entry_id);
                     }
-                    if in_flight.is_empty() {
+                    if in_flight.is_empty() && waiting.is_empty() {
                         self.ack(&mut finished).await;
                     }
                 }
@@ -138,7 +154,8 @@ impl Consumer {
                                 self.metrics.batch_size.observe(batch.len() as f64);
                             }
                             for delivery in batch {
-                                in_flight.push(self.handle_owned(delivery, 1));
+                                in_hand.insert(entry_key(&delivery));
+                                waiting.push_back((delivery, 1));
                             }
                         }
                         Err(e) if bus::is_missing_group(&e) => {
@@ -354,6 +371,11 @@ impl Consumer {
             }
         }
     }
+}
+
+/// An entry's identity across streams.
+fn entry_key(delivery: &Delivery) -> (String, String) {
+    (delivery.stream.clone(), delivery.entry_id.clone())
 }
 
 /// How long to wait before reading again after a failed read.

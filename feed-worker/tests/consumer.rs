@@ -499,3 +499,72 @@ async fn the_worker_serves_its_probes_and_metrics(db: PgPool) {
     assert!(metrics.contains("fanout_worker_feed_writes_total 1"));
     worker.stop().await;
 }
+
+#[sqlx::test(migrator = "feed_core::db::MIGRATOR")]
+async fn an_event_slower_than_the_claim_idle_time_is_handled_once(db: PgPool) {
+    use feed_worker::consumer::{Consumer, Settings};
+    use feed_worker::metrics::Metrics;
+
+    let redis = RedisServer::start();
+    let conn = connect(&redis).await;
+    let author = user(&db, "author").await;
+    let mut followers = Vec::new();
+    for i in 0..100 {
+        let f = user(&db, &format!("follower{i}")).await;
+        follow(&db, f, author).await;
+        followers.push(f);
+    }
+    let (post_id, envelope) = post(&db, author, "to many").await;
+    bus::publish(&mut conn.clone(), &[envelope]).await.unwrap();
+
+    let metrics = std::sync::Arc::new(Metrics::new());
+    let consumer = Consumer {
+        settings: Settings {
+            consumer: "slow".into(),
+            batch_size: 8,
+            concurrency: 4,
+            block: Duration::from_millis(50),
+            // Far shorter than the post takes: a chunk of one follower at a
+            // time is hundreds of round trips.
+            claim_idle: Duration::from_millis(1),
+            claim_interval: Duration::from_millis(20),
+            max_deliveries: 3,
+            trim_interval: Duration::from_secs(60),
+        },
+        fanout: Fanout {
+            chunk: 1,
+            ..fanout(&db, &conn)
+        },
+        reader: conn.clone(),
+        db: db.clone(),
+        metrics: metrics.clone(),
+    };
+    let shutdown = CancellationToken::new();
+    let task = tokio::spawn(consumer.run(shutdown.clone()));
+    let stream = keys::stream(feed_core::events::EventType::PostCreated);
+    eventually(
+        DEADLINE,
+        "the post in every feed and acknowledged",
+        || async {
+            for f in &followers {
+                if feed(&conn, *f).await != vec![post_id] {
+                    return None;
+                }
+            }
+            (pending(&conn, &stream).await == 0).then_some(())
+        },
+    )
+    .await;
+    shutdown.cancel();
+    tokio::time::timeout(DEADLINE, task).await.unwrap().unwrap();
+
+    // Claimed back while in hand (its idle time passed), but not handled a
+    // second time beside the first, and never dead-lettered.
+    assert!(metrics.claimed.get() >= 1, "the claim did happen");
+    let handled = metrics
+        .events
+        .with_label_values(&["post.created", "ok"])
+        .get();
+    assert_eq!(handled, 1);
+    assert_eq!(db::dead_letters::count(&db).await.unwrap(), 0);
+}
