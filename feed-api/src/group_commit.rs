@@ -8,9 +8,10 @@
 //! rows it carries, so posts per second grow with the batch, while no post
 //! waits longer than one statement ahead of it.
 //!
-//! A batch is atomic: if it fails (an author deleted meanwhile, a
-//! constraint, PostgreSQL down) its posts are retried one by one, so each
-//! request gets its own answer and one bad post fails nobody else's.
+//! A batch is atomic: if PostgreSQL refuses it (an author deleted
+//! meanwhile) its posts are retried one by one, so each request gets its own
+//! answer and one bad post fails nobody else's. If PostgreSQL cannot be
+//! reached, every request of the batch gets that failure at once.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -89,40 +90,46 @@ async fn run(db: PgPool, mut rx: mpsc::Receiver<(NewPost, Reply)>, batch_sizes: 
 }
 
 async fn write(db: &PgPool, items: Vec<(NewPost, Reply)>) {
-    let mut pending = items;
-    if pending.len() > 1 {
-        let posts: Vec<NewPost> = pending.iter().map(|(post, _)| post.clone()).collect();
-        match db::posts::insert_many_with_events(db, &posts).await {
-            Ok(written) => {
-                let mut written: HashMap<Uuid, Post> =
-                    written.into_iter().map(|p| (p.id, p)).collect();
-                let mut rest = Vec::new();
-                for (post, reply) in pending {
-                    match written.remove(&post.id) {
-                        Some(row) => {
-                            let _ = reply.send(Ok(row));
-                        }
-                        None => rest.push((post, reply)),
-                    }
-                }
-                pending = rest;
+    let (posts, replies): (Vec<NewPost>, Vec<Reply>) = items.into_iter().unzip();
+    // The requester may have gone; the post stands regardless.
+    match db::posts::insert_many_with_events(db, &posts).await {
+        Ok(written) => {
+            let mut written: HashMap<Uuid, Post> = written.into_iter().map(|p| (p.id, p)).collect();
+            for (post, reply) in posts.iter().zip(replies) {
+                let _ = reply.send(written.remove(&post.id).ok_or(sqlx::Error::RowNotFound));
             }
-            Err(e) => {
-                debug!(error = %e, posts = pending.len(), "group insert failed; inserting one by one");
+        }
+        // PostgreSQL refused the batch (an author deleted meanwhile): one
+        // post is to blame, so each goes alone and gets its own answer.
+        Err(e) if posts.len() > 1 && e.as_database_error().is_some() => {
+            debug!(error = %e, posts = posts.len(), "group insert refused; inserting one by one");
+            for (post, reply) in posts.iter().zip(replies) {
+                let one = db::posts::insert_many_with_events(db, std::slice::from_ref(post))
+                    .await
+                    .and_then(|mut rows| rows.pop().ok_or(sqlx::Error::RowNotFound));
+                let _ = reply.send(one);
+            }
+        }
+        // Not the posts' fault (PostgreSQL unreachable, the pool timed
+        // out): retrying each would only make every request wait longer.
+        Err(e) => {
+            let mut replies = replies.into_iter();
+            if let Some(first) = replies.next() {
+                for reply in replies {
+                    let _ = reply.send(Err(same_failure(&e)));
+                }
+                let _ = first.send(Err(e));
             }
         }
     }
-    for (post, reply) in pending {
-        let result = db::posts::insert_with_event(
-            db,
-            post.id,
-            post.author_id,
-            &post.content,
-            post.created_at,
-            &post.event,
-        )
-        .await;
-        // The requester may have gone; the post stands regardless.
-        let _ = reply.send(result);
+}
+
+/// An error for another request of a batch that failed with `e` (sqlx's
+/// errors cannot be cloned), still read as "unavailable" when `e` is.
+fn same_failure(e: &sqlx::Error) -> sqlx::Error {
+    if db::is_unavailable(e) {
+        sqlx::Error::Io(std::io::Error::other(e.to_string()))
+    } else {
+        sqlx::Error::Protocol(e.to_string())
     }
 }

@@ -39,41 +39,6 @@ pub async fn insert(
     .await
 }
 
-/// Inserts a post and its `post.created` event in one statement (atomic, one
-/// round trip, no explicit transaction); an unknown author is a
-/// foreign-key violation and writes neither.
-pub async fn insert_with_event(
-    db: impl PgExecutor<'_>,
-    id: Uuid,
-    author_id: Uuid,
-    content: &str,
-    created_at: DateTime<Utc>,
-    event: &crate::events::Envelope,
-) -> sqlx::Result<Post> {
-    let envelope = serde_json::to_value(event).expect("an envelope always serializes");
-    sqlx::query_as!(
-        Post,
-        r#"WITH p AS (
-             INSERT INTO posts (id, author_id, content, created_at) VALUES ($1, $2, $3, $4)
-             RETURNING id, author_id, content, like_count, created_at),
-           o AS (
-             INSERT INTO outbox (event_id, event_type, envelope, created_at)
-             VALUES ($5, $6, $7, $8))
-           SELECT p.id, p.author_id, u.handle AS author_handle, p.content, p.like_count, p.created_at
-           FROM p JOIN users u ON u.id = p.author_id"#,
-        id,
-        author_id,
-        content,
-        created_at,
-        event.event_id,
-        event.event_type,
-        envelope,
-        event.occurred_at
-    )
-    .fetch_one(db)
-    .await
-}
-
 /// A post to insert with its `post.created` event.
 #[derive(Debug, Clone)]
 pub struct NewPost {
