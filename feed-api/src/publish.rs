@@ -28,6 +28,9 @@ const BATCH_MAX: usize = 256;
 /// Published batches waiting to be marked; past it the relay republishes
 /// them (marking is that far behind only if PostgreSQL is struggling).
 const MARK_QUEUE: usize = 1_024;
+/// Most batches merged into one `UPDATE` (16 × 256 ids at most), so a
+/// backlog is marked in statements of bounded size.
+const MARK_MERGE: usize = 16;
 /// Most outbox rows the relay moves per transaction.
 const RELAY_BATCH: i64 = 500;
 /// How often the relay deletes published events past retention.
@@ -79,8 +82,9 @@ pub async fn run_publisher(
                     .inc_by(batch.len() as u64);
                 let ids: Vec<Uuid> = batch.iter().map(|e| e.event_id).collect();
                 if marks.try_send(ids).is_err() {
-                    // The relay will publish them again: harmless duplicates.
-                    debug!("marking queue full; leaving the events to the relay");
+                    // The relay will publish them again: harmless duplicates,
+                    // but a sign PostgreSQL is falling behind.
+                    warn!("marking queue full; the relay will publish these events again");
                 }
             }
             Err(e) => {
@@ -98,7 +102,7 @@ pub async fn run_publisher(
 /// meanwhile into one `UPDATE`.
 async fn mark_published(db: PgPool, mut rx: mpsc::Receiver<Vec<Uuid>>) {
     let mut batches = Vec::new();
-    while rx.recv_many(&mut batches, MARK_QUEUE).await > 0 {
+    while rx.recv_many(&mut batches, MARK_MERGE).await > 0 {
         let ids: Vec<Uuid> = batches.drain(..).flatten().collect();
         if let Err(e) = db::outbox::mark_published(&db, &ids).await {
             // The relay will publish them again: harmless duplicates.

@@ -30,6 +30,9 @@ type CachedStats = (Instant, Arc<Vec<StreamStats>>);
 struct StatsCache {
     latest: Mutex<Option<CachedStats>>,
     refreshing: AtomicBool,
+    /// Held by a request reading the statistics itself, so the others
+    /// wait for its result instead of each asking Redis.
+    reading: tokio::sync::Mutex<()>,
 }
 
 /// Shared by all requests; cheap to clone.
@@ -84,27 +87,39 @@ impl AppState {
                 if at.elapsed() >= STREAM_STATS_MAX_AGE
                     && !self.stream_stats.refreshing.swap(true, Ordering::AcqRel)
                 {
-                    let state = self.clone();
+                    let (redis, cache) = (self.redis.clone(), self.stream_stats.clone());
                     tokio::spawn(async move {
                         // A failure leaves the old figures to age out.
-                        let _ = state.fetch_stream_stats().await;
-                        state
-                            .stream_stats
-                            .refreshing
-                            .store(false, Ordering::Release);
+                        let _ = cache.refresh(&redis).await;
+                        cache.refreshing.store(false, Ordering::Release);
                     });
                 }
                 Ok(stats)
             }
-            _ => self.fetch_stream_stats().await,
+            _ => {
+                let _reading = self.stream_stats.reading.lock().await;
+                let latest = self
+                    .stream_stats
+                    .latest
+                    .lock()
+                    .expect("never poisoned")
+                    .clone();
+                match latest {
+                    // Another request read them while this one waited.
+                    Some((at, stats)) if at.elapsed() < STREAM_STATS_MAX_AGE => Ok(stats),
+                    _ => self.stream_stats.refresh(&self.redis).await,
+                }
+            }
         }
     }
+}
 
-    async fn fetch_stream_stats(&self) -> redis::RedisResult<Arc<Vec<StreamStats>>> {
-        let mut conn = self.redis.conn().await?;
+impl StatsCache {
+    /// Reads the statistics from Redis and keeps them.
+    async fn refresh(&self, redis: &Redis) -> redis::RedisResult<Arc<Vec<StreamStats>>> {
+        let mut conn = redis.conn().await?;
         let stats = Arc::new(bus::stream_stats(&mut conn).await?);
-        *self.stream_stats.latest.lock().expect("never poisoned") =
-            Some((Instant::now(), stats.clone()));
+        *self.latest.lock().expect("never poisoned") = Some((Instant::now(), stats.clone()));
         Ok(stats)
     }
 }
