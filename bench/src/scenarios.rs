@@ -393,14 +393,24 @@ pub async fn drain(b: &Bench, events: usize) -> anyhow::Result<Drain> {
 /// How many times Redis has rewritten its append-only file since it
 /// started, from `INFO persistence`.
 pub async fn redis_aof_rewrites(conn: &mut impl redis::aio::ConnectionLike) -> anyhow::Result<u64> {
-    let info: String = redis::cmd("INFO")
-        .arg("persistence")
-        .query_async(conn)
-        .await?;
+    let info = redis_info(conn, "persistence").await?;
+    Ok(info_field(&info, "aof_rewrites")?.parse()?)
+}
+
+/// One section of Redis' `INFO`.
+async fn redis_info(
+    conn: &mut impl redis::aio::ConnectionLike,
+    section: &str,
+) -> anyhow::Result<String> {
+    Ok(redis::cmd("INFO").arg(section).query_async(conn).await?)
+}
+
+/// The value of a `key:value` line of an `INFO` section.
+fn info_field<'a>(info: &'a str, key: &str) -> anyhow::Result<&'a str> {
     info.lines()
-        .find_map(|l| l.strip_prefix("aof_rewrites:"))
-        .and_then(|v| v.trim().parse().ok())
-        .context("no aof_rewrites in Redis' INFO persistence")
+        .find_map(|l| l.strip_prefix(key)?.strip_prefix(':'))
+        .map(str::trim)
+        .with_context(|| format!("no {key} in Redis' INFO"))
 }
 
 /// Zeroes Redis' per-command statistics.
@@ -418,36 +428,19 @@ pub async fn redis_usec_per_call(
     conn: &mut impl redis::aio::ConnectionLike,
     command: &str,
 ) -> anyhow::Result<f64> {
-    let info: String = redis::cmd("INFO")
-        .arg("commandstats")
-        .query_async(conn)
-        .await?;
-    let prefix = format!("cmdstat_{command}:");
-    info.lines()
-        .find_map(|l| l.strip_prefix(&prefix))
-        .and_then(|fields| {
-            fields
-                .split(',')
-                .find_map(|f| f.strip_prefix("usec_per_call="))
-        })
-        .and_then(|v| v.trim().parse().ok())
-        .with_context(|| format!("no {command} in Redis' INFO commandstats"))
+    let info = redis_info(conn, "commandstats").await?;
+    info_field(&info, &format!("cmdstat_{command}"))?
+        .split(',')
+        .find_map(|f| f.strip_prefix("usec_per_call="))
+        .with_context(|| format!("no usec_per_call for {command} in Redis' INFO"))?
+        .parse()
+        .map_err(Into::into)
 }
 
 /// The CPU time Redis has used since it started (all its threads), from
 /// `INFO cpu`.
 async fn redis_cpu_seconds(conn: &mut impl redis::aio::ConnectionLike) -> anyhow::Result<f64> {
-    let info: String = redis::cmd("INFO").arg("cpu").query_async(conn).await?;
-    let field = |name: &str| {
-        info.lines()
-            .find_map(|l| {
-                l.strip_prefix(name)?
-                    .strip_prefix(':')?
-                    .trim()
-                    .parse::<f64>()
-                    .ok()
-            })
-            .with_context(|| format!("no {name} in Redis' INFO cpu"))
-    };
-    Ok(field("used_cpu_user")? + field("used_cpu_sys")?)
+    let info = redis_info(conn, "cpu").await?;
+    Ok(info_field(&info, "used_cpu_user")?.parse::<f64>()?
+        + info_field(&info, "used_cpu_sys")?.parse::<f64>()?)
 }

@@ -85,37 +85,13 @@ impl Stack {
     }
 
     async fn wait_ready(&self) -> anyhow::Result<()> {
-        let client = reqwest::Client::new();
-        let url = format!("{}/readyz", self.api_url);
-        for _ in 0..300 {
-            if let Ok(r) = client.get(&url).send().await
-                && r.status().is_success()
-            {
-                return Ok(());
-            }
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
-        bail!("feed-api did not become ready at {url} within 30 s")
+        wait_ready_at(&format!("{}/readyz", self.api_url)).await
     }
 
     /// Waits until every running worker answers its readiness probe.
     pub async fn wait_workers_ready(&self) -> anyhow::Result<()> {
-        let client = reqwest::Client::new();
         for addr in self.workers.probe_addrs().await {
-            let url = format!("http://{addr}/readyz");
-            let mut ready = false;
-            for _ in 0..300 {
-                if let Ok(r) = client.get(&url).send().await
-                    && r.status().is_success()
-                {
-                    ready = true;
-                    break;
-                }
-                tokio::time::sleep(Duration::from_millis(100)).await;
-            }
-            if !ready {
-                bail!("a worker did not become ready at {url} within 30 s");
-            }
+            wait_ready_at(&format!("http://{addr}/readyz")).await?;
         }
         Ok(())
     }
@@ -269,6 +245,20 @@ impl WorkerMetrics {
         }
         Some(previous.0)
     }
+}
+
+/// Waits up to 30 s for a readiness probe to answer with success.
+async fn wait_ready_at(url: &str) -> anyhow::Result<()> {
+    let client = reqwest::Client::new();
+    for _ in 0..300 {
+        if let Ok(r) = client.get(url).send().await
+            && r.status().is_success()
+        {
+            return Ok(());
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    bail!("nothing ready at {url} within 30 s")
 }
 
 #[cfg(test)]

@@ -129,3 +129,32 @@ async fn fan_out_works_again_after_redis_forgets_its_scripts() {
         .unwrap();
     assert_eq!(members(&mut conn, user).await.len(), 2);
 }
+
+#[tokio::test]
+async fn a_feed_fan_out_created_is_trimmed_once_past_its_slack() {
+    let redis = RedisServer::start();
+    let mut conn = connect(&redis).await;
+    let user = Uuid::now_v7();
+    let posts: Vec<Uuid> = (0..LIMITS.max_len + TRIM_SLACK + 2)
+        .map(|_| Uuid::now_v7())
+        .collect();
+    for (i, post) in posts.iter().enumerate() {
+        feed_store::add_to_feeds(&conn, &[user], *post, 1_000 + i as i64, LIMITS)
+            .await
+            .unwrap();
+    }
+    let kept = members(&mut conn, user).await;
+    // Not built, so never served as it is (a reader rebuilds it); trimmed
+    // all the same, the newest posts kept.
+    assert!(
+        kept.len() <= LIMITS.max_len + 1 + TRIM_SLACK,
+        "{}",
+        kept.len()
+    );
+    assert!(kept.len() < posts.len());
+    let newest: Vec<String> = posts[posts.len() - LIMITS.max_len..]
+        .iter()
+        .map(Uuid::to_string)
+        .collect();
+    assert_eq!(kept[kept.len() - LIMITS.max_len..], newest[..]);
+}
