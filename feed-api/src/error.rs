@@ -76,6 +76,11 @@ impl ApiError {
         ApiError::NotFound(format!("no {kind} with id '{id}'"))
     }
 
+    /// A 401 for a validly signed token whose account was deleted since.
+    pub fn account_gone() -> ApiError {
+        ApiError::Unauthorized("the token's user no longer exists".into())
+    }
+
     fn status(&self) -> StatusCode {
         match self {
             ApiError::Invalid { .. } => StatusCode::UNPROCESSABLE_ENTITY,

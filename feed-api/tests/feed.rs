@@ -6,6 +6,7 @@ mod common;
 use common::{DEADLINE, Stack, eventually, ids};
 use reqwest::Method;
 use sqlx::PgPool;
+use uuid::Uuid;
 
 #[sqlx::test(migrator = "feed_core::db::MIGRATOR")]
 async fn followers_feeds_converge_and_the_author_sees_their_post_at_once(db: PgPool) {
@@ -196,6 +197,83 @@ async fn feed_and_list_pages_are_complete_and_disjoint(db: PgPool) {
         assert_eq!(seen, expected, "{path}: every item once, newest first");
         assert_eq!(pages, 3, "{path}");
     }
+    stack.stop().await;
+}
+
+#[sqlx::test(migrator = "feed_core::db::MIGRATOR")]
+async fn a_celebritys_posts_are_pulled_into_followers_feeds_in_order(db: PgPool) {
+    // With a threshold of 2 followers, `star` is a celebrity: workers skip
+    // their posts, and feeds merge them in at read time.
+    const THRESHOLD: i64 = 2;
+    let mut stack = Stack::api_only_with(db, |c| c.feed.celebrity_threshold = THRESHOLD).await;
+    stack.start_worker_with("worker-1", |c| c.feed.celebrity_threshold = THRESHOLD);
+    let star = stack.signup("star").await;
+    let dave = stack.signup("dave").await;
+    let alice = stack.signup("alice").await;
+    let bob = stack.signup("bob").await;
+    stack.follow(&alice, &star).await;
+    stack.follow(&bob, &star).await;
+    stack.follow(&bob, &dave).await;
+
+    let mut posted = Vec::new();
+    let mut by_star = Vec::new();
+    for i in 0..21 {
+        let author = match i % 3 {
+            0 => &star,
+            1 => &dave,
+            _ if i == 5 => &bob,
+            _ => &star,
+        };
+        let id = stack.post(author, &format!("post {i}")).await;
+        if author.id == star.id {
+            by_star.push(id);
+        }
+        posted.push((author.id, id));
+    }
+    posted.reverse();
+    by_star.reverse();
+    let by_dave: Vec<Uuid> = posted
+        .iter()
+        .filter(|(a, _)| *a == dave.id)
+        .map(|(_, id)| *id)
+        .collect();
+    eventually(DEADLINE, "fan-out of dave's posts", || async {
+        (stack.cached_feed(&bob).await == by_dave).then_some(())
+    })
+    .await;
+    assert!(
+        stack.cached_feed(&alice).await.is_empty(),
+        "a celebrity's posts are not fanned out"
+    );
+
+    // Small pages, so pushed, pulled and own posts interleave across pages.
+    let mut seen = Vec::new();
+    let mut cursor: Option<String> = None;
+    for _ in 0..20 {
+        let query = match &cursor {
+            Some(c) => format!("?limit=4&cursor={c}"),
+            None => "?limit=4".to_owned(),
+        };
+        let page = stack.feed(&bob, &query).await;
+        seen.extend(ids(&page));
+        cursor = page["next_cursor"].as_str().map(str::to_owned);
+        if cursor.is_none() {
+            break;
+        }
+    }
+    let expected: Vec<Uuid> = posted.iter().map(|(_, id)| *id).collect();
+    assert_eq!(seen, expected, "every post once, newest first");
+    assert_eq!(stack.feed_ids(&alice).await, by_star);
+
+    // Unfollowing a celebrity takes their posts out of the feed at once.
+    stack
+        .call(&bob, Method::POST, &format!("/users/{}/unfollow", star.id))
+        .await;
+    let left: Vec<Uuid> = expected
+        .into_iter()
+        .filter(|id| !by_star.contains(id))
+        .collect();
+    assert_eq!(stack.feed_ids(&bob).await, left);
     stack.stop().await;
 }
 

@@ -2,7 +2,7 @@
 //! read time (the caller's own posts and followed celebrities'), hydrated
 //! and filtered against PostgreSQL.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
 
 use axum::extract::State;
 use chrono::{DateTime, Utc};
@@ -16,7 +16,7 @@ use uuid::Uuid;
 
 use super::posts::PostView;
 use super::{PageQuery, cursor_after};
-use crate::auth::{AuthUser, SignedCaller};
+use crate::auth::SignedCaller;
 use crate::error::{ApiError, Problem};
 use crate::extract::ApiQuery;
 use crate::state::AppState;
@@ -78,7 +78,8 @@ async fn home_feed(
     .map(axum::Json)
 }
 
-/// A page built from Redis and PostgreSQL together.
+/// A page built from Redis and PostgreSQL together: the pushed feed from
+/// Redis, then one query that checks the caller, pulls and hydrates.
 async fn page(
     state: &AppState,
     caller: SignedCaller,
@@ -91,23 +92,8 @@ async fn page(
     // when hydrated.
     let want = limit + limit / 2 + 4;
 
-    // The caller's account, the pushed feed (Redis) and the pulled posts
-    // (PostgreSQL) do not depend on each other: read them at once.
-    let (caller, cached, pulled_rows) = tokio::join!(
-        AuthUser::verify(state, caller),
-        read_cached(state, caller.id, before, want),
-        db::feed::pulled(
-            &state.db,
-            caller.id,
-            threshold,
-            before.map(|b| b.0),
-            want as i64,
-        )
-    );
-    let caller = caller?;
-    let pulled_rows = pulled_rows?;
-    let (pushed, source) = match cached {
-        Ok(Some(page)) => (page, "cache"),
+    let (pushed, source, rebuilt) = match read_cached(state, caller.id, before, want).await {
+        Ok(Some(page)) => (page, "cache", None),
         Ok(None) => {
             let all = db::feed::fanned_out(&state.db, caller.id, threshold, limits.max_len as i64)
                 .await?;
@@ -115,54 +101,52 @@ async fn page(
                 .iter()
                 .map(|e| (e.post_id, feed_store::score(e.created_at)))
                 .collect();
-            if let Ok(mut conn) = state.redis.conn().await
-                && let Err(e) = feed_store::rebuild(&mut conn, caller.id, &scored, limits).await
-            {
-                tracing::warn!(error = %e, "rebuilding a feed in Redis failed");
-            }
-            (from_database(all, before, want), "rebuilt")
+            (from_database(all, before, want), "rebuilt", Some(scored))
         }
         Err(e) => {
             tracing::warn!(error = %e, "Redis unavailable; reading the feed from PostgreSQL");
             let all = db::feed::fanned_out(&state.db, caller.id, threshold, limits.max_len as i64)
                 .await?;
-            (from_database(all, before, want), "database")
+            (from_database(all, before, want), "database", None)
         }
     };
+    let rows = db::feed::page(
+        &state.db,
+        caller.id,
+        threshold,
+        before.map(|b| b.0),
+        want as i64,
+        &pushed.entries,
+    )
+    .await?;
+    if !rows.viewer_exists {
+        return Err(ApiError::account_gone());
+    }
+    // Written back only now, so a deleted account's token cannot leave
+    // an (empty) feed behind.
+    if let Some(scored) = rebuilt
+        && let Ok(mut conn) = state.redis.conn().await
+        && let Err(e) = feed_store::rebuild(&mut conn, caller.id, &scored, limits).await
+    {
+        tracing::warn!(error = %e, "rebuilding a feed in Redis failed");
+    }
     state.metrics.feed_reads.with_label_values(&[source]).inc();
-    let pulled = Source {
-        more: pulled_rows.len() == want,
-        entries: pulled_rows.into_iter().map(|e| e.post_id).collect(),
-    };
 
     // Nothing older than the oldest entry read from a source that has more
     // may be returned: that source's unread entries could be newer.
-    let horizon = [&pushed, &pulled]
-        .iter()
-        .filter(|s| s.more)
-        .filter_map(|s| s.entries.iter().min().copied())
-        .max();
-    let candidates: Vec<Uuid> = {
-        let mut ids: Vec<Uuid> = pushed
-            .entries
-            .iter()
-            .chain(&pulled.entries)
-            .copied()
-            .collect();
-        ids.sort_unstable_by(|a, b| b.cmp(a));
-        ids.dedup();
-        ids
-    };
-    let mut visible: HashMap<Uuid, db::posts::Post> =
-        db::posts::visible_in_feed(&state.db, caller.id, &candidates)
-            .await?
-            .into_iter()
-            .map(|p| (p.id, p))
-            .collect();
-    let ordered: BTreeMap<std::cmp::Reverse<Uuid>, db::posts::Post> = candidates
-        .iter()
-        .filter(|id| horizon.is_none_or(|h| **id >= h))
-        .filter_map(|id| visible.remove(id).map(|p| (std::cmp::Reverse(*id), p)))
+    let pushed_horizon = pushed
+        .more
+        .then(|| pushed.entries.iter().min().copied())
+        .flatten();
+    let pulled_horizon = (rows.pulled == want)
+        .then_some(rows.oldest_pulled)
+        .flatten();
+    let horizon = pushed_horizon.max(pulled_horizon);
+    let ordered: BTreeMap<std::cmp::Reverse<Uuid>, db::posts::Post> = rows
+        .visible
+        .into_iter()
+        .filter(|p| horizon.is_none_or(|h| p.id >= h))
+        .map(|p| (std::cmp::Reverse(p.id), p))
         .collect();
     let more_after_page = ordered.len() > limit || horizon.is_some();
     let items: Vec<PostView> = ordered

@@ -56,7 +56,7 @@ pub fn cursor_after(at: DateTime<Utc>, id: Uuid) -> String {
 /// means the token outlived its user.
 pub fn caller_gone(e: sqlx::Error) -> ApiError {
     if feed_core::db::is_foreign_key_violation(&e) {
-        ApiError::Unauthorized("the token's user no longer exists".into())
+        ApiError::account_gone()
     } else {
         e.into()
     }

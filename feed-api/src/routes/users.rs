@@ -127,7 +127,7 @@ async fn get_me(
 ) -> Result<axum::Json<UserView>, ApiError> {
     let user = db::users::by_id(&state.db, caller.id)
         .await?
-        .ok_or_else(|| ApiError::Unauthorized("the token's user no longer exists".into()))?;
+        .ok_or_else(ApiError::account_gone)?;
     Ok(axum::Json(user.into()))
 }
 
@@ -154,9 +154,7 @@ async fn delete_me(
 ) -> Result<StatusCode, ApiError> {
     let stored = db::users::password_hash(&state.db, caller.id).await?;
     if stored.is_none() {
-        return Err(ApiError::Unauthorized(
-            "the token's user no longer exists".into(),
-        ));
+        return Err(ApiError::account_gone());
     }
     if body.password.len() > validate::PASSWORD_MAX_BYTES
         || !verify_password(body.password, stored).await?
@@ -165,9 +163,7 @@ async fn delete_me(
     }
     let mut tx = state.db.begin().await?;
     let Some(posts) = db::users::delete(&mut tx, caller.id).await? else {
-        return Err(ApiError::Unauthorized(
-            "the token's user no longer exists".into(),
-        ));
+        return Err(ApiError::account_gone());
     };
     // Each post leaves the feeds and caches it reached.
     let mut events = Vec::with_capacity(posts.len());

@@ -123,7 +123,16 @@ impl Stack {
     }
 
     pub fn start_worker(&mut self, name: &str) {
-        let config = feed_worker::config::Config::try_parse_from([
+        self.start_worker_with(name, |_| {});
+    }
+
+    /// A worker with settings changed by `adjust`.
+    pub fn start_worker_with(
+        &mut self,
+        name: &str,
+        adjust: impl FnOnce(&mut feed_worker::config::Config),
+    ) {
+        let mut config = feed_worker::config::Config::try_parse_from([
             "feed-worker",
             "--database-url",
             "postgres://unused",
@@ -141,6 +150,7 @@ impl Stack {
             "200",
         ])
         .unwrap();
+        adjust(&mut config);
         let shutdown = CancellationToken::new();
         let handle = tokio::spawn(feed_worker::run(config, self.db.clone(), shutdown.clone()));
         self.workers.push(Task { shutdown, handle });

@@ -5,6 +5,8 @@ use chrono::{DateTime, Utc};
 use sqlx::PgExecutor;
 use uuid::Uuid;
 
+use super::posts::Post;
+
 /// A feed entry: a post id and its creation time (the feed's sort key).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Entry {
@@ -41,36 +43,111 @@ pub async fn fanned_out(
     .await
 }
 
-/// The newest posts before `before` that `user`'s feed pulls at read time
-/// rather than receiving by fan-out: their own (read-your-writes) and those of
-/// the celebrities they follow.
-pub async fn pulled(
+/// What PostgreSQL contributes to one page of a home feed, read in one
+/// statement: a feed read is the hottest request, and each extra round trip
+/// costs a connection and CPU on every layer.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PageRows {
+    /// False when the viewer's account no longer exists (a token outlives
+    /// an account deleted after it was issued).
+    pub viewer_exists: bool,
+    /// How many posts were pulled (at most the `want` asked for).
+    pub pulled: usize,
+    /// The oldest pulled post, if any.
+    pub oldest_pulled: Option<Uuid>,
+    /// The candidates the viewer may see now, in no particular order: the
+    /// pushed ids still visible (not deleted, author still followed) and
+    /// every pulled post.
+    pub visible: Vec<Post>,
+}
+
+/// Reads a page's posts for `viewer`: it pulls the newest `want` posts before
+/// `before` that are read at read time rather than received by fan-out
+/// (their own, for read-your-writes, and those of the celebrities they
+/// follow), and hydrates them together with `pushed`, the ids read from
+/// the viewer's fanned-out feed, dropping those no longer visible.
+pub async fn page(
     db: impl PgExecutor<'_>,
-    user: Uuid,
+    viewer: Uuid,
     celebrity_threshold: i64,
     before: Option<Uuid>,
-    limit: i64,
-) -> sqlx::Result<Vec<Entry>> {
-    sqlx::query_as!(
-        Entry,
-        r#"SELECT p.id AS "post_id!", p.created_at AS "created_at!"
-           FROM (SELECT $1::uuid AS author_id
-                 UNION ALL
-                 SELECT f.followee_id FROM follows f
-                 JOIN users u ON u.id = f.followee_id AND u.follower_count >= $2
-                 WHERE f.follower_id = $1) a
-           CROSS JOIN LATERAL (
-             SELECT id, created_at FROM posts
-             WHERE author_id = a.author_id AND ($3::uuid IS NULL OR id < $3)
-             ORDER BY id DESC LIMIT $4) p
-           ORDER BY p.id DESC LIMIT $4"#,
-        user,
+    want: i64,
+    pushed: &[Uuid],
+) -> sqlx::Result<PageRows> {
+    // The one-row `head` LEFT JOINed to the posts answers the viewer check
+    // and the pulled count even when no post is visible.
+    let rows = sqlx::query!(
+        r#"WITH pulled AS (
+             SELECT p.id
+             FROM (SELECT $1::uuid AS author_id
+                   UNION ALL
+                   SELECT f.followee_id FROM follows f
+                   JOIN users u ON u.id = f.followee_id AND u.follower_count >= $2
+                   WHERE f.follower_id = $1) a
+             CROSS JOIN LATERAL (
+               SELECT id FROM posts
+               WHERE author_id = a.author_id AND ($3::uuid IS NULL OR id < $3)
+               ORDER BY id DESC LIMIT $4) p
+             ORDER BY p.id DESC LIMIT $4),
+           head AS (
+             SELECT EXISTS (SELECT 1 FROM users WHERE id = $1) AS viewer_exists,
+                    (SELECT count(*) FROM pulled) AS pulled,
+                    (SELECT id FROM pulled ORDER BY id LIMIT 1) AS oldest_pulled),
+           visible AS (
+             SELECT p.id, p.author_id, u.handle, p.content, p.like_count, p.created_at
+             FROM (SELECT unnest($5::uuid[]) AS id UNION SELECT id FROM pulled) c
+             JOIN posts p ON p.id = c.id
+             JOIN users u ON u.id = p.author_id
+             WHERE p.author_id = $1 OR EXISTS (
+               SELECT 1 FROM follows f WHERE f.follower_id = $1 AND f.followee_id = p.author_id))
+           SELECT h.viewer_exists AS "viewer_exists!", h.pulled AS "pulled!", h.oldest_pulled,
+                  v.id AS "id?", v.author_id AS "author_id?", v.handle AS "author_handle?",
+                  v.content AS "content?", v.like_count AS "like_count?", v.created_at AS "created_at?"
+           FROM head h LEFT JOIN visible v ON true"#,
+        viewer,
         celebrity_threshold,
         before,
-        limit
+        want,
+        pushed
     )
     .fetch_all(db)
-    .await
+    .await?;
+    let Some(head) = rows.first() else {
+        return Err(sqlx::Error::RowNotFound);
+    };
+    let mut page = PageRows {
+        viewer_exists: head.viewer_exists,
+        pulled: usize::try_from(head.pulled).unwrap_or(0),
+        oldest_pulled: head.oldest_pulled,
+        visible: Vec::with_capacity(rows.len()),
+    };
+    for row in rows {
+        if let (
+            Some(id),
+            Some(author_id),
+            Some(author_handle),
+            Some(content),
+            Some(like_count),
+            Some(created_at),
+        ) = (
+            row.id,
+            row.author_id,
+            row.author_handle,
+            row.content,
+            row.like_count,
+            row.created_at,
+        ) {
+            page.visible.push(Post {
+                id,
+                author_id,
+                author_handle,
+                content,
+                like_count,
+                created_at,
+            });
+        }
+    }
+    Ok(page)
 }
 
 /// A user's newest posts, for backfilling a new follower's feed.

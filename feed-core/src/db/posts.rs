@@ -176,28 +176,6 @@ pub async fn by_author(
     .await
 }
 
-/// The posts among `ids` that `viewer` may see in their home feed (their
-/// own, or by someone they follow now), in no particular order. Feed entries
-/// of deleted posts or unfollowed authors drop out here, whatever Redis holds.
-pub async fn visible_in_feed(
-    db: impl PgExecutor<'_>,
-    viewer: Uuid,
-    ids: &[Uuid],
-) -> sqlx::Result<Vec<Post>> {
-    sqlx::query_as!(
-        Post,
-        r#"SELECT p.id, p.author_id, u.handle AS author_handle, p.content, p.like_count, p.created_at
-           FROM posts p JOIN users u ON u.id = p.author_id
-           WHERE p.id = ANY($2)
-             AND (p.author_id = $1 OR EXISTS (
-                   SELECT 1 FROM follows f WHERE f.follower_id = $1 AND f.followee_id = p.author_id))"#,
-        viewer,
-        ids
-    )
-    .fetch_all(db)
-    .await
-}
-
 /// Records a like and counts it, in one statement; false if the user
 /// already liked the post. The post must have been locked by [`lock`] in the
 /// same transaction.
