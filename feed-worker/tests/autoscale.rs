@@ -10,7 +10,7 @@ use chrono::Utc;
 use fanout_testkit::RedisServer;
 use feed_core::autoscale::{Memory, Settings, decide};
 use feed_core::events::{Envelope, Event, PostCreated};
-use feed_core::{bus, db, keys};
+use feed_core::{bus, db, feed_store};
 use operator::autoscaler::observe;
 use operator::scale_target::{LocalWorkers, ScaleTarget};
 use sqlx::PgPool;
@@ -160,16 +160,8 @@ async fn a_burst_scales_real_workers_up_and_down_and_every_event_lands_once(db: 
     let mut expected = all.clone();
     expected.sort();
     for fan in &fans {
-        let mut members: Vec<String> = redis::cmd("ZRANGE")
-            .arg(keys::feed(*fan))
-            .arg("(0")
-            .arg("+inf")
-            .arg("BYSCORE")
-            .query_async(&mut conn)
-            .await
-            .unwrap();
-        members.sort();
-        let ids: Vec<Uuid> = members.iter().map(|m| m.parse().unwrap()).collect();
+        let mut ids = feed_store::members(&mut conn, *fan).await.unwrap();
+        ids.sort();
         assert_eq!(ids.len(), expected.len(), "fan {fan}");
         assert_eq!(ids, expected, "fan {fan}");
     }

@@ -82,19 +82,7 @@ fn fanout(db: &PgPool, conn: &ConnectionManager) -> Fanout {
 
 /// The post ids in a user's feed in Redis, newest first.
 async fn feed(conn: &ConnectionManager, user: Uuid) -> Vec<Uuid> {
-    let members: Vec<String> = redis::cmd("ZRANGE")
-        .arg(keys::feed(user))
-        .arg("+inf")
-        .arg("(0")
-        .arg("BYSCORE")
-        .arg("REV")
-        .query_async(&mut conn.clone())
-        .await
-        .unwrap();
-    members
-        .iter()
-        .map(|m| Uuid::parse_str(m).unwrap())
-        .collect()
+    feed_store::members(&mut conn.clone(), user).await.unwrap()
 }
 
 async fn pending(conn: &ConnectionManager, stream: &str) -> u64 {

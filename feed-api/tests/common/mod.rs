@@ -271,16 +271,9 @@ impl Stack {
     pub async fn cached_feed(&self, user: &User) -> Vec<Uuid> {
         let client = redis::Client::open(self.redis.url()).unwrap();
         let mut conn = client.get_multiplexed_async_connection().await.unwrap();
-        let members: Vec<String> = redis::cmd("ZRANGE")
-            .arg(feed_core::keys::feed(user.id))
-            .arg("+inf")
-            .arg("(0")
-            .arg("BYSCORE")
-            .arg("REV")
-            .query_async(&mut conn)
+        feed_core::feed_store::members(&mut conn, user.id)
             .await
-            .unwrap();
-        members.iter().map(|m| m.parse().unwrap()).collect()
+            .unwrap()
     }
 }
 
