@@ -8,11 +8,13 @@
 //! - [`stack`]: the API and worker processes, their metrics and memory;
 //! - [`load`]: closed- and open-loop load with latency percentiles;
 //! - [`baseline`]: pgbench and redis-benchmark;
+//! - [`cpu`]: CPU time of processes and of the machine, from `/proc`;
 //! - [`scenarios`]: write, fan-out, read, drain;
 //! - [`report`]: the JSON, the table in docs/benchmarks.md, the plots.
 #![forbid(unsafe_code)]
 
 mod baseline;
+mod cpu;
 mod load;
 mod report;
 mod scenarios;

@@ -95,6 +95,9 @@ impl Results {
                 "redis_cpu_share": self.drain.redis_cpu_share,
                 "redis_us_per_delivery": self.drain.redis_us_per_delivery,
                 "redis_zadd_us": self.drain.redis_zadd_us,
+                "worker_us_per_delivery": self.drain.worker_us_per_delivery,
+                "postgres_us_per_delivery": self.drain.postgres_us_per_delivery,
+                "machine_busy_share": self.drain.machine_busy_share,
             },
             "memory": {
                 "api_rss_mib": self.api_rss_mib,
@@ -228,6 +231,19 @@ impl Results {
                     "a baseline ZADD: {:.1} µs in Redis, {:.1} µs by 1 s ÷ its rate",
                     n("fanout.zadd_us"),
                     1e6 / n("fanout.zadd_per_s").max(1e-9)
+                ),
+            ),
+            (
+                "CPU per delivery in the two-worker drain",
+                format!(
+                    "Redis {:.1}, workers {:.1}, PostgreSQL {:.1} µs",
+                    n("drain.redis_us_per_delivery"),
+                    n("drain.worker_us_per_delivery"),
+                    n("drain.postgres_us_per_delivery")
+                ),
+                format!(
+                    "the machine's cores {:.0} % busy",
+                    n("drain.machine_busy_share") * 100.0
                 ),
             ),
             (

@@ -13,6 +13,7 @@ use serde_json::json;
 use sqlx::PgPool;
 use uuid::Uuid;
 
+use crate::cpu;
 use crate::load::{self, Stats};
 use crate::stack::{Stack, WorkerMetrics};
 
@@ -330,39 +331,41 @@ pub struct Drain {
     /// The time Redis spent in each ZADD in that drain (inside the fan-out
     /// script), in microseconds: what a delivery cannot go below.
     pub redis_zadd_us: f64,
+    /// The workers' CPU time per delivery in that drain, in microseconds.
+    pub worker_us_per_delivery: f64,
+    /// PostgreSQL's CPU time per delivery in that drain, in microseconds.
+    pub postgres_us_per_delivery: f64,
+    /// The machine's busy CPU time over its capacity (wall time × cores)
+    /// in that drain: near 1, the shared cores are what limits it.
+    pub machine_busy_share: f64,
 }
 
 /// A backlog of `events` post.created events (of posts that exist), drained
 /// by 1 and then by 2 workers from a standing start.
 pub async fn drain(b: &Bench, events: usize) -> anyhow::Result<Drain> {
-    let rows: Vec<(Uuid, Uuid, chrono::DateTime<chrono::Utc>)> =
-        sqlx::query_as("SELECT id, author_id, created_at FROM posts ORDER BY id LIMIT $1")
-            .bind(events as i64)
-            .fetch_all(&b.db)
-            .await?;
-    if rows.len() < events {
+    let authors: Vec<Uuid> = sqlx::query_scalar("SELECT author_id FROM posts ORDER BY id LIMIT $1")
+        .bind(events as i64)
+        .fetch_all(&b.db)
+        .await?;
+    if authors.len() < events {
         bail!(
-            "the drain scenario needs {events} posts; the earlier scenarios made {}",
-            rows.len()
+            "the drain scenario needs {events} posts' authors; the earlier scenarios made {}",
+            authors.len()
         );
     }
-    let envelopes: Vec<Envelope> = rows
-        .iter()
-        .map(|(id, author, at)| {
-            let event = Event::PostCreated(PostCreated {
-                post_id: *id,
-                author_id: *author,
-                created_at: *at,
-            });
-            Envelope::new(&event, *author, chrono::Utc::now(), None)
-        })
-        .collect();
     let mut times = Vec::new();
     let mut deliveries = 0.0;
     let mut redis_cpu = 0.0;
+    let mut postgres_cpu = 0.0;
+    let mut worker_cpu = 0.0;
+    let mut machine_busy = 0.0;
     let mut zadd_us = 0.0;
     for workers in [1, 2] {
         b.stack.workers.scale(0).await?;
+        // Each run its own backlog of new posts, newer than every feed
+        // holds, as after an outage of the workers: the same posts again
+        // would be redeliveries, which change nothing in Redis.
+        let envelopes = commit_posts(&b.db, &authors).await?;
         let mut conn = b.redis.conn().await?;
         for chunk in envelopes.chunks(1_000) {
             bus::publish(&mut conn, chunk)
@@ -370,10 +373,25 @@ pub async fn drain(b: &Bench, events: usize) -> anyhow::Result<Drain> {
                 .context("publishing the backlog")?;
         }
         let cpu_before = redis_cpu_seconds(&mut conn).await?;
+        let postgres_before = cpu::program_seconds("postgres");
+        let machine_before = cpu::machine_seconds();
         reset_redis_stats(&mut conn).await?;
         b.stack.workers.scale(workers).await?;
         times.push(b.wait_drained().await?.as_secs_f64());
         redis_cpu = redis_cpu_seconds(&mut conn).await? - cpu_before;
+        postgres_cpu = cpu::program_seconds("postgres") - postgres_before;
+        let machine_after = cpu::machine_seconds();
+        machine_busy =
+            (machine_after.0 - machine_before.0) / (machine_after.1 - machine_before.1).max(1e-9);
+        // Fresh processes: their CPU time is this drain's.
+        worker_cpu = b
+            .stack
+            .workers
+            .pids()
+            .await
+            .into_iter()
+            .map(cpu::process_seconds)
+            .sum();
         zadd_us = redis_usec_per_call(&mut conn, "zadd").await?;
         // Fresh processes: their counters hold this drain alone.
         deliveries = b.stack.worker_metrics().await?.feed_writes;
@@ -387,7 +405,54 @@ pub async fn drain(b: &Bench, events: usize) -> anyhow::Result<Drain> {
         redis_cpu_share: redis_cpu / times[1].max(1e-9),
         redis_us_per_delivery: redis_cpu * 1e6 / deliveries.max(1.0),
         redis_zadd_us: zadd_us,
+        worker_us_per_delivery: worker_cpu * 1e6 / deliveries.max(1.0),
+        postgres_us_per_delivery: postgres_cpu * 1e6 / deliveries.max(1.0),
+        machine_busy_share: machine_busy,
     })
+}
+
+/// Commits a post by each of `authors`, one a millisecond up to now (as if
+/// posted while no worker ran), and returns their events, for the caller
+/// to publish instead of the API's relay.
+async fn commit_posts(db: &PgPool, authors: &[Uuid]) -> anyhow::Result<Vec<Envelope>> {
+    let now = chrono::Utc::now();
+    let posts: Vec<(Uuid, Uuid, chrono::DateTime<chrono::Utc>)> = authors
+        .iter()
+        .enumerate()
+        .map(|(i, author)| {
+            let at = now - chrono::Duration::milliseconds((authors.len() - i) as i64);
+            let ts = uuid::Timestamp::from_unix(
+                uuid::NoContext,
+                at.timestamp() as u64,
+                at.timestamp_subsec_nanos(),
+            );
+            (Uuid::new_v7(ts), *author, at)
+        })
+        .collect();
+    let ids: Vec<Uuid> = posts.iter().map(|p| p.0).collect();
+    let times: Vec<chrono::DateTime<chrono::Utc>> = posts.iter().map(|p| p.2).collect();
+    sqlx::query(
+        "INSERT INTO posts (id, author_id, content, created_at)
+         SELECT id, author_id, 'a post of the drain backlog', created_at
+         FROM UNNEST($1::uuid[], $2::uuid[], $3::timestamptz[]) AS t(id, author_id, created_at)",
+    )
+    .bind(&ids)
+    .bind(authors)
+    .bind(&times)
+    .execute(db)
+    .await
+    .context("committing the drain backlog")?;
+    Ok(posts
+        .into_iter()
+        .map(|(post_id, author_id, created_at)| {
+            let event = Event::PostCreated(PostCreated {
+                post_id,
+                author_id,
+                created_at,
+            });
+            Envelope::new(&event, author_id, now, None)
+        })
+        .collect())
 }
 
 /// How many times Redis has rewritten its append-only file since it
