@@ -119,19 +119,15 @@ pub async fn follower_ids(
     after: Option<Uuid>,
     limit: i64,
 ) -> sqlx::Result<Vec<Uuid>> {
-    // One row holding an array, not a row per follower: a row costs
-    // PostgreSQL and the decoder more than the id it carries, and fan-out
-    // reads a hundred ids per post on average.
     sqlx::query_scalar!(
-        r#"SELECT coalesce(array_agg(follower_id ORDER BY follower_id), '{}') AS "ids!"
-           FROM (SELECT follower_id FROM follows
-                 WHERE followee_id = $1 AND ($2::uuid IS NULL OR follower_id > $2)
-                 ORDER BY follower_id LIMIT $3) f"#,
+        "SELECT follower_id FROM follows
+         WHERE followee_id = $1 AND ($2::uuid IS NULL OR follower_id > $2)
+         ORDER BY follower_id LIMIT $3",
         followee,
         after,
         limit
     )
-    .fetch_one(db)
+    .fetch_all(db)
     .await
 }
 
