@@ -105,7 +105,7 @@ pub async fn serve(
     listener: tokio::net::TcpListener,
     shutdown: CancellationToken,
 ) -> anyhow::Result<()> {
-    let redis = config.redis.connect(Duration::from_secs(1))?;
+    let redis = config.redis.connect(state::REDIS_TIMEOUT)?;
     let metrics = Arc::new(Metrics::new());
     let (publisher, queue) = Publisher::new();
     let tokens = TokenKeys::new(
@@ -133,7 +133,7 @@ pub async fn serve(
     ));
     let audit_retention = Duration::from_secs(u64::from(config.audit_retention_days) * 86_400);
     let (posts, post_writer) = PostWriter::start(db.clone(), metrics.post_batch_size.clone());
-    let state = AppState::new(db, redis, tokens, config, metrics, publisher, posts);
+    let state = AppState::new(db, redis, tokens, config, metrics, publisher, posts)?;
     tokio::spawn(audit::prune(
         state.db.clone(),
         audit_retention,

@@ -5,6 +5,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use feed_core::bus::{self, Redis, StreamStats};
+use feed_core::runtime::RedisConfigError;
 use sqlx::PgPool;
 
 use crate::auth::TokenKeys;
@@ -13,6 +14,10 @@ use crate::group_commit::PostWriter;
 use crate::metrics::Metrics;
 use crate::publish::Publisher;
 use crate::ratelimit::Limits;
+
+/// The longest a Redis command of a request may take: a request answers
+/// 503 rather than hang on a Redis that stopped answering.
+pub const REDIS_TIMEOUT: Duration = Duration::from_secs(1);
 
 /// How long stream statistics are reused before asking Redis again: feed
 /// reads show freshness without each paying for `XINFO` round trips.
@@ -39,7 +44,11 @@ struct StatsCache {
 #[derive(Clone)]
 pub struct AppState {
     pub db: PgPool,
+    /// The event streams (and their statistics).
     pub redis: Redis,
+    /// Home feeds and cached posts: `redis` itself unless
+    /// FANOUT_FEED_REDIS_URL names another instance.
+    pub feeds: Redis,
     pub tokens: Arc<TokenKeys>,
     pub config: Arc<Config>,
     pub metrics: Arc<Metrics>,
@@ -58,10 +67,12 @@ impl AppState {
         metrics: Arc<Metrics>,
         publisher: Publisher,
         posts: PostWriter,
-    ) -> Self {
-        AppState {
+    ) -> Result<Self, RedisConfigError> {
+        let feeds = config.redis.connect_feeds(&redis, REDIS_TIMEOUT)?;
+        Ok(AppState {
             db,
             redis,
+            feeds,
             tokens: Arc::new(tokens),
             limits: Arc::new(Limits::new(&config)),
             config: Arc::new(config),
@@ -69,7 +80,7 @@ impl AppState {
             publisher,
             posts,
             stream_stats: Default::default(),
-        }
+        })
     }
 
     /// Per-stream statistics, refreshed in the background once

@@ -70,17 +70,28 @@ pub struct RedisArgs {
     /// Needs a rediss:// URL. Unset, rediss:// trusts the built-in roots.
     #[arg(long, env = "FANOUT_REDIS_CA_FILE")]
     pub redis_ca_file: Option<PathBuf>,
+    /// Redis URL for home feeds and the posts cached beside them, to keep
+    /// them apart from the event streams. Feeds are a cache, rebuilt from
+    /// PostgreSQL, so their Redis needs no persistence, where the streams'
+    /// does: fan-out then stops filling the streams' append-only file.
+    /// Unset, FANOUT_REDIS_URL holds both. FANOUT_REDIS_CA_FILE applies to
+    /// both.
+    #[arg(long, env = "FANOUT_FEED_REDIS_URL")]
+    pub feed_redis_url: Option<String>,
 }
 
 /// Why the Redis settings cannot be used; each says what to change.
 #[derive(Debug, thiserror::Error)]
 pub enum RedisConfigError {
-    #[error("FANOUT_REDIS_URL is not a valid Redis URL: {0}")]
-    Url(redis::RedisError),
+    #[error("{var} is not a valid Redis URL: {source}")]
+    Url {
+        var: &'static str,
+        source: redis::RedisError,
+    },
     #[error(
-        "FANOUT_REDIS_CA_FILE is set but FANOUT_REDIS_URL is not rediss://; use rediss:// for TLS or unset FANOUT_REDIS_CA_FILE"
+        "FANOUT_REDIS_CA_FILE is set but {var} is not rediss://; use rediss:// for TLS or unset FANOUT_REDIS_CA_FILE"
     )]
-    CaWithoutTls,
+    CaWithoutTls { var: &'static str },
     #[error("FANOUT_REDIS_CA_FILE {}: cannot read it: {source}", path.display())]
     ReadCa {
         path: PathBuf,
@@ -98,17 +109,28 @@ impl RedisArgs {
     /// or a CA file that is unreadable, holds no certificate or comes with a
     /// URL that would not use TLS.
     pub fn validate(&self) -> Result<(), String> {
-        self.client().map(drop).map_err(|e| e.to_string())
+        self.client().map_err(|e| e.to_string())?;
+        if let Some(url) = &self.feed_redis_url {
+            self.client_for(url, FEED_URL_VAR)
+                .map_err(|e| e.to_string())?;
+        }
+        Ok(())
     }
 
     /// The Redis client these settings describe (see [`crate::bus::client`]),
     /// with the CA file read now.
     pub fn client(&self) -> Result<redis::Client, RedisConfigError> {
+        self.client_for(&self.redis_url, URL_VAR)
+    }
+
+    /// A client for `url`, named by the variable `var` in errors.
+    fn client_for(&self, url: &str, var: &'static str) -> Result<redis::Client, RedisConfigError> {
+        let url_error = |source| RedisConfigError::Url { var, source };
         let Some(path) = &self.redis_ca_file else {
-            return crate::bus::client(&self.redis_url, None).map_err(RedisConfigError::Url);
+            return crate::bus::client(url, None).map_err(url_error);
         };
-        if !self.redis_url.starts_with("rediss://") {
-            return Err(RedisConfigError::CaWithoutTls);
+        if !url.starts_with("rediss://") {
+            return Err(RedisConfigError::CaWithoutTls { var });
         }
         let pem = std::fs::read(path).map_err(|source| RedisConfigError::ReadCa {
             path: path.clone(),
@@ -131,8 +153,8 @@ impl RedisArgs {
         if certificates == 0 {
             return Err(bad("no certificate found".into()));
         }
-        crate::bus::client(&self.redis_url, Some(&pem)).map_err(|e| match e.kind() {
-            redis::ErrorKind::InvalidClientConfig => RedisConfigError::Url(e),
+        crate::bus::client(url, Some(&pem)).map_err(|e| match e.kind() {
+            redis::ErrorKind::InvalidClientConfig => url_error(e),
             _ => bad(format!("not a usable CA certificate ({e})")),
         })
     }
@@ -142,7 +164,26 @@ impl RedisArgs {
     pub fn connect(&self, response_timeout: Duration) -> Result<Redis, RedisConfigError> {
         Ok(Redis::with_client(self.client()?, response_timeout))
     }
+
+    /// The handle for home feeds: on FANOUT_FEED_REDIS_URL when it is set,
+    /// else `streams` itself (one connection for both).
+    pub fn connect_feeds(
+        &self,
+        streams: &Redis,
+        response_timeout: Duration,
+    ) -> Result<Redis, RedisConfigError> {
+        match &self.feed_redis_url {
+            Some(url) => Ok(Redis::with_client(
+                self.client_for(url, FEED_URL_VAR)?,
+                response_timeout,
+            )),
+            None => Ok(streams.clone()),
+        }
+    }
 }
+
+const URL_VAR: &str = "FANOUT_REDIS_URL";
+const FEED_URL_VAR: &str = "FANOUT_FEED_REDIS_URL";
 
 /// How home feeds are kept; the API and the workers must agree.
 #[derive(Debug, Clone, Args)]

@@ -18,6 +18,7 @@ fn args(url: String, ca: Option<PathBuf>) -> RedisArgs {
     RedisArgs {
         redis_url: url,
         redis_ca_file: ca,
+        feed_redis_url: None,
     }
 }
 
@@ -115,13 +116,37 @@ fn a_redis_ca_file_that_cannot_work_is_rejected_at_start_up() {
         "-----BEGIN CERTIFICATE-----\nnot base64!\n-----END CERTIFICATE-----\n",
     )
     .unwrap();
-    let err = args(tls_url, Some(garbage)).client().unwrap_err();
+    let err = args(tls_url.clone(), Some(garbage)).client().unwrap_err();
     assert!(matches!(err, RedisConfigError::BadCa { .. }), "{err}");
 
     let err = args("redis://127.0.0.1:6379".into(), Some(ca.ca_cert()))
         .client()
         .unwrap_err();
-    assert!(matches!(err, RedisConfigError::CaWithoutTls), "{err}");
+    assert!(
+        matches!(err, RedisConfigError::CaWithoutTls { .. }),
+        "{err}"
+    );
+
+    // The feeds' Redis is checked alike, and named in the error.
+    let with_feeds = |feeds: &str| RedisArgs {
+        feed_redis_url: Some(feeds.into()),
+        ..args(tls_url.clone(), Some(ca.ca_cert()))
+    };
+    assert!(with_feeds(&tls_url).validate().is_ok());
+    let err = with_feeds("redis://127.0.0.1:6380").validate().unwrap_err();
+    assert!(
+        err.contains("FANOUT_FEED_REDIS_URL is not rediss://"),
+        "{err}"
+    );
+    let plain = RedisArgs {
+        feed_redis_url: Some("not a url".into()),
+        ..args("redis://127.0.0.1:6379".into(), None)
+    };
+    let err = plain.validate().unwrap_err();
+    assert!(
+        err.contains("FANOUT_FEED_REDIS_URL is not a valid"),
+        "{err}"
+    );
 }
 
 #[cfg(feature = "db")]

@@ -43,6 +43,8 @@ type Read<'a> = Pin<Box<dyn Future<Output = RedisResult<Vec<Delivery>>> + Send +
 pub struct Consumer {
     pub settings: Settings,
     pub fanout: Fanout,
+    /// The event streams: acknowledgements, claims and trims.
+    pub streams: ConnectionManager,
     /// For blocking reads only: a blocked connection answers nothing else.
     pub reader: ConnectionManager,
     pub db: PgPool,
@@ -70,7 +72,7 @@ impl Consumer {
     /// slot, not the next read.
     pub async fn run(self, shutdown: CancellationToken) {
         let streams = feed_core::keys::all_streams();
-        let mut conn = self.fanout.redis.clone();
+        let mut conn = self.streams.clone();
         // A restarted worker (same name) first re-reads its own pending entries.
         let mut own_pending = true;
         let mut last_claim: Option<Instant> = None;
@@ -191,7 +193,7 @@ impl Consumer {
         streams: &[String],
         claim_from: &mut HashMap<String, String>,
     ) -> Vec<(Delivery, usize)> {
-        let mut conn = self.fanout.redis.clone();
+        let mut conn = self.streams.clone();
         let mut taken = Vec::new();
         for stream in streams {
             let start = claim_from.get(stream).map_or("0-0", String::as_str);
@@ -226,7 +228,7 @@ impl Consumer {
 
     /// Trims acknowledged entries off the streams.
     async fn trim(&self, streams: &[String]) {
-        let mut conn = self.fanout.redis.clone();
+        let mut conn = self.streams.clone();
         for stream in streams {
             match bus::trim_finished(&mut conn, stream).await {
                 Ok(n) if n > 0 => debug!(stream, trimmed = n, "trimmed acknowledged entries"),
@@ -238,7 +240,7 @@ impl Consumer {
 
     /// Acknowledges finished entries, one XACK per stream.
     async fn ack(&self, finished: &mut HashMap<String, Vec<String>>) {
-        let mut conn = self.fanout.redis.clone();
+        let mut conn = self.streams.clone();
         for (stream, ids) in finished.drain() {
             if let Err(e) = bus::ack(&mut conn, &stream, &ids).await {
                 // Not lost: the entries stay pending and are claimed again;

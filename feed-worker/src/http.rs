@@ -17,6 +17,8 @@ use crate::metrics::Metrics;
 pub struct Probes {
     pub db: PgPool,
     pub redis: Redis,
+    /// The feeds' Redis: `redis` itself unless FANOUT_FEED_REDIS_URL is set.
+    pub feeds: Redis,
     pub metrics: Arc<Metrics>,
     /// Set once the consumer group exists and the loop is reading.
     pub consuming: Arc<AtomicBool>,
@@ -38,12 +40,14 @@ async fn ready(State(p): State<Probes>) -> (StatusCode, String) {
     if let Err(e) = sqlx::query("SELECT 1").execute(&p.db).await {
         return (StatusCode::SERVICE_UNAVAILABLE, format!("postgres: {e}"));
     }
-    let ping = async {
-        let mut conn = p.redis.conn().await?;
-        redis::cmd("PING").query_async::<String>(&mut conn).await
-    };
-    if let Err(e) = ping.await {
-        return (StatusCode::SERVICE_UNAVAILABLE, format!("redis: {e}"));
+    for (name, redis) in [("redis", &p.redis), ("feed redis", &p.feeds)] {
+        let ping = async {
+            let mut conn = redis.conn().await?;
+            redis::cmd("PING").query_async::<String>(&mut conn).await
+        };
+        if let Err(e) = ping.await {
+            return (StatusCode::SERVICE_UNAVAILABLE, format!("{name}: {e}"));
+        }
     }
     (StatusCode::OK, "ready".into())
 }

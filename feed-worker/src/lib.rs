@@ -36,6 +36,7 @@ use crate::metrics::Metrics;
 pub async fn run(config: Config, db: PgPool, shutdown: CancellationToken) -> anyhow::Result<()> {
     let metrics = Arc::new(Metrics::new());
     let redis = config.redis.connect(Duration::from_secs(2))?;
+    let feeds = config.redis.connect_feeds(&redis, Duration::from_secs(2))?;
     // A blocked XREADGROUP holds its connection: reads get their own, with a
     // response timeout longer than the block.
     let reader = config
@@ -50,6 +51,7 @@ pub async fn run(config: Config, db: PgPool, shutdown: CancellationToken) -> any
     let probes = http::Probes {
         db: db.clone(),
         redis: redis.clone(),
+        feeds: feeds.clone(),
         metrics: metrics.clone(),
         consuming: consuming.clone(),
     };
@@ -61,14 +63,14 @@ pub async fn run(config: Config, db: PgPool, shutdown: CancellationToken) -> any
     });
 
     // Wait for Redis rather than crash-looping while it starts.
-    let (conn, reader) = loop {
+    let (streams, feeds, reader) = loop {
         let connected = async {
             let mut conn = redis.conn().await?;
             bus::ensure_groups(&mut conn).await?;
-            Ok::<_, redis::RedisError>((conn, reader.conn().await?))
+            Ok::<_, redis::RedisError>((conn, feeds.conn().await?, reader.conn().await?))
         };
         match connected.await {
-            Ok(pair) => break pair,
+            Ok(conns) => break conns,
             Err(e) => {
                 warn!(error = %e, "Redis not reachable yet; retrying");
                 tokio::select! {
@@ -93,12 +95,13 @@ pub async fn run(config: Config, db: PgPool, shutdown: CancellationToken) -> any
         },
         fanout: Fanout {
             db: db.clone(),
-            redis: conn,
+            redis: feeds,
             limits: config.feed.limits(),
             celebrity_threshold: config.feed.celebrity_threshold,
             chunk: config.fanout_chunk,
             backfill_posts: config.backfill_posts,
         },
+        streams,
         reader,
         db,
         metrics,

@@ -523,6 +523,7 @@ async fn an_event_slower_than_the_claim_idle_time_is_handled_once(db: PgPool) {
             chunk: 1,
             ..fanout(&db, &conn)
         },
+        streams: conn.clone(),
         reader: conn.clone(),
         db: db.clone(),
         metrics: metrics.clone(),

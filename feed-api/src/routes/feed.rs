@@ -125,7 +125,7 @@ async fn page(
     // Written back only now, so a deleted account's token cannot leave
     // an (empty) feed behind.
     if let Some(scored) = rebuilt
-        && let Ok(mut conn) = state.redis.conn().await
+        && let Ok(mut conn) = state.feeds.conn().await
         && let Err(e) = feed_store::rebuild(&mut conn, caller.id, &scored, limits).await
     {
         tracing::warn!(error = %e, "rebuilding a feed in Redis failed");
@@ -185,7 +185,7 @@ async fn degraded(
     let Ok(Some(cached)) = read_cached(state, user, before, limit).await else {
         return Err(unavailable());
     };
-    let mut conn = state.redis.conn().await.map_err(|_| unavailable())?;
+    let mut conn = state.feeds.conn().await.map_err(|_| unavailable())?;
     let posts = feed_store::cached_posts(&mut conn, &cached.entries)
         .await
         .map_err(|_| unavailable())?;
@@ -219,7 +219,7 @@ async fn read_cached(
     before: Option<(Uuid, i64)>,
     want: usize,
 ) -> redis::RedisResult<Option<Source>> {
-    let mut conn = state.redis.conn().await?;
+    let mut conn = state.feeds.conn().await?;
     match feed_store::read(&mut conn, user, before, want, state.config.feed.limits()).await? {
         Page::NotBuilt => Ok(None),
         Page::Entries { posts, more } => Ok(Some(Source {

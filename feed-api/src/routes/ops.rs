@@ -7,6 +7,7 @@ use axum::http::request::Parts;
 use axum::http::{StatusCode, header};
 use axum::response::IntoResponse;
 use chrono::{DateTime, Utc};
+use feed_core::bus::Redis;
 use feed_core::db;
 use serde::Serialize;
 use sha2::{Digest, Sha256};
@@ -88,6 +89,9 @@ pub struct Health {
     pub status: &'static str,
     pub postgres: DependencyHealth,
     pub redis: DependencyHealth,
+    /// The feeds' own Redis, when FANOUT_FEED_REDIS_URL names one.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub feed_redis: Option<DependencyHealth>,
 }
 
 async fn check<F, E>(probe: F) -> DependencyHealth
@@ -112,27 +116,37 @@ where
 
 async fn health(state: &AppState) -> Health {
     let postgres = check(async { sqlx::query("SELECT 1").execute(&state.db).await.map(drop) });
-    let redis = check(async {
-        let mut conn = state.redis.conn().await?;
-        redis::cmd("PING")
-            .query_async::<String>(&mut conn)
-            .await
-            .map(drop)
-    });
-    let (postgres, redis) = tokio::join!(postgres, redis);
-    let status = if postgres.error.is_none() && redis.error.is_none() {
-        "ok"
-    } else {
-        "degraded"
+    let ping = |redis: &Redis| {
+        let redis = redis.clone();
+        check(async move {
+            let mut conn = redis.conn().await?;
+            redis::cmd("PING")
+                .query_async::<String>(&mut conn)
+                .await
+                .map(drop)
+        })
     };
+    let feeds_apart = state.config.redis.feed_redis_url.is_some();
+    let feed_redis = async {
+        if feeds_apart {
+            Some(ping(&state.feeds).await)
+        } else {
+            None
+        }
+    };
+    let (postgres, redis, feed_redis) = tokio::join!(postgres, ping(&state.redis), feed_redis);
+    let all_up = postgres.error.is_none()
+        && redis.error.is_none()
+        && feed_redis.as_ref().is_none_or(|f| f.error.is_none());
     Health {
-        status,
+        status: if all_up { "ok" } else { "degraded" },
         postgres,
         redis,
+        feed_redis,
     }
 }
 
-/// Readiness: PostgreSQL and Redis both answer.
+/// Readiness: PostgreSQL and Redis (the feeds' too, if apart) answer.
 #[utoipa::path(get, path = "/readyz", tag = "ops",
     responses((status = 200, body = Health), (status = 503, description = "A dependency is down", body = Health)))]
 async fn readyz(State(state): State<AppState>) -> impl IntoResponse {

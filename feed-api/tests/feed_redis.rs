@@ -1,0 +1,81 @@
+//! Home feeds on a Redis of their own (`FANOUT_FEED_REDIS_URL`): fan-out
+//! writes there, the event streams stay on the main Redis, and the feeds'
+//! Redis restarting empty loses no post.
+
+mod common;
+
+use common::{DEADLINE, Stack, eventually, ids};
+use fanout_testkit::RedisServer;
+use feed_core::events::EventType;
+use feed_core::{feed_store, keys};
+use reqwest::StatusCode;
+use serde_json::Value;
+use sqlx::PgPool;
+
+async fn connect(redis: &RedisServer) -> redis::aio::MultiplexedConnection {
+    let client = redis::Client::open(redis.url()).unwrap();
+    client.get_multiplexed_async_connection().await.unwrap()
+}
+
+async fn exists(redis: &RedisServer, key: &str) -> bool {
+    redis::cmd("EXISTS")
+        .arg(key)
+        .query_async::<bool>(&mut connect(redis).await)
+        .await
+        .unwrap()
+}
+
+#[sqlx::test(migrator = "feed_core::db::MIGRATOR")]
+async fn feeds_live_on_their_own_redis_and_losing_it_loses_nothing(db: PgPool) {
+    let mut feeds = RedisServer::start();
+    let url = feeds.url();
+    let mut stack = Stack::api_only_with(db, |c| c.redis.feed_redis_url = Some(url.clone())).await;
+    stack.start_worker_with("worker-1", |c| c.redis.feed_redis_url = Some(url.clone()));
+    let alice = stack.signup("alice").await;
+    let bob = stack.signup("bob").await;
+    stack.follow(&bob, &alice).await;
+    let first = stack.post(&alice, "kept apart").await;
+
+    eventually(DEADLINE, "fan-out to the feeds' Redis", || async {
+        let members = feed_store::members(&mut connect(&feeds).await, bob.id)
+            .await
+            .unwrap();
+        (members == vec![first]).then_some(())
+    })
+    .await;
+    let stream = keys::stream(EventType::PostCreated);
+    assert!(
+        exists(&stack.redis, &stream).await,
+        "streams on the main Redis"
+    );
+    assert!(!exists(&feeds, &stream).await);
+    assert!(!exists(&stack.redis, &keys::feed(bob.id)).await);
+    assert!(!exists(&stack.redis, &keys::post(first)).await);
+    assert!(exists(&feeds, &keys::post(first)).await, "the cached post");
+
+    let ready = stack.http.get(stack.url("/readyz")).send().await.unwrap();
+    assert_eq!(ready.status(), StatusCode::OK);
+    let health: Value = ready.json().await.unwrap();
+    assert_eq!(health["feed_redis"]["status"], "up", "{health}");
+
+    // The feeds' Redis keeps nothing on disk: it comes back empty.
+    let _: () = redis::cmd("FLUSHALL")
+        .query_async(&mut connect(&feeds).await)
+        .await
+        .unwrap();
+    feeds.restart();
+    // (The first read may find the API's connection still broken and read
+    // PostgreSQL alone; the next rebuilds.)
+    eventually(DEADLINE, "the feed rebuilt", || async {
+        let page = stack.feed(&bob, "").await;
+        (ids(&page) == vec![first] && page["freshness"]["source"] == "rebuilt").then_some(())
+    })
+    .await;
+    let second = stack.post(&alice, "after the restart").await;
+    eventually(DEADLINE, "fan-out after the restart", || async {
+        let page = stack.feed(&bob, "").await;
+        (ids(&page) == vec![second, first] && page["freshness"]["source"] == "cache").then_some(())
+    })
+    .await;
+    stack.stop().await;
+}
