@@ -16,9 +16,10 @@ data=.data/bench
 # Below the ephemeral port range, apart from run's, test's and fuzz's.
 pg_port=${FANOUT_BENCH_PG_PORT:-25435}
 redis_port=${FANOUT_BENCH_REDIS_PORT:-26381}
+feed_redis_port=${FANOUT_BENCH_FEED_REDIS_PORT:-26382}
 profile=${PROFILE:-release}
 
-scripts/services.sh up "$data" "$pg_port" "$redis_port"
+scripts/services.sh up "$data" "$pg_port" "$redis_port" "$feed_redis_port"
 trap 'scripts/services.sh down "$data"' EXIT
 
 if [ "$profile" = release ]; then
@@ -31,7 +32,8 @@ bin=target/$profile
 
 args=(--bin-dir "$bin"
   --database-url "postgres://fanout@127.0.0.1:$pg_port/fanout"
-  --redis-url "redis://127.0.0.1:$redis_port")
+  --redis-url "redis://127.0.0.1:$redis_port"
+  --feed-redis-url "redis://127.0.0.1:$feed_redis_port")
 if [ -n "${QUICK:-}" ]; then
   args+=(--quick --out "$data/quick.json")
 else

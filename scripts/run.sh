@@ -9,9 +9,10 @@ data=.data/run
 # Below the ephemeral port range, so no client socket holds them already.
 pg_port=${FANOUT_RUN_PG_PORT:-25432}
 redis_port=${FANOUT_RUN_REDIS_PORT:-26379}
+feed_redis_port=${FANOUT_RUN_FEED_REDIS_PORT:-26378}
 profile=${PROFILE:-debug}
 
-scripts/services.sh up "$data" "$pg_port" "$redis_port"
+scripts/services.sh up "$data" "$pg_port" "$redis_port" "$feed_redis_port"
 
 echo "building feed-api and feed-worker ($profile) ..."
 if [ "$profile" = release ]; then cargo build --release --bins -p feed-api -p feed-worker
@@ -20,6 +21,7 @@ bin=target/$profile
 
 export FANOUT_DATABASE_URL="postgres://fanout@127.0.0.1:$pg_port/fanout"
 export FANOUT_REDIS_URL="redis://127.0.0.1:$redis_port"
+export FANOUT_FEED_REDIS_URL="redis://127.0.0.1:$feed_redis_port"
 export FANOUT_HTTP_ADDR=${FANOUT_HTTP_ADDR:-127.0.0.1:8080}
 export FANOUT_LOG_FORMAT=${FANOUT_LOG_FORMAT:-pretty}
 # A signing key made once per data folder, so tokens survive a restart.

@@ -3,11 +3,12 @@
 # `make test` use: plain processes under a data folder of the project, never
 # the system services.
 #
-#   scripts/services.sh up   DIR PG_PORT [REDIS_PORT]   # start (idempotent)
-#   scripts/services.sh down DIR                         # stop
+#   scripts/services.sh up   DIR PG_PORT [REDIS_PORT [FEED_REDIS_PORT]]   # start (idempotent)
+#   scripts/services.sh down DIR                                           # stop
 #
 # Without REDIS_PORT only PostgreSQL starts (the tests start a redis-server
-# of their own per test).
+# of their own per test). FEED_REDIS_PORT adds a second Redis for the home
+# feeds (FANOUT_FEED_REDIS_URL), a cache that keeps nothing on disk.
 #
 # PostgreSQL refuses to run as root; as root the cluster belongs to the
 # `postgres` user (created if missing). Its superuser is `fanout`, trusted on
@@ -18,6 +19,7 @@ cmd=${1:?usage: services.sh up|down DIR [PG_PORT REDIS_PORT]}
 dir=$(mkdir -p "${2:?data folder}" && cd "$2" && pwd)
 pg_data="$dir/postgres"
 redis_dir="$dir/redis"
+feed_redis_dir="$dir/feed-redis"
 
 pg_bin() {
   local name=$1
@@ -34,8 +36,8 @@ as_pg_owner() {
 }
 
 up() {
-  local pg_port=${1:?PG_PORT} redis_port=${2:-}
-  mkdir -p "$redis_dir"
+  local pg_port=${1:?PG_PORT} redis_port=${2:-} feed_redis_port=${3:-}
+  mkdir -p "$redis_dir" "$feed_redis_dir"
   if [ "$(id -u)" = 0 ]; then
     id postgres >/dev/null 2>&1 || useradd --system --home-dir /var/lib/postgresql --shell /bin/bash postgres
     mkdir -p "$pg_data" && chown postgres: "$pg_data"
@@ -62,28 +64,36 @@ up() {
     "SELECT 1 FROM pg_database WHERE datname = 'fanout'" | grep -q 1 \
     || as_pg_owner "$(pg_bin createdb)" -h 127.0.0.1 -p "$pg_port" -U fanout fanout
 
-  if [ -n "$redis_port" ] && ! redis-cli -p "$redis_port" ping >/dev/null 2>&1; then
-    # Append-only file with fsync every second: a restart keeps the streams.
-    redis-server --port "$redis_port" --bind 127.0.0.1 --dir "$redis_dir" \
-      --appendonly yes --appendfsync everysec --save "" \
-      --daemonize yes --pidfile "$redis_dir/redis.pid" --logfile "$redis_dir/redis.log"
-    for _ in $(seq 50); do redis-cli -p "$redis_port" ping >/dev/null 2>&1 && break; sleep 0.1; done
-    redis-cli -p "$redis_port" ping >/dev/null
-  fi
+  # Append-only file with fsync every second: a restart keeps the streams.
+  [ -z "$redis_port" ] || redis_up "$redis_port" "$redis_dir" --appendonly yes --appendfsync everysec
+  # Feeds are rebuilt from PostgreSQL: their Redis writes nothing to disk.
+  [ -z "$feed_redis_port" ] || redis_up "$feed_redis_port" "$feed_redis_dir" --appendonly no
+}
+
+redis_up() {
+  local port=$1 dir=$2
+  shift 2
+  redis-cli -p "$port" ping >/dev/null 2>&1 && return
+  redis-server --port "$port" --bind 127.0.0.1 --dir "$dir" --save "" "$@" \
+    --daemonize yes --pidfile "$dir/redis.pid" --logfile "$dir/redis.log"
+  for _ in $(seq 50); do redis-cli -p "$port" ping >/dev/null 2>&1 && break; sleep 0.1; done
+  redis-cli -p "$port" ping >/dev/null
 }
 
 down() {
   if [ -f "$pg_data/postmaster.pid" ]; then
     as_pg_owner "$(pg_bin pg_ctl)" -D "$pg_data" -m fast -w stop >/dev/null || true
   fi
-  if [ -f "$redis_dir/redis.pid" ]; then
-    kill "$(cat "$redis_dir/redis.pid")" 2>/dev/null || true
-    rm -f "$redis_dir/redis.pid"
-  fi
+  for d in "$redis_dir" "$feed_redis_dir"; do
+    if [ -f "$d/redis.pid" ]; then
+      kill "$(cat "$d/redis.pid")" 2>/dev/null || true
+      rm -f "$d/redis.pid"
+    fi
+  done
 }
 
 case "$cmd" in
   up) shift 2; up "$@" ;;
   down) down ;;
-  *) echo "usage: services.sh up|down DIR [PG_PORT REDIS_PORT]" >&2; exit 2 ;;
+  *) echo "usage: services.sh up|down DIR [PG_PORT REDIS_PORT FEED_REDIS_PORT]" >&2; exit 2 ;;
 esac

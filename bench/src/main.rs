@@ -52,6 +52,10 @@ struct Args {
     /// The bench's Redis (flushed by the run).
     #[arg(long, env = "FANOUT_BENCH_REDIS_URL")]
     redis_url: String,
+    /// A Redis for the feeds alone, as FANOUT_FEED_REDIS_URL gives them
+    /// (flushed by the run). Unset, feeds share the bench's Redis.
+    #[arg(long, env = "FANOUT_BENCH_FEED_REDIS_URL")]
+    feed_redis_url: Option<String>,
     #[arg(long, default_value_t = 28180)]
     api_port: u16,
     #[arg(long, default_value_t = 28190)]
@@ -62,6 +66,18 @@ struct Args {
     /// Also update docs/benchmarks.md's table and plots.
     #[arg(long)]
     docs: bool,
+}
+
+/// The port of a `redis://host:PORT` URL, which redis-benchmark needs.
+fn port_of(url: &str, var: &str) -> anyhow::Result<u16> {
+    url.rsplit(':')
+        .next()
+        .and_then(|p| {
+            p.trim_end_matches(|c: char| !c.is_ascii_digit())
+                .parse()
+                .ok()
+        })
+        .with_context(|| format!("{var} needs an explicit port (redis://127.0.0.1:PORT)"))
 }
 
 /// Every user's password in the seeded graph (hashed once, shared).
@@ -157,28 +173,30 @@ async fn main() -> anyhow::Result<()> {
         bin_dir: args.bin_dir.clone(),
         database_url: args.database_url.clone(),
         redis_url: args.redis_url.clone(),
+        feed_redis_url: args.feed_redis_url.clone(),
         api_port: args.api_port,
         worker_port_base: args.worker_port_base,
         jwt_secret: jwt_secret.clone(),
     };
-    let redis_port: u16 = args
-        .redis_url
-        .rsplit(':')
-        .next()
-        .and_then(|p| {
-            p.trim_end_matches(|c: char| !c.is_ascii_digit())
-                .parse()
-                .ok()
-        })
-        .context("FANOUT_BENCH_REDIS_URL needs an explicit port (redis://127.0.0.1:PORT)")?;
+    let redis_port = port_of(&args.redis_url, "FANOUT_BENCH_REDIS_URL")?;
+    let feed_redis_port = match &args.feed_redis_url {
+        Some(url) => port_of(url, "FANOUT_BENCH_FEED_REDIS_URL")?,
+        None => redis_port,
+    };
 
     eprintln!("starting feed-api and {} workers ...", params.workers);
     let stack = Stack::start(&setup, 0).await?;
     let db = feed_core::db::pool(&args.database_url, 32, Duration::from_secs(10))?;
     let redis = feed_core::bus::Redis::new(&args.redis_url, Duration::from_secs(5))?;
-    redis::cmd("FLUSHALL")
-        .query_async::<()>(&mut redis.conn().await?)
-        .await?;
+    let feeds = match &args.feed_redis_url {
+        Some(url) => feed_core::bus::Redis::new(url, Duration::from_secs(5))?,
+        None => redis.clone(),
+    };
+    for instance in [&redis, &feeds] {
+        redis::cmd("FLUSHALL")
+            .query_async::<()>(&mut instance.conn().await?)
+            .await?;
+    }
     feed_core::bus::ensure_groups(&mut redis.conn().await?).await?;
 
     eprintln!(
@@ -207,6 +225,8 @@ async fn main() -> anyhow::Result<()> {
     let bench = scenarios::Bench {
         db: db.clone(),
         redis,
+        feeds,
+        feeds_apart: args.feed_redis_url.is_some(),
         tokens: Arc::new(tokens),
         http: reqwest::Client::builder()
             .pool_max_idle_per_host(1024)
@@ -224,9 +244,10 @@ async fn main() -> anyhow::Result<()> {
         params.baseline_secs,
     )
     .await?;
-    scenarios::reset_redis_stats(&mut bench.redis.conn().await?).await?;
+    // ZADD where the feeds are, XADD where the streams are.
+    scenarios::reset_redis_stats(&mut bench.feeds.conn().await?).await?;
     let zadd_per_s = baseline::redis_benchmark(
-        redis_port,
+        feed_redis_port,
         params.write_clients,
         params.redis_benchmark_requests,
         &[
@@ -237,7 +258,7 @@ async fn main() -> anyhow::Result<()> {
         ],
     )
     .await?;
-    let zadd_us = scenarios::redis_usec_per_call(&mut bench.redis.conn().await?, "zadd").await?;
+    let zadd_us = scenarios::redis_usec_per_call(&mut bench.feeds.conn().await?, "zadd").await?;
     let baselines = baseline::Baselines {
         pgbench_tps,
         zadd_per_s,
@@ -302,7 +323,7 @@ async fn main() -> anyhow::Result<()> {
         params.drain_events
     );
     let drain = scenarios::drain(&bench, params.drain_events).await?;
-    let aof_rewrites = scenarios::redis_aof_rewrites(&mut bench.redis.conn().await?).await?;
+    let aof_rewrites = scenarios::redis_aof_rewrites(&bench).await?;
     bench.stack.stop().await?;
 
     let results = report::Results {
@@ -310,6 +331,7 @@ async fn main() -> anyhow::Result<()> {
             let mut p = serde_json::to_value(&params)?;
             p["max_followers"] = json!(max_followers);
             p["quick"] = json!(args.quick);
+            p["feed_redis_apart"] = json!(args.feed_redis_url.is_some());
             p
         },
         baselines,

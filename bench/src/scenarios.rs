@@ -20,7 +20,11 @@ use crate::stack::{Stack, WorkerMetrics};
 /// What the scenarios share.
 pub struct Bench {
     pub db: PgPool,
+    /// The streams' Redis.
     pub redis: bus::Redis,
+    /// The feeds' Redis: `redis` itself unless they have their own.
+    pub feeds: bus::Redis,
+    pub feeds_apart: bool,
     /// An access token per user, by index.
     pub tokens: Arc<Vec<String>>,
     pub http: reqwest::Client,
@@ -33,6 +37,15 @@ pub struct Bench {
 const DRAIN_DEADLINE: Duration = Duration::from_secs(300);
 
 impl Bench {
+    /// Each Redis the stack uses, once.
+    fn redis_instances(&self) -> Vec<&bus::Redis> {
+        if self.feeds_apart {
+            vec![&self.redis, &self.feeds]
+        } else {
+            vec![&self.redis]
+        }
+    }
+
     /// Waits until every stream's backlog is gone; returns how long it took.
     pub async fn wait_drained(&self) -> anyhow::Result<Duration> {
         let started = Instant::now();
@@ -323,8 +336,9 @@ pub struct Drain {
     /// Feed deliveries per second while two workers drained: the fan-out
     /// capacity, as the backlog never ran dry.
     pub deliveries_per_s: f64,
-    /// Redis' CPU time over the two-worker drain's wall time: near 1, Redis
-    /// (one thread) is what limits the drain.
+    /// Redis' CPU time (both instances' when feeds have their own) over the
+    /// two-worker drain's wall time: near 1, Redis (one thread each) is
+    /// what limits the drain.
     pub redis_cpu_share: f64,
     /// Redis' CPU time per feed delivery in that drain, in microseconds.
     pub redis_us_per_delivery: f64,
@@ -372,13 +386,13 @@ pub async fn drain(b: &Bench, events: usize) -> anyhow::Result<Drain> {
                 .await
                 .context("publishing the backlog")?;
         }
-        let cpu_before = redis_cpu_seconds(&mut conn).await?;
+        let cpu_before = redis_cpu_seconds(b).await?;
         let postgres_before = cpu::program_seconds("postgres");
         let machine_before = cpu::machine_seconds();
-        reset_redis_stats(&mut conn).await?;
+        reset_redis_stats(&mut b.feeds.conn().await?).await?;
         b.stack.workers.scale(workers).await?;
         times.push(b.wait_drained().await?.as_secs_f64());
-        redis_cpu = redis_cpu_seconds(&mut conn).await? - cpu_before;
+        redis_cpu = redis_cpu_seconds(b).await? - cpu_before;
         postgres_cpu = cpu::program_seconds("postgres") - postgres_before;
         let machine_after = cpu::machine_seconds();
         machine_busy =
@@ -392,7 +406,7 @@ pub async fn drain(b: &Bench, events: usize) -> anyhow::Result<Drain> {
             .into_iter()
             .map(cpu::process_seconds)
             .sum();
-        zadd_us = redis_usec_per_call(&mut conn, "zadd").await?;
+        zadd_us = redis_usec_per_call(&mut b.feeds.conn().await?, "zadd").await?;
         // Fresh processes: their counters hold this drain alone.
         deliveries = b.stack.worker_metrics().await?.feed_writes;
     }
@@ -457,9 +471,13 @@ async fn commit_posts(db: &PgPool, authors: &[Uuid]) -> anyhow::Result<Vec<Envel
 
 /// How many times Redis has rewritten its append-only file since it
 /// started, from `INFO persistence`.
-pub async fn redis_aof_rewrites(conn: &mut impl redis::aio::ConnectionLike) -> anyhow::Result<u64> {
-    let info = redis_info(conn, "persistence").await?;
-    Ok(info_field(&info, "aof_rewrites")?.parse()?)
+pub async fn redis_aof_rewrites(b: &Bench) -> anyhow::Result<u64> {
+    let mut rewrites = 0;
+    for instance in b.redis_instances() {
+        let info = redis_info(&mut instance.conn().await?, "persistence").await?;
+        rewrites += info_field(&info, "aof_rewrites")?.parse::<u64>()?;
+    }
+    Ok(rewrites)
 }
 
 /// One section of Redis' `INFO`.
@@ -504,8 +522,14 @@ pub async fn redis_usec_per_call(
 
 /// The CPU time Redis has used since it started (all its threads), from
 /// `INFO cpu`.
-async fn redis_cpu_seconds(conn: &mut impl redis::aio::ConnectionLike) -> anyhow::Result<f64> {
-    let info = redis_info(conn, "cpu").await?;
-    Ok(info_field(&info, "used_cpu_user")?.parse::<f64>()?
-        + info_field(&info, "used_cpu_sys")?.parse::<f64>()?)
+/// The CPU seconds Redis has used, both instances' when feeds have their
+/// own.
+async fn redis_cpu_seconds(b: &Bench) -> anyhow::Result<f64> {
+    let mut seconds = 0.0;
+    for instance in b.redis_instances() {
+        let info = redis_info(&mut instance.conn().await?, "cpu").await?;
+        seconds += info_field(&info, "used_cpu_user")?.parse::<f64>()?
+            + info_field(&info, "used_cpu_sys")?.parse::<f64>()?;
+    }
+    Ok(seconds)
 }

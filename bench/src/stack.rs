@@ -16,6 +16,8 @@ pub struct Setup {
     pub bin_dir: PathBuf,
     pub database_url: String,
     pub redis_url: String,
+    /// The feeds' own Redis, if they get one.
+    pub feed_redis_url: Option<String>,
     pub api_port: u16,
     /// Workers serve their metrics on this port and the next ones.
     pub worker_port_base: u16,
@@ -33,13 +35,14 @@ pub struct Stack {
 /// rate limits (one address sends everything).
 fn common_env(setup: &Setup) -> Vec<(String, String)> {
     [
-        ("FANOUT_DATABASE_URL", setup.database_url.as_str()),
-        ("FANOUT_REDIS_URL", setup.redis_url.as_str()),
-        ("FANOUT_LOG_FORMAT", "json"),
-        ("RUST_LOG", "warn"),
+        ("FANOUT_DATABASE_URL", Some(setup.database_url.as_str())),
+        ("FANOUT_REDIS_URL", Some(setup.redis_url.as_str())),
+        ("FANOUT_FEED_REDIS_URL", setup.feed_redis_url.as_deref()),
+        ("FANOUT_LOG_FORMAT", Some("json")),
+        ("RUST_LOG", Some("warn")),
     ]
     .into_iter()
-    .map(|(k, v)| (k.to_owned(), v.to_owned()))
+    .filter_map(|(k, v)| Some((k.to_owned(), v?.to_owned())))
     .collect()
 }
 
