@@ -1,6 +1,6 @@
 //! Home feeds on a Redis of their own (`FANOUT_FEED_REDIS_URL`): fan-out
 //! writes there, the event streams stay on the main Redis, and the feeds'
-//! Redis restarting empty loses no post.
+//! Redis restarting empty, or down for a while, loses no post.
 
 mod common;
 
@@ -77,5 +77,62 @@ async fn feeds_live_on_their_own_redis_and_losing_it_loses_nothing(db: PgPool) {
         (ids(&page) == vec![second, first] && page["freshness"]["source"] == "cache").then_some(())
     })
     .await;
+    stack.stop().await;
+}
+
+/// How many times the oldest pending entry of a stream has been delivered.
+async fn deliveries(redis: &RedisServer, stream: &str) -> u64 {
+    let pending: Vec<(String, String, u64, u64)> = redis::cmd("XPENDING")
+        .arg(stream)
+        .arg(keys::CONSUMER_GROUP)
+        .arg("-")
+        .arg("+")
+        .arg(1)
+        .query_async(&mut connect(redis).await)
+        .await
+        .unwrap();
+    pending.first().map_or(0, |p| p.3)
+}
+
+#[sqlx::test(migrator = "feed_core::db::MIGRATOR")]
+async fn an_outage_of_the_feeds_redis_is_waited_out_not_dead_lettered(db: PgPool) {
+    const MAX_DELIVERIES: usize = 2;
+    let mut feeds = RedisServer::start();
+    let url = feeds.url();
+    let mut stack = Stack::api_only_with(db, |c| c.redis.feed_redis_url = Some(url.clone())).await;
+    stack.start_worker_with("worker-1", |c| {
+        c.redis.feed_redis_url = Some(url.clone());
+        c.max_deliveries = MAX_DELIVERIES;
+    });
+    let alice = stack.signup("alice").await;
+    let bob = stack.signup("bob").await;
+    stack.follow(&bob, &alice).await;
+
+    feeds.stop();
+    let post = stack.post(&alice, "while the feeds' Redis is down").await;
+    // Past the deliveries after which an event failing on its own is given up.
+    let stream = keys::stream(EventType::PostCreated);
+    eventually(DEADLINE, "redeliveries during the outage", || async {
+        (deliveries(&stack.redis, &stream).await > MAX_DELIVERIES as u64).then_some(())
+    })
+    .await;
+    feeds.restart();
+
+    eventually(
+        DEADLINE,
+        "fan-out once the feeds' Redis is back",
+        || async {
+            let members = feed_store::members(&mut connect(&feeds).await, bob.id)
+                .await
+                .unwrap();
+            (members == vec![post]).then_some(())
+        },
+    )
+    .await;
+    let dead: i64 = sqlx::query_scalar("SELECT count(*) FROM dead_letters")
+        .fetch_one(&stack.db)
+        .await
+        .unwrap();
+    assert_eq!(dead, 0, "an outage is not the event's fault");
     stack.stop().await;
 }

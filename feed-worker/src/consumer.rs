@@ -313,7 +313,9 @@ impl Consumer {
                     );
                     Outcome::Done
                 }
-                Err(e) if attempts >= self.settings.max_deliveries => {
+                // An outage is waited out however long it lasts; only an
+                // event failing on its own is given up on.
+                Err(e) if attempts >= self.settings.max_deliveries && !e.is_outage() => {
                     let reason = format!("gave up after {attempts} deliveries: {e}");
                     self.dead_letter(delivery, Some(&envelope), &reason, attempts)
                         .await

@@ -25,6 +25,28 @@ pub enum HandleError {
     Redis(#[from] redis::RedisError),
 }
 
+impl HandleError {
+    /// True when a datastore could not be reached (down, restarting, a
+    /// connection lost or timed out), not when it refused this event: such
+    /// an event is retried for as long as the outage lasts, never given up
+    /// on, or its post would miss the feeds built meanwhile.
+    pub fn is_outage(&self) -> bool {
+        match self {
+            HandleError::Db(e) => db::is_unavailable(e),
+            // Any I/O failure (refused, dropped, timed out), and what the
+            // server says while it starts or fails over (LOADING,
+            // MASTERDOWN, TRYAGAIN, ...).
+            HandleError::Redis(e) => {
+                e.is_io_error()
+                    || matches!(
+                        e.retry_method(),
+                        redis::RetryMethod::WaitAndRetry | redis::RetryMethod::Reconnect
+                    )
+            }
+        }
+    }
+}
+
 /// What handling an event did, for logs and metrics.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub struct Effect {
