@@ -48,6 +48,13 @@ pub struct FeedClusterSpec {
     pub postgres: DatastoreSpec,
     /// Where Redis is: an external instance, or one the operator runs.
     pub redis: DatastoreSpec,
+    /// A Redis of their own for the home feeds and cached posts
+    /// (FANOUT_FEED_REDIS_URL), run elsewhere and reached with a URL kept in
+    /// a Secret. Feeds are rebuilt from PostgreSQL, so it needs no
+    /// persistence, and fan-out then stays out of the streams' append-only
+    /// file. Unset, the feeds share `redis`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub feed_redis: Option<ExternalDatastore>,
     /// How home feeds are kept.
     #[serde(default)]
     pub feed: FeedSpec,

@@ -64,7 +64,7 @@ fn env(fc: &FeedCluster) -> Vec<Value> {
         Value::String(value) => json!({"name": name, "value": value}),
         from => json!({"name": name, "valueFrom": from}),
     };
-    vec![
+    let mut env = vec![
         var("FANOUT_DATABASE_URL", db),
         var("FANOUT_REDIS_URL", redis),
         var(
@@ -72,7 +72,14 @@ fn env(fc: &FeedCluster) -> Vec<Value> {
             json!({"secretKeyRef": {"name": jwt, "key": "jwt-secret"}}),
         ),
         json!({"name": "POD_NAME", "valueFrom": {"fieldRef": {"fieldPath": "metadata.name"}}}),
-    ]
+    ];
+    if let Some(feeds) = &fc.spec.feed_redis {
+        env.push(var(
+            "FANOUT_FEED_REDIS_URL",
+            json!({"secretKeyRef": {"name": feeds.secret_name, "key": feeds.key}}),
+        ));
+    }
+    env
 }
 
 fn resources(requested: Option<&k8s_openapi::api::core::v1::ResourceRequirements>) -> Value {

@@ -165,7 +165,16 @@ fn connection_settings_come_from_secrets() {
         key: "url".into(),
     });
     fc.spec.auth.jwt_secret_name = Some("my-jwt".into());
+    assert!(!env_of(&fc).contains_key("FANOUT_FEED_REDIS_URL"));
+    fc.spec.feed_redis = Some(ExternalDatastore {
+        secret_name: "feed-cache".into(),
+        key: "url".into(),
+    });
     let env = env_of(&fc);
+    assert_eq!(
+        env["FANOUT_FEED_REDIS_URL"]["valueFrom"]["secretKeyRef"]["name"],
+        "feed-cache"
+    );
     assert_eq!(
         env["FANOUT_DATABASE_URL"]["valueFrom"]["secretKeyRef"]["key"],
         "dsn"
