@@ -248,7 +248,8 @@ pub async fn read(
         // Done once past the page and past the millisecond it ends in:
         // within a millisecond Redis returns the oldest post first, so that
         // millisecond's posts must all be in hand to pick the newest.
-        let past_page = found.len() > limit && found[limit - 1].1 != found[found.len() - 1].1;
+        let past_page =
+            found.len() > limit && (limit == 0 || found[limit - 1].1 != found[found.len() - 1].1);
         if fetched < batch || past_page {
             break;
         }

@@ -223,6 +223,14 @@ async fn pages_of_a_feed_follow_the_cursor_newest_first() {
     feed_store::rebuild(&mut conn, user, &posts, LIMITS)
         .await
         .unwrap();
+    let none = feed_store::read(&mut conn, user, None, 0, LIMITS).await;
+    assert_eq!(
+        none.unwrap(),
+        Page::Entries {
+            posts: vec![],
+            more: true
+        }
+    );
     let first = feed_store::read(&mut conn, user, None, 2, LIMITS).await;
     assert_eq!(
         first.unwrap(),
