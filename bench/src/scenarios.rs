@@ -336,9 +336,9 @@ pub struct Drain {
     /// Feed deliveries per second while two workers drained: the fan-out
     /// capacity, as the backlog never ran dry.
     pub deliveries_per_s: f64,
-    /// Redis' CPU time (both instances' when feeds have their own) over the
-    /// two-worker drain's wall time: near 1, Redis (one thread each) is
-    /// what limits the drain.
+    /// Redis' CPU time (both servers' when feeds have their own) over the
+    /// two-worker drain's wall time; each server runs on one thread, so
+    /// near 1 for one server, Redis is what limits the drain.
     pub redis_cpu_share: f64,
     /// Redis' CPU time per feed delivery in that drain, in microseconds.
     pub redis_us_per_delivery: f64,
@@ -425,16 +425,17 @@ pub async fn drain(b: &Bench, events: usize) -> anyhow::Result<Drain> {
     })
 }
 
-/// Commits a post by each of `authors`, one a millisecond up to now (as if
-/// posted while no worker ran), and returns their events, for the caller
-/// to publish instead of the API's relay.
+/// Commits a post by each of `authors`, 100 µs apart up to now (as if
+/// posted while no worker ran, and newer than the previous drain's), and
+/// returns their events, for the caller to publish instead of the API's
+/// relay.
 async fn commit_posts(db: &PgPool, authors: &[Uuid]) -> anyhow::Result<Vec<Envelope>> {
     let now = chrono::Utc::now();
     let posts: Vec<(Uuid, Uuid, chrono::DateTime<chrono::Utc>)> = authors
         .iter()
         .enumerate()
         .map(|(i, author)| {
-            let at = now - chrono::Duration::milliseconds((authors.len() - i) as i64);
+            let at = now - chrono::Duration::microseconds(100 * (authors.len() - i) as i64);
             let ts = uuid::Timestamp::from_unix(
                 uuid::NoContext,
                 at.timestamp() as u64,

@@ -109,6 +109,14 @@ async fn an_outage_of_the_feeds_redis_is_waited_out_not_dead_lettered(db: PgPool
     stack.follow(&bob, &alice).await;
 
     feeds.stop();
+    // Still ready: reads fall back to PostgreSQL, writes do not need it.
+    let ready = stack.http.get(stack.url("/readyz")).send().await.unwrap();
+    assert_eq!(ready.status(), StatusCode::OK);
+    let health: Value = ready.json().await.unwrap();
+    assert_eq!(health["status"], "degraded", "{health}");
+    assert_eq!(health["feed_redis"]["status"], "down", "{health}");
+    let page = stack.feed(&bob, "").await;
+    assert_eq!(page["freshness"]["source"], "database");
     let post = stack.post(&alice, "while the feeds' Redis is down").await;
     // Past the deliveries after which an event failing on its own is given up.
     let stream = keys::stream(EventType::PostCreated);

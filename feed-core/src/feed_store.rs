@@ -275,8 +275,8 @@ fn newest_first(posts: &mut [(Uuid, i64)]) {
     posts.sort_unstable_by(|a, b| b.1.cmp(&a.1).then(b.0.cmp(&a.0)));
 }
 
-/// Every post a feed holds, newest first, built or not: for tests and for
-/// operators looking into a feed.
+/// Every post a feed holds in this layout, newest first, built or not: for
+/// tests and for operators looking into a feed.
 pub async fn members(conn: &mut impl ConnectionLike, user: Uuid) -> RedisResult<Vec<Uuid>> {
     let raw: Vec<(String, f64)> = redis::cmd("ZRANGE")
         .arg(keys::feed(user))

@@ -20,7 +20,8 @@ pub fn all_streams() -> Vec<String> {
     EventType::ALL.iter().map(|t| stream(*t)).collect()
 }
 
-/// A user's home feed: a sorted set of post ids scored by creation time (ms).
+/// A user's home feed: a sorted set of post ids scored by their negated
+/// creation time in ms, newest first (see [`crate::feed_store`]).
 pub fn feed(user_id: Uuid) -> String {
     format!("feed:{user_id}")
 }

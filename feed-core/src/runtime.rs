@@ -70,9 +70,10 @@ pub struct RedisArgs {
     /// Needs a rediss:// URL. Unset, rediss:// trusts the built-in roots.
     #[arg(long, env = "FANOUT_REDIS_CA_FILE")]
     pub redis_ca_file: Option<PathBuf>,
-    /// Redis URL for home feeds and the posts cached beside them, to keep
-    /// them apart from the event streams. Feeds are a cache, rebuilt from
-    /// PostgreSQL, so their Redis needs no persistence, where the streams'
+    /// Redis URL for home feeds, the posts cached beside them and the posts'
+    /// like sets, to keep them apart from the event streams. All of it is
+    /// derived (feeds are rebuilt from PostgreSQL on read; like sets are
+    /// not rebuilt), so this Redis needs no persistence, where the streams'
     /// does: fan-out then stops filling the streams' append-only file.
     /// Unset, FANOUT_REDIS_URL holds both. FANOUT_REDIS_CA_FILE applies to
     /// both.

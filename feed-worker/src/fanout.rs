@@ -33,15 +33,17 @@ impl HandleError {
     pub fn is_outage(&self) -> bool {
         match self {
             HandleError::Db(e) => db::is_unavailable(e),
-            // Any I/O failure (refused, dropped, timed out), and what the
-            // server says while it starts or fails over (LOADING,
-            // MASTERDOWN, TRYAGAIN, ...).
+            // Any I/O failure (refused, dropped, timed out), what the server
+            // says while it starts or fails over (LOADING, MASTERDOWN,
+            // TRYAGAIN, ...), and READONLY: a primary demoted by a failover
+            // that the connection still points at.
             HandleError::Redis(e) => {
                 e.is_io_error()
                     || matches!(
                         e.retry_method(),
                         redis::RetryMethod::WaitAndRetry | redis::RetryMethod::Reconnect
                     )
+                    || e.kind() == redis::ErrorKind::Server(redis::ServerErrorKind::ReadOnly)
             }
         }
     }

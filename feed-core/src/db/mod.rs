@@ -60,6 +60,9 @@ pub fn is_unavailable(err: &sqlx::Error) -> bool {
         .as_database_error()
         .and_then(|e| e.code())
         // Class 08: connection exception; 57P0x: the server is shutting down
-        // or starting up; 53300: too many connections.
-        .is_some_and(|code| code.starts_with("08") || code.starts_with("57P0") || code == "53300")
+        // or starting up; 53300: too many connections; 25006: a read-only
+        // transaction (a primary demoted by a failover, still connected).
+        .is_some_and(|code| {
+            code.starts_with("08") || code.starts_with("57P0") || code == "53300" || code == "25006"
+        })
 }
