@@ -188,11 +188,11 @@ async fn main() -> anyhow::Result<()> {
     let stack = Stack::start(&setup, 0).await?;
     let db = feed_core::db::pool(&args.database_url, 32, Duration::from_secs(10))?;
     let redis = feed_core::bus::Redis::new(&args.redis_url, Duration::from_secs(5))?;
-    let feeds = match &args.feed_redis_url {
-        Some(url) => feed_core::bus::Redis::new(url, Duration::from_secs(5))?,
-        None => redis.clone(),
+    let feed_redis = match &args.feed_redis_url {
+        Some(url) => Some(feed_core::bus::Redis::new(url, Duration::from_secs(5))?),
+        None => None,
     };
-    for instance in [&redis, &feeds] {
+    for instance in std::iter::once(&redis).chain(&feed_redis) {
         redis::cmd("FLUSHALL")
             .query_async::<()>(&mut instance.conn().await?)
             .await?;
@@ -225,8 +225,7 @@ async fn main() -> anyhow::Result<()> {
     let bench = scenarios::Bench {
         db: db.clone(),
         redis,
-        feeds,
-        feeds_apart: args.feed_redis_url.is_some(),
+        feed_redis,
         tokens: Arc::new(tokens),
         http: reqwest::Client::builder()
             .pool_max_idle_per_host(1024)
@@ -245,7 +244,7 @@ async fn main() -> anyhow::Result<()> {
     )
     .await?;
     // ZADD where the feeds are, XADD where the streams are.
-    scenarios::reset_redis_stats(&mut bench.feeds.conn().await?).await?;
+    scenarios::reset_redis_stats(&mut bench.feeds().conn().await?).await?;
     let zadd_per_s = baseline::redis_benchmark(
         feed_redis_port,
         params.write_clients,
@@ -258,7 +257,7 @@ async fn main() -> anyhow::Result<()> {
         ],
     )
     .await?;
-    let zadd_us = scenarios::redis_usec_per_call(&mut bench.feeds.conn().await?, "zadd").await?;
+    let zadd_us = scenarios::redis_usec_per_call(&mut bench.feeds().conn().await?, "zadd").await?;
     let baselines = baseline::Baselines {
         pgbench_tps,
         zadd_per_s,

@@ -22,9 +22,8 @@ pub struct Bench {
     pub db: PgPool,
     /// The streams' Redis.
     pub redis: bus::Redis,
-    /// The feeds' Redis: `redis` itself unless they have their own.
-    pub feeds: bus::Redis,
-    pub feeds_apart: bool,
+    /// The feeds' own Redis, when they have one.
+    pub feed_redis: Option<bus::Redis>,
     /// An access token per user, by index.
     pub tokens: Arc<Vec<String>>,
     pub http: reqwest::Client,
@@ -37,13 +36,14 @@ pub struct Bench {
 const DRAIN_DEADLINE: Duration = Duration::from_secs(300);
 
 impl Bench {
+    /// Where the feeds are: their own Redis, or the streams'.
+    pub fn feeds(&self) -> &bus::Redis {
+        self.feed_redis.as_ref().unwrap_or(&self.redis)
+    }
+
     /// Each Redis the stack uses, once.
-    fn redis_instances(&self) -> Vec<&bus::Redis> {
-        if self.feeds_apart {
-            vec![&self.redis, &self.feeds]
-        } else {
-            vec![&self.redis]
-        }
+    fn redis_instances(&self) -> impl Iterator<Item = &bus::Redis> {
+        std::iter::once(&self.redis).chain(&self.feed_redis)
     }
 
     /// Waits until every stream's backlog is gone; returns how long it took.
@@ -389,7 +389,7 @@ pub async fn drain(b: &Bench, events: usize) -> anyhow::Result<Drain> {
         let cpu_before = redis_cpu_seconds(b).await?;
         let postgres_before = cpu::program_seconds("postgres");
         let machine_before = cpu::machine_seconds();
-        reset_redis_stats(&mut b.feeds.conn().await?).await?;
+        reset_redis_stats(&mut b.feeds().conn().await?).await?;
         b.stack.workers.scale(workers).await?;
         times.push(b.wait_drained().await?.as_secs_f64());
         redis_cpu = redis_cpu_seconds(b).await? - cpu_before;
@@ -406,7 +406,7 @@ pub async fn drain(b: &Bench, events: usize) -> anyhow::Result<Drain> {
             .into_iter()
             .map(cpu::process_seconds)
             .sum();
-        zadd_us = redis_usec_per_call(&mut b.feeds.conn().await?, "zadd").await?;
+        zadd_us = redis_usec_per_call(&mut b.feeds().conn().await?, "zadd").await?;
         // Fresh processes: their counters hold this drain alone.
         deliveries = b.stack.worker_metrics().await?.feed_writes;
     }

@@ -87,13 +87,7 @@ impl AppState {
     /// [`STREAM_STATS_MAX_AGE`] old; read from Redis in the request only
     /// when there are none or they are past [`STREAM_STATS_MAX_STALE`].
     pub async fn stream_stats(&self) -> redis::RedisResult<Arc<Vec<StreamStats>>> {
-        let latest = self
-            .stream_stats
-            .latest
-            .lock()
-            .expect("never poisoned")
-            .clone();
-        match latest {
+        match self.stream_stats.latest() {
             Some((at, stats)) if at.elapsed() < STREAM_STATS_MAX_STALE => {
                 if at.elapsed() >= STREAM_STATS_MAX_AGE
                     && !self.stream_stats.refreshing.swap(true, Ordering::AcqRel)
@@ -109,13 +103,7 @@ impl AppState {
             }
             _ => {
                 let _reading = self.stream_stats.reading.lock().await;
-                let latest = self
-                    .stream_stats
-                    .latest
-                    .lock()
-                    .expect("never poisoned")
-                    .clone();
-                match latest {
+                match self.stream_stats.latest() {
                     // Another request read them while this one waited.
                     Some((at, stats)) if at.elapsed() < STREAM_STATS_MAX_AGE => Ok(stats),
                     _ => self.stream_stats.refresh(&self.redis).await,
@@ -126,6 +114,11 @@ impl AppState {
 }
 
 impl StatsCache {
+    /// The figures kept, and when they were read.
+    fn latest(&self) -> Option<CachedStats> {
+        self.latest.lock().expect("never poisoned").clone()
+    }
+
     /// Reads the statistics from Redis and keeps them.
     async fn refresh(&self, redis: &Redis) -> redis::RedisResult<Arc<Vec<StreamStats>>> {
         let mut conn = redis.conn().await?;

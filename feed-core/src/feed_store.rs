@@ -38,7 +38,8 @@ pub const SENTINEL: &str = "built:newest-first";
 #[derive(Debug, Clone, Copy)]
 pub struct FeedLimits {
     /// Posts a feed holds (fan-out lets it grow [`TRIM_SLACK`] past this
-    /// before trimming); older ones are trimmed, and the home feed ends there (a user's own and followed celebrities' posts go further).
+    /// before trimming); older ones are trimmed, and the home feed ends
+    /// there (a user's own and followed celebrities' posts go further).
     pub max_len: usize,
     /// A feed nobody reads expires after this long; reading renews it.
     pub ttl: Duration,
@@ -132,10 +133,7 @@ pub async fn add_posts(
         return Ok(());
     }
     let key = keys::feed(user);
-    let items: Vec<(i64, String)> = posts
-        .iter()
-        .map(|(id, s)| (stored(*s), id.to_string()))
-        .collect();
+    let items = entries(posts);
     let mut pipe = redis::pipe();
     pipe.zadd_multiple(&key, &items).ignore();
     trim(&mut pipe, &key, limits);
@@ -172,10 +170,7 @@ pub async fn rebuild(
     limits: FeedLimits,
 ) -> RedisResult<()> {
     let key = keys::feed(user);
-    let mut items: Vec<(i64, String)> = posts
-        .iter()
-        .map(|(id, s)| (stored(*s), id.to_string()))
-        .collect();
+    let mut items = entries(posts);
     items.push((0, SENTINEL.to_owned()));
     let mut pipe = redis::pipe();
     // Whatever the older layout wrote goes (its entries and sentinel score
@@ -259,6 +254,14 @@ pub async fn read(
     let more = found.len() > limit;
     found.truncate(limit);
     Ok(Page::Entries { posts: found, more })
+}
+
+/// Posts and their [`score`]s as the members and scores Redis stores.
+fn entries(posts: &[(Uuid, i64)]) -> Vec<(i64, String)> {
+    posts
+        .iter()
+        .map(|(id, score)| (stored(*score), id.to_string()))
+        .collect()
 }
 
 /// Posts and their [`score`]s from `ZRANGE ... WITHSCORES` in this layout.

@@ -17,8 +17,8 @@ use crate::metrics::Metrics;
 pub struct Probes {
     pub db: PgPool,
     pub redis: Redis,
-    /// The feeds' Redis: `redis` itself unless FANOUT_FEED_REDIS_URL is set.
-    pub feeds: Redis,
+    /// The feeds' own Redis, when FANOUT_FEED_REDIS_URL names one.
+    pub feed_redis: Option<Redis>,
     pub metrics: Arc<Metrics>,
     /// Set once the consumer group exists and the loop is reading.
     pub consuming: Arc<AtomicBool>,
@@ -40,7 +40,8 @@ async fn ready(State(p): State<Probes>) -> (StatusCode, String) {
     if let Err(e) = sqlx::query("SELECT 1").execute(&p.db).await {
         return (StatusCode::SERVICE_UNAVAILABLE, format!("postgres: {e}"));
     }
-    for (name, redis) in [("redis", &p.redis), ("feed redis", &p.feeds)] {
+    let feed_redis = p.feed_redis.iter().map(|r| ("feed redis", r));
+    for (name, redis) in std::iter::once(("redis", &p.redis)).chain(feed_redis) {
         let ping = async {
             let mut conn = redis.conn().await?;
             redis::cmd("PING").query_async::<String>(&mut conn).await

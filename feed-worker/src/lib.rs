@@ -51,7 +51,7 @@ pub async fn run(config: Config, db: PgPool, shutdown: CancellationToken) -> any
     let probes = http::Probes {
         db: db.clone(),
         redis: redis.clone(),
-        feeds: feeds.clone(),
+        feed_redis: config.redis.feed_redis_url.is_some().then(|| feeds.clone()),
         metrics: metrics.clone(),
         consuming: consuming.clone(),
     };
