@@ -14,9 +14,17 @@ async fn followers_feeds_converge_and_the_author_sees_their_post_at_once(db: PgP
     let alice = stack.signup("alice").await;
     let bob = stack.signup("bob").await;
     let carol = stack.signup("carol").await;
+    let dave = stack.signup("dave").await;
     stack.follow(&bob, &alice).await;
     stack.follow(&carol, &alice).await;
+    stack.follow(&dave, &alice).await;
     stack.follow(&alice, &bob).await;
+    // Bob and Carol read their feeds (empty so far): Redis keeps them from
+    // now on. Dave does not read.
+    for reader in [&bob, &carol] {
+        let page = stack.feed(reader, "").await;
+        assert_eq!(page["freshness"]["source"], "rebuilt");
+    }
 
     let mut took = Vec::new();
     for i in 0..5 {
@@ -39,10 +47,7 @@ async fn followers_feeds_converge_and_the_author_sees_their_post_at_once(db: PgP
         took[took.len() - 1]
     );
 
-    // Bob never read his feed: fan-out wrote to it, but only a read builds
-    // it completely from PostgreSQL. From then on it is served from Redis.
-    let page = stack.feed(&bob, "").await;
-    assert_eq!(page["freshness"]["source"], "rebuilt");
+    // Bob's feed is served from Redis, whole.
     let page = stack.feed(&bob, "").await;
     assert_eq!(page["items"].as_array().unwrap().len(), 5);
     let first = &page["items"][0];
@@ -53,6 +58,13 @@ async fn followers_feeds_converge_and_the_author_sees_their_post_at_once(db: PgP
     assert!(first["created_at"].is_string());
     assert!(page["next_cursor"].is_null());
     assert_eq!(page["freshness"]["source"], "cache");
+    // Fan-out passed Dave over (in the same calls as Bob and Carol): his
+    // first read builds his feed from PostgreSQL, every post in it.
+    assert!(stack.cached_feed(&dave).await.is_empty());
+    let page = stack.feed(&dave, "").await;
+    assert_eq!(page["freshness"]["source"], "rebuilt");
+    assert_eq!(ids(&page), stack.cached_feed(&bob).await);
+    assert_eq!(stack.cached_feed(&dave).await, ids(&page));
     // Bob's own feed does not include posts by people he does not follow.
     let bob_post = stack.post(&bob, "bob here").await;
     assert!(!stack.feed_ids(&carol).await.contains(&bob_post));
@@ -214,6 +226,9 @@ async fn a_celebritys_posts_are_pulled_into_followers_feeds_in_order(db: PgPool)
     stack.follow(&alice, &star).await;
     stack.follow(&bob, &star).await;
     stack.follow(&bob, &dave).await;
+    // Both read first, so Redis keeps their feeds and fan-out writes them.
+    assert!(stack.feed_ids(&alice).await.is_empty());
+    assert!(stack.feed_ids(&bob).await.is_empty());
 
     let mut posted = Vec::new();
     let mut by_star = Vec::new();
@@ -283,6 +298,7 @@ async fn a_feed_lost_from_redis_is_rebuilt_from_postgres(db: PgPool) {
     let alice = stack.signup("alice").await;
     let bob = stack.signup("bob").await;
     stack.follow(&bob, &alice).await;
+    assert!(stack.feed_ids(&bob).await.is_empty());
     let post = stack.post(&alice, "survives").await;
     eventually(DEADLINE, "fan-out", || async {
         (stack.cached_feed(&bob).await == vec![post]).then_some(())

@@ -34,6 +34,8 @@ async fn feeds_live_on_their_own_redis_and_losing_it_loses_nothing(db: PgPool) {
     let alice = stack.signup("alice").await;
     let bob = stack.signup("bob").await;
     stack.follow(&bob, &alice).await;
+    // Bob reads: the feeds' Redis keeps his feed from now on.
+    assert!(stack.feed_ids(&bob).await.is_empty());
     let first = stack.post(&alice, "kept apart").await;
 
     eventually(DEADLINE, "fan-out to the feeds' Redis", || async {
@@ -107,6 +109,8 @@ async fn an_outage_of_the_feeds_redis_is_waited_out_not_dead_lettered(db: PgPool
     let alice = stack.signup("alice").await;
     let bob = stack.signup("bob").await;
     stack.follow(&bob, &alice).await;
+    // Bob reads: the feeds' Redis keeps his feed from now on.
+    assert!(stack.feed_ids(&bob).await.is_empty());
 
     feeds.stop();
     // Still ready: reads fall back to PostgreSQL, writes do not need it.

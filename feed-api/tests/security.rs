@@ -111,6 +111,7 @@ async fn a_deleted_account_leaves_no_trace_and_its_tokens_stop_working(db: PgPoo
     let carol = stack.signup("carol").await;
     stack.follow(&bob, &alice).await;
     stack.follow(&alice, &carol).await;
+    assert!(stack.feed_ids(&bob).await.is_empty());
     let post = stack.post(&alice, "soon gone").await;
     let carols = stack.post(&carol, "carol's").await;
     stack

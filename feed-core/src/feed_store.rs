@@ -11,10 +11,14 @@
 //! posts, measured on the bench machine. Callers see plain milliseconds
 //! ([`score`]); the negation stays in this module.
 //!
-//! A feed is complete only once it has been built from PostgreSQL: the build
-//! adds a [`SENTINEL`] member (score 0, after every post). Fan-out may add to
-//! a feed that was never built (or that Redis evicted or lost); a reader that
-//! finds no sentinel rebuilds the feed from PostgreSQL instead of trusting it.
+//! Redis keeps the feeds of users who read, not of everyone followed. A
+//! feed is created by its reader, built from PostgreSQL, and expires once
+//! nobody reads it; fan-out writes only to feeds that exist. A reader first
+//! adds a placeholder ([`begin_rebuild`]), so fan-out writes to the feed
+//! from then on, then reads PostgreSQL and writes the feed ([`rebuild`])
+//! with a [`SENTINEL`] member (score 0, after every post) that marks it
+//! complete. A reader that finds no sentinel (a feed never built, lost, or
+//! in the middle of a rebuild) rebuilds it instead of trusting it.
 //!
 //! Fanout releases before this layout scored posts by their positive
 //! creation time, under a sentinel named `built`. A reader treats a feed
@@ -67,82 +71,138 @@ const FEEDS_PER_CALL: usize = 100;
 /// Readers page into the extra, older posts at most.
 pub const TRIM_SLACK: usize = 32;
 
-/// Adds a post to each feed named in `KEYS`, sets a TTL on feeds the add
-/// created (a reader's TTL is left alone), and trims each back to length
-/// once it is [`TRIM_SLACK`] over. One call instead of pipelined commands
-/// per feed: Redis parses, queues and answers one command, which is most of
-/// a small command's cost.
-static ADD_TO_FEEDS: std::sync::LazyLock<redis::Script> = std::sync::LazyLock::new(|| {
-    redis::Script::new(
+/// The member a reader adds before reading a feed from PostgreSQL, so that
+/// fan-out writes to the feed from then on (see [`begin_rebuild`]). Its
+/// positive score keeps the feed "not built" until the rebuild removes it.
+const PLACEHOLDER: &str = "building";
+
+/// How long a placeholder outlives a reader that failed between adding it
+/// and rebuilding: a rebuild takes milliseconds, and the rebuild itself
+/// sets the feed's TTL.
+const PLACEHOLDER_TTL: Duration = Duration::from_secs(60);
+
+/// Lua shared by the scripts below: `zadd_pairs(key, from)` adds the
+/// (score, member) pairs of `ARGV[from..]` to `key`, in slices, since Lua's
+/// `unpack` takes a few thousand values at most.
+macro_rules! lua_zadd_pairs {
+    () => {
         r"
-local member, score, ttl = ARGV[1], ARGV[2], ARGV[3]
-local max_len = tonumber(ARGV[4])
-local most = max_len + 1 + tonumber(ARGV[5])
-for _, key in ipairs(KEYS) do
-  redis.call('ZADD', key, score, member)
-  local n = redis.call('ZCARD', key)
-  if n == 1 then
-    redis.call('EXPIRE', key, ttl, 'NX')
-  elseif n > most then
-    -- The last rank is the sentinel when the feed is built: keep it and
-    -- the newest max_len posts.
-    redis.call('ZREMRANGEBYRANK', key, max_len, -2)
+local function zadd_pairs(key, from)
+  for i = from, #ARGV, 512 do
+    redis.call('ZADD', key, unpack(ARGV, i, math.min(i + 511, #ARGV)))
   end
 end
-return #KEYS
+"
+    };
+}
+
+/// Adds the pairs of `ARGV[3..]` to each feed of `KEYS` that exists, and
+/// trims each back to `ARGV[1]` posts once it is `ARGV[2]` (the slack)
+/// over; returns how many feeds it wrote. A feed that does not exist is
+/// left alone: nobody read it lately (or Redis lost it), and its next read
+/// builds it from PostgreSQL, this post included. Writing it would fill
+/// Redis with feeds of users who are not reading. One call instead of
+/// pipelined commands per feed: Redis parses, queues and answers one
+/// command, which is most of a small command's cost.
+static ADD_TO_KEPT_FEEDS: std::sync::LazyLock<redis::Script> = std::sync::LazyLock::new(|| {
+    redis::Script::new(concat!(
+        lua_zadd_pairs!(),
+        r"
+local max_len = tonumber(ARGV[1])
+local most = max_len + 1 + tonumber(ARGV[2])
+local written = 0
+for _, key in ipairs(KEYS) do
+  if redis.call('EXISTS', key) == 1 then
+    zadd_pairs(key, 3)
+    if redis.call('ZCARD', key) > most then
+      -- The last rank is the sentinel when the feed is built: keep it and
+      -- the newest max_len posts.
+      redis.call('ZREMRANGEBYRANK', key, max_len, -2)
+    end
+    written = written + 1
+  end
+end
+return written
 ",
-    )
+    ))
 });
 
-/// Adds one post to many feeds, trimming each (see [`TRIM_SLACK`]); the
-/// calls for all of them are in flight at once.
+/// Writes a rebuilt feed (the pairs of `ARGV[3..]`, with the sentinel) over
+/// `KEYS[1]`, trimmed to `ARGV[1]` posts and living `ARGV[2]` seconds; but
+/// only if the key still exists. A reader adds a placeholder before reading
+/// PostgreSQL; if Redis lost the key since (a restart, an eviction), fan-out
+/// skipped the feed meanwhile, so the rebuild may lack a post committed
+/// after the read and must not be marked built. Returns 1 if written.
+static REBUILD: std::sync::LazyLock<redis::Script> = std::sync::LazyLock::new(|| {
+    redis::Script::new(concat!(
+        lua_zadd_pairs!(),
+        r"
+local key = KEYS[1]
+if redis.call('EXISTS', key) == 0 then
+  return 0
+end
+-- The placeholder and whatever the older layout wrote go (scores 0 and
+-- up); the rest stays, as fan-out may have added to it meanwhile.
+redis.call('ZREMRANGEBYSCORE', key, 0, '+inf')
+zadd_pairs(key, 3)
+redis.call('ZREMRANGEBYRANK', key, tonumber(ARGV[1]), -2)
+redis.call('EXPIRE', key, ARGV[2])
+return 1
+",
+    ))
+});
+
+/// Adds one post to those of many feeds that exist, trimming each (see
+/// [`TRIM_SLACK`]); the calls for all of them are in flight at once.
+/// Returns how many feeds were written: the others are rebuilt from
+/// PostgreSQL when next read.
 pub async fn add_to_feeds(
     conn: &(impl ConnectionLike + Clone),
     users: &[Uuid],
     post_id: Uuid,
     score: i64,
     limits: FeedLimits,
-) -> RedisResult<()> {
+) -> RedisResult<u64> {
     let member = post_id.to_string();
     let calls = users.chunks(FEEDS_PER_CALL).map(|chunk| {
-        let mut invocation = ADD_TO_FEEDS.prepare_invoke();
+        let mut invocation = ADD_TO_KEPT_FEEDS.prepare_invoke();
         for user in chunk {
             invocation.key(keys::feed(*user));
         }
         invocation
-            .arg(&member)
-            .arg(stored(score))
-            .arg(limits.ttl.as_secs())
             .arg(limits.max_len)
-            .arg(TRIM_SLACK);
+            .arg(TRIM_SLACK)
+            .arg(stored(score))
+            .arg(&member);
         let mut conn = conn.clone();
-        async move { invocation.invoke_async::<i64>(&mut conn).await }
+        async move { invocation.invoke_async::<u64>(&mut conn).await }
     });
-    futures_util::future::try_join_all(calls).await?;
-    Ok(())
+    Ok(futures_util::future::try_join_all(calls)
+        .await?
+        .iter()
+        .sum())
 }
 
-/// Adds many posts to one feed (a backfill after a follow).
+/// Adds many posts to one feed (a backfill after a follow), if the feed
+/// exists; returns whether it did.
 pub async fn add_posts(
     conn: &mut impl ConnectionLike,
     user: Uuid,
     posts: &[(Uuid, i64)],
     limits: FeedLimits,
-) -> RedisResult<()> {
+) -> RedisResult<bool> {
     if posts.is_empty() {
-        return Ok(());
+        return Ok(false);
     }
-    let key = keys::feed(user);
-    let items = entries(posts);
-    let mut pipe = redis::pipe();
-    pipe.zadd_multiple(&key, &items).ignore();
-    trim(&mut pipe, &key, limits);
-    pipe.cmd("EXPIRE")
-        .arg(&key)
-        .arg(limits.ttl.as_secs())
-        .arg("NX")
-        .ignore();
-    pipe.query_async(conn).await
+    let mut invocation = ADD_TO_KEPT_FEEDS.prepare_invoke();
+    invocation
+        .key(keys::feed(user))
+        .arg(limits.max_len)
+        .arg(TRIM_SLACK);
+    for (score, member) in entries(posts) {
+        invocation.arg(score).arg(member);
+    }
+    Ok(invocation.invoke_async::<u64>(conn).await? > 0)
 }
 
 /// Removes posts from many feeds in one round trip.
@@ -162,32 +222,43 @@ pub async fn remove_from_feeds(
     pipe.query_async(conn).await
 }
 
-/// Replaces a feed with entries read from PostgreSQL, marked as built.
+/// Marks a feed about to be read from PostgreSQL and rebuilt: from now
+/// on fan-out writes to it, so a post committed after that read still
+/// reaches it. Call before reading PostgreSQL, then [`rebuild`].
+pub async fn begin_rebuild(conn: &mut impl ConnectionLike, user: Uuid) -> RedisResult<()> {
+    let key = keys::feed(user);
+    redis::pipe()
+        .zadd(&key, PLACEHOLDER, 1)
+        .ignore()
+        .cmd("EXPIRE")
+        .arg(&key)
+        .arg(PLACEHOLDER_TTL.as_secs())
+        .arg("NX")
+        .ignore()
+        .query_async(conn)
+        .await
+}
+
+/// Replaces a feed with entries read from PostgreSQL after
+/// [`begin_rebuild`], marked as built. Returns false, writing nothing, if
+/// Redis lost the feed since (it may then lack a post fan-out skipped); the
+/// next read rebuilds it again.
 pub async fn rebuild(
     conn: &mut impl ConnectionLike,
     user: Uuid,
     posts: &[(Uuid, i64)],
     limits: FeedLimits,
-) -> RedisResult<()> {
-    let key = keys::feed(user);
-    let mut items = entries(posts);
-    items.push((0, SENTINEL.to_owned()));
-    let mut pipe = redis::pipe();
-    // Whatever the older layout wrote goes (its entries and sentinel score
-    // 0 and up); the rest stays, as fan-out may have added to it meanwhile.
-    pipe.zrembyscore(&key, 0, "+inf").ignore();
-    pipe.zadd_multiple(&key, &items).ignore();
-    trim(&mut pipe, &key, limits);
-    pipe.expire(&key, limits.ttl.as_secs() as i64).ignore();
-    pipe.query_async(conn).await
-}
-
-fn trim(pipe: &mut redis::Pipeline, key: &str, limits: FeedLimits) {
-    // The last rank is the sentinel when the feed is built: keep it and the
-    // newest `max_len` posts. (Of posts sharing the last millisecond kept,
-    // the older stay: rare, and the feed ends there either way.)
-    pipe.zremrangebyrank(key, limits.max_len as isize, -2)
-        .ignore();
+) -> RedisResult<bool> {
+    let mut invocation = REBUILD.prepare_invoke();
+    invocation
+        .key(keys::feed(user))
+        .arg(limits.max_len)
+        .arg(limits.ttl.as_secs());
+    for (score, member) in entries(posts) {
+        invocation.arg(score).arg(member);
+    }
+    invocation.arg(0).arg(SENTINEL);
+    Ok(invocation.invoke_async::<u64>(conn).await? > 0)
 }
 
 /// A page read from a feed.

@@ -34,15 +34,29 @@ async fn members(conn: &mut MultiplexedConnection, user: Uuid) -> Vec<Uuid> {
     newest_first
 }
 
+/// Builds a feed as a reader does: placeholder first, then the rebuild.
+async fn build(
+    conn: &mut MultiplexedConnection,
+    user: Uuid,
+    posts: &[(Uuid, i64)],
+    limits: FeedLimits,
+) {
+    feed_store::begin_rebuild(conn, user).await.unwrap();
+    let written = feed_store::rebuild(conn, user, posts, limits).await;
+    assert!(written.unwrap(), "a feed Redis kept is written");
+}
+
 #[tokio::test]
-async fn fan_out_adds_to_every_feed_keeps_built_feeds_whole_and_trims_to_length() {
+async fn fan_out_writes_the_feeds_redis_keeps_whole_and_trimmed_and_no_others() {
     let redis = RedisServer::start();
     let mut conn = connect(&redis).await;
     // More followers than one script call takes.
     let followers: Vec<Uuid> = (0..250).map(|_| Uuid::now_v7()).collect();
-    let reader = followers[0];
+    let (reader, rebuilding) = (followers[0], followers[200]);
     let old: Vec<(Uuid, i64)> = (1..=5).map(|i| (Uuid::now_v7(), i * 1_000)).collect();
-    feed_store::rebuild(&mut conn, reader, &old, LIMITS)
+    build(&mut conn, reader, &old, LIMITS).await;
+    // A reader between its placeholder and its rebuild.
+    feed_store::begin_rebuild(&mut conn, rebuilding)
         .await
         .unwrap();
 
@@ -53,9 +67,12 @@ async fn fan_out_adds_to_every_feed_keeps_built_feeds_whole_and_trims_to_length(
     for &(post, score) in &new {
         for _ in 0..2 {
             // Twice, as a redelivered event would: the same state either way.
-            feed_store::add_to_feeds(&conn, &followers, post, score, LIMITS)
-                .await
-                .unwrap();
+            let written = feed_store::add_to_feeds(&conn, &followers, post, score, LIMITS).await;
+            assert_eq!(
+                written.unwrap(),
+                2,
+                "the built feed and the one being built"
+            );
         }
     }
 
@@ -68,20 +85,38 @@ async fn fan_out_adds_to_every_feed_keeps_built_feeds_whole_and_trims_to_length(
     assert_eq!(
         page,
         Page::Entries {
-            posts: newest,
+            posts: newest.clone(),
             more: false
         }
     );
 
-    // Feeds fan-out created: every post once (within the slack), and a TTL.
-    for &user in &followers[1..] {
-        let expected: Vec<Uuid> = new.iter().map(|(id, _)| *id).collect();
-        assert_eq!(members(&mut conn, user).await, expected);
-        let left = ttl(&mut conn, user).await;
-        assert!(
-            (1..=1_000).contains(&left),
-            "a feed fan-out created expires: TTL {left}"
-        );
+    // The feed being built is not served before its rebuild, which keeps
+    // what fan-out added meanwhile beside what PostgreSQL had.
+    let page = feed_store::read(&mut conn, rebuilding, None, 100, LIMITS).await;
+    assert_eq!(page.unwrap(), Page::NotBuilt);
+    let rebuilt = feed_store::rebuild(&mut conn, rebuilding, &old, LIMITS).await;
+    assert!(rebuilt.unwrap());
+    let page = feed_store::read(&mut conn, rebuilding, None, 100, LIMITS).await;
+    assert_eq!(
+        page.unwrap(),
+        Page::Entries {
+            posts: newest,
+            more: false
+        }
+    );
+    let left = ttl(&mut conn, rebuilding).await;
+    assert!(
+        (1..=1_000).contains(&left),
+        "a rebuilt feed expires: TTL {left}"
+    );
+
+    // Nobody else reads: Redis keeps no feed for them.
+    for &user in followers
+        .iter()
+        .filter(|u| ![reader, rebuilding].contains(u))
+    {
+        assert!(members(&mut conn, user).await.is_empty());
+        assert_eq!(ttl(&mut conn, user).await, -2, "no key");
     }
 }
 
@@ -90,9 +125,7 @@ async fn fan_out_leaves_a_readers_ttl_alone() {
     let redis = RedisServer::start();
     let mut conn = connect(&redis).await;
     let user = Uuid::now_v7();
-    feed_store::rebuild(&mut conn, user, &[(Uuid::now_v7(), 1_000)], LIMITS)
-        .await
-        .unwrap();
+    build(&mut conn, user, &[(Uuid::now_v7(), 1_000)], LIMITS).await;
     redis::cmd("EXPIRE")
         .arg(keys::feed(user))
         .arg(50)
@@ -112,6 +145,7 @@ async fn fan_out_works_again_after_redis_forgets_its_scripts() {
     let redis = RedisServer::start();
     let mut conn = connect(&redis).await;
     let user = Uuid::now_v7();
+    build(&mut conn, user, &[], LIMITS).await;
     feed_store::add_to_feeds(&conn, &[user], Uuid::now_v7(), 1_000, LIMITS)
         .await
         .unwrap();
@@ -128,29 +162,52 @@ async fn fan_out_works_again_after_redis_forgets_its_scripts() {
 }
 
 #[tokio::test]
-async fn a_feed_fan_out_created_is_trimmed_once_past_its_slack() {
+async fn a_rebuild_is_not_written_over_a_feed_redis_lost_meanwhile() {
     let redis = RedisServer::start();
     let mut conn = connect(&redis).await;
     let user = Uuid::now_v7();
-    let posts: Vec<Uuid> = (0..LIMITS.max_len + TRIM_SLACK + 2)
-        .map(|_| Uuid::now_v7())
+    feed_store::begin_rebuild(&mut conn, user).await.unwrap();
+    // Redis restarts empty while the reader reads PostgreSQL, and a post
+    // committed after that read is fanned out meanwhile: skipped.
+    redis::cmd("FLUSHALL")
+        .query_async::<()>(&mut conn)
+        .await
+        .unwrap();
+    let skipped = feed_store::add_to_feeds(&conn, &[user], Uuid::now_v7(), 2_000, LIMITS).await;
+    assert_eq!(skipped.unwrap(), 0);
+    let backfilled =
+        feed_store::add_posts(&mut conn, user, &[(Uuid::now_v7(), 1_500)], LIMITS).await;
+    assert!(!backfilled.unwrap());
+
+    // The rebuild lacks that post, so it must not be marked built.
+    let rebuilt = feed_store::rebuild(&mut conn, user, &[(Uuid::now_v7(), 1_000)], LIMITS).await;
+    assert!(!rebuilt.unwrap());
+    let page = feed_store::read(&mut conn, user, None, 10, LIMITS).await;
+    assert_eq!(page.unwrap(), Page::NotBuilt);
+    assert_eq!(ttl(&mut conn, user).await, -2, "no key");
+}
+
+#[tokio::test]
+async fn a_backfill_is_added_to_a_kept_feed_and_trimmed() {
+    let redis = RedisServer::start();
+    let mut conn = connect(&redis).await;
+    let user = Uuid::now_v7();
+    build(&mut conn, user, &[(Uuid::now_v7(), 1_000)], LIMITS).await;
+    // More than the feed holds and its slack, from a newly followed author.
+    let posts: Vec<(Uuid, i64)> = (0..(LIMITS.max_len + TRIM_SLACK + 2) as i64)
+        .map(|i| (Uuid::now_v7(), 2_000 + i))
         .collect();
-    for (i, post) in posts.iter().enumerate() {
-        feed_store::add_to_feeds(&conn, &[user], *post, 1_000 + i as i64, LIMITS)
-            .await
-            .unwrap();
-    }
-    let kept = members(&mut conn, user).await;
-    // Not built, so never served as it is (a reader rebuilds it); trimmed
-    // all the same, the newest posts kept.
-    assert!(
-        kept.len() <= LIMITS.max_len + 1 + TRIM_SLACK,
-        "{}",
-        kept.len()
+    let added = feed_store::add_posts(&mut conn, user, &posts, LIMITS).await;
+    assert!(added.unwrap());
+    let page = feed_store::read(&mut conn, user, None, 100, LIMITS).await;
+    let newest: Vec<(Uuid, i64)> = posts.iter().rev().take(LIMITS.max_len).copied().collect();
+    assert_eq!(
+        page.unwrap(),
+        Page::Entries {
+            posts: newest,
+            more: false
+        }
     );
-    assert!(kept.len() < posts.len());
-    let newest = &posts[posts.len() - LIMITS.max_len..];
-    assert_eq!(kept[kept.len() - LIMITS.max_len..], *newest);
 }
 
 #[tokio::test]
@@ -174,9 +231,7 @@ async fn a_feed_in_the_older_layout_is_rebuilt_never_misread() {
     assert_eq!(page.unwrap(), Page::NotBuilt);
 
     let posts = [(Uuid::now_v7(), 2_000), (old, 1_000)];
-    feed_store::rebuild(&mut conn, user, &posts, LIMITS)
-        .await
-        .unwrap();
+    build(&mut conn, user, &posts, LIMITS).await;
     let page = feed_store::read(&mut conn, user, None, 10, LIMITS).await;
     let expected = Page::Entries {
         posts: posts.to_vec(),
@@ -195,9 +250,7 @@ async fn a_feed_in_the_older_layout_is_rebuilt_never_misread() {
         .unwrap();
     let page = feed_store::read(&mut conn, user, None, 10, LIMITS).await;
     assert_eq!(page.unwrap(), Page::NotBuilt);
-    feed_store::rebuild(&mut conn, user, &posts, LIMITS)
-        .await
-        .unwrap();
+    build(&mut conn, user, &posts, LIMITS).await;
     let page = feed_store::read(&mut conn, user, None, 10, LIMITS).await;
     assert_eq!(page.unwrap(), expected);
     let entries: u64 = redis::cmd("ZCARD")
@@ -220,9 +273,7 @@ async fn pages_of_a_feed_follow_the_cursor_newest_first() {
         .collect();
     let mut posts = posts;
     posts.sort_by(|a, b| b.1.cmp(&a.1).then(b.0.cmp(&a.0)));
-    feed_store::rebuild(&mut conn, user, &posts, LIMITS)
-        .await
-        .unwrap();
+    build(&mut conn, user, &posts, LIMITS).await;
     let none = feed_store::read(&mut conn, user, None, 0, LIMITS).await;
     assert_eq!(
         none.unwrap(),
@@ -255,9 +306,7 @@ async fn pages_of_a_feed_follow_the_cursor_newest_first() {
         ..LIMITS
     };
     let same_ms: Vec<(Uuid, i64)> = (0..40).map(|_| (Uuid::now_v7(), 9_000)).collect();
-    feed_store::rebuild(&mut conn, crowded, &same_ms, long)
-        .await
-        .unwrap();
+    build(&mut conn, crowded, &same_ms, long).await;
     let page = feed_store::read(&mut conn, crowded, None, 1, long).await;
     assert_eq!(
         page.unwrap(),

@@ -302,12 +302,14 @@ impl Consumer {
                         .with_label_values(&[event_type])
                         .observe(age as f64 / 1000.0);
                     self.metrics.feed_writes.inc_by(effect.feed_writes);
+                    self.metrics.feeds_skipped.inc_by(effect.feeds_skipped);
                     self.metrics
                         .events
                         .with_label_values(&[event_type, "ok"])
                         .inc();
                     info!(
                         feeds = effect.feed_writes,
+                        skipped = effect.feeds_skipped,
                         took_ms = took.as_millis() as u64,
                         "applied"
                     );

@@ -54,6 +54,9 @@ impl HandleError {
 pub struct Effect {
     /// Feeds written (posts added to or removed from a feed).
     pub feed_writes: u64,
+    /// Followers whose feed Redis does not keep (nobody read it lately):
+    /// not written, their next read builds it from PostgreSQL.
+    pub feeds_skipped: u64,
 }
 
 /// The handlers and what they need.
@@ -101,7 +104,7 @@ impl Fanout {
             return Ok(Effect::default());
         }
         let score = feed_store::score(e.created_at);
-        let feed_writes = self
+        let (followers, feed_writes) = self
             .for_each_follower_chunk(e.author_id, |chunk| {
                 let conn = self.redis.clone();
                 async move {
@@ -109,19 +112,28 @@ impl Fanout {
                 }
             })
             .await?;
-        Ok(Effect { feed_writes })
+        Ok(Effect {
+            feed_writes,
+            feeds_skipped: followers - feed_writes,
+        })
     }
 
     async fn post_deleted(&self, e: &PostDeleted) -> Result<Effect, HandleError> {
         let posts = [e.post_id];
-        let feed_writes = self
+        let (_, feed_writes) = self
             .for_each_follower_chunk(e.author_id, |chunk| {
                 let mut conn = self.redis.clone();
-                async move { feed_store::remove_from_feeds(&mut conn, &chunk, &posts).await }
+                async move {
+                    feed_store::remove_from_feeds(&mut conn, &chunk, &posts).await?;
+                    Ok(chunk.len() as u64)
+                }
             })
             .await?;
         feed_store::forget_post(&mut self.redis.clone(), e.post_id).await?;
-        Ok(Effect { feed_writes })
+        Ok(Effect {
+            feed_writes,
+            ..Effect::default()
+        })
     }
 
     async fn follow_created(&self, e: &FollowChanged) -> Result<Effect, HandleError> {
@@ -138,9 +150,12 @@ impl Fanout {
             .iter()
             .map(|p| (p.post_id, feed_store::score(p.created_at)))
             .collect();
-        feed_store::add_posts(&mut self.redis.clone(), e.follower_id, &posts, self.limits).await?;
+        let written =
+            feed_store::add_posts(&mut self.redis.clone(), e.follower_id, &posts, self.limits)
+                .await?;
         Ok(Effect {
-            feed_writes: u64::from(!posts.is_empty()),
+            feed_writes: u64::from(written),
+            feeds_skipped: u64::from(!written && !posts.is_empty()),
         })
     }
 
@@ -160,6 +175,7 @@ impl Fanout {
         feed_store::remove_from_feeds(&mut self.redis.clone(), &[e.follower_id], &posts).await?;
         Ok(Effect {
             feed_writes: u64::from(!posts.is_empty()),
+            ..Effect::default()
         })
     }
 
@@ -172,31 +188,32 @@ impl Fanout {
     }
 
     /// Walks an author's followers in keyset-ordered chunks, applying `write`
-    /// to each; returns how many feeds were written.
+    /// to each; returns how many followers there were and how many feeds
+    /// `write` says it wrote.
     async fn for_each_follower_chunk<F, Fut>(
         &self,
         author: Uuid,
         mut write: F,
-    ) -> Result<u64, HandleError>
+    ) -> Result<(u64, u64), HandleError>
     where
         F: FnMut(Vec<Uuid>) -> Fut,
-        Fut: std::future::Future<Output = redis::RedisResult<()>>,
+        Fut: std::future::Future<Output = redis::RedisResult<u64>>,
     {
         let mut after = None;
-        let mut written = 0u64;
+        let (mut followers, mut written) = (0u64, 0u64);
         loop {
             let chunk = db::follows::follower_ids(&self.db, author, after, self.chunk).await?;
             let Some(last) = chunk.last().copied() else {
                 break;
             };
             let full = chunk.len() as i64 == self.chunk;
-            written += chunk.len() as u64;
-            write(chunk).await?;
+            followers += chunk.len() as u64;
+            written += write(chunk).await?;
             if !full {
                 break;
             }
             after = Some(last);
         }
-        Ok(written)
+        Ok((followers, written))
     }
 }

@@ -20,6 +20,9 @@ pub struct Metrics {
     pub propagation_seconds: HistogramVec,
     /// Feeds written by fan-out, backfill and clean-up.
     pub feed_writes: IntCounter,
+    /// Followers fan-out passed over: Redis keeps no feed for them (they
+    /// have not read lately), and their next read builds it.
+    pub feeds_skipped: IntCounter,
     /// Entries taken over from idle consumers.
     pub claimed: IntCounter,
     /// Entries per read.
@@ -56,6 +59,11 @@ impl Metrics {
             "Feeds written by the worker",
         )
         .expect("valid metric");
+        let feeds_skipped = IntCounter::new(
+            "fanout_worker_feeds_skipped_total",
+            "Followers passed over by fan-out: no feed kept for them in Redis",
+        )
+        .expect("valid metric");
         let claimed = IntCounter::new(
             "fanout_worker_claimed_total",
             "Stream entries claimed from idle consumers",
@@ -72,6 +80,7 @@ impl Metrics {
             Box::new(handle_seconds.clone()),
             Box::new(propagation_seconds.clone()),
             Box::new(feed_writes.clone()),
+            Box::new(feeds_skipped.clone()),
             Box::new(claimed.clone()),
             Box::new(batch_size.clone()),
         ]);
@@ -81,6 +90,7 @@ impl Metrics {
             handle_seconds,
             propagation_seconds,
             feed_writes,
+            feeds_skipped,
             claimed,
             batch_size,
         }

@@ -73,6 +73,20 @@ async fn a_burst_scales_real_workers_up_and_down_and_every_event_lands_once(db: 
         db::follows::follow(&mut conn, fan, author).await.unwrap();
         fans.push(fan);
     }
+    // Every fan has read (an empty feed), so Redis keeps their feeds.
+    let mut conn = probe.conn().await.unwrap();
+    let limits = feed_store::FeedLimits {
+        max_len: 1_000,
+        ttl: Duration::from_secs(3_600),
+    };
+    for fan in &fans {
+        feed_store::begin_rebuild(&mut conn, *fan).await.unwrap();
+        assert!(
+            feed_store::rebuild(&mut conn, *fan, &[], limits)
+                .await
+                .unwrap()
+        );
+    }
     let (mut all, burst) = posts(&db, author, BURST).await;
     let (second_ids, second_wave) = posts(&db, author, SECOND_WAVE).await;
     all.extend(second_ids);

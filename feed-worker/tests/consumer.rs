@@ -85,6 +85,17 @@ async fn feed(conn: &ConnectionManager, user: Uuid) -> Vec<Uuid> {
     feed_store::members(&mut conn.clone(), user).await.unwrap()
 }
 
+/// Builds (empty) feeds for these users, as their first read does before
+/// anything is posted: fan-out writes only the feeds Redis keeps.
+async fn reads(conn: &ConnectionManager, users: &[Uuid]) {
+    for user in users {
+        let mut conn = conn.clone();
+        feed_store::begin_rebuild(&mut conn, *user).await.unwrap();
+        let built = feed_store::rebuild(&mut conn, *user, &[], limits()).await;
+        assert!(built.unwrap());
+    }
+}
+
 async fn pending(conn: &ConnectionManager, stream: &str) -> u64 {
     let stats = bus::stream_stats(&mut conn.clone()).await.unwrap();
     stats.iter().find(|s| s.stream == stream).unwrap().pending
@@ -145,6 +156,7 @@ async fn redelivered_events_leave_one_feed_entry_and_one_like(db: PgPool) {
     let author = user(&db, "author").await;
     let fan = user(&db, "fan").await;
     follow(&db, fan, author).await;
+    reads(&conn, &[fan]).await;
     let (post_id, created) = post(&db, author, "hello").await;
     let mut c = db.acquire().await.unwrap();
     db::posts::like(&mut c, post_id, fan).await.unwrap();
@@ -223,6 +235,7 @@ async fn follow_backfills_and_unfollow_and_delete_clean_up(db: PgPool) {
     let conn = connect(&redis).await;
     let author = user(&db, "author").await;
     let reader = user(&db, "reader").await;
+    reads(&conn, &[reader]).await;
     let mut posts = Vec::new();
     for i in 0..3 {
         posts.push(post(&db, author, &format!("post {i}")).await.0);
@@ -266,6 +279,7 @@ async fn entries_of_a_worker_killed_mid_batch_are_claimed_and_finished(db: PgPoo
         follow(&db, f, author).await;
         followers.push(f);
     }
+    reads(&conn, &followers).await;
     let mut envelopes = Vec::new();
     let mut post_ids = Vec::new();
     for i in 0..20 {
@@ -325,6 +339,7 @@ async fn poison_entries_go_to_dead_letters_and_the_worker_keeps_going(db: PgPool
     let author = user(&db, "author").await;
     let fan = user(&db, "fan").await;
     follow(&db, fan, author).await;
+    reads(&conn, &[fan]).await;
     let stream = keys::stream(feed_core::events::EventType::PostCreated);
     let mut c = conn.clone();
     let _: String = redis::cmd("XADD")
@@ -387,6 +402,8 @@ async fn the_worker_recreates_its_group_after_redis_loses_everything(db: PgPool)
         .query_async(&mut conn.clone())
         .await
         .unwrap();
+    // The fan reads again: their feed is rebuilt.
+    reads(&conn, &[fan]).await;
 
     let (id, envelope) = post(&db, author, "after the flush").await;
     // Publishing recreates the stream but not the group: the worker must.
@@ -405,6 +422,7 @@ async fn sigterm_finishes_the_batch_and_exits_cleanly(db: PgPool) {
     let author = user(&db, "author").await;
     let fan = user(&db, "fan").await;
     follow(&db, fan, author).await;
+    reads(&conn, &[fan]).await;
     let mut envelopes = Vec::new();
     for i in 0..50 {
         envelopes.push(post(&db, author, &format!("post {i}")).await.1);
@@ -449,7 +467,11 @@ async fn the_worker_serves_its_probes_and_metrics(db: PgPool) {
     let conn = connect(&redis).await;
     let author = user(&db, "author").await;
     let fan = user(&db, "fan").await;
+    let absent = user(&db, "absent").await;
     follow(&db, fan, author).await;
+    follow(&db, absent, author).await;
+    // The fan reads; the other follower does not.
+    reads(&conn, &[fan]).await;
     let port = fanout_testkit::free_port();
     let mut cfg = config(&redis, "probed");
     cfg.http_addr = format!("127.0.0.1:{port}").parse().unwrap();
@@ -485,6 +507,8 @@ async fn the_worker_serves_its_probes_and_metrics(db: PgPool) {
     .await;
     assert!(metrics.contains("fanout_worker_propagation_seconds_bucket"));
     assert!(metrics.contains("fanout_worker_feed_writes_total 1"));
+    assert!(metrics.contains("fanout_worker_feeds_skipped_total 1"));
+    assert!(feed(&conn, absent).await.is_empty());
     worker.stop().await;
 }
 
@@ -502,6 +526,7 @@ async fn an_event_slower_than_the_claim_idle_time_is_handled_once(db: PgPool) {
         follow(&db, f, author).await;
         followers.push(f);
     }
+    reads(&conn, &followers).await;
     let (post_id, envelope) = post(&db, author, "to many").await;
     bus::publish(&mut conn.clone(), &[envelope]).await.unwrap();
 

@@ -92,7 +92,13 @@ async fn page(
     // when hydrated.
     let want = limit + limit / 2 + 4;
 
-    let (pushed, source, rebuilt) = match read_cached(state, caller.id, before, want).await {
+    let cached = match read_cached(state, caller.id, before, want).await {
+        // Fan-out writes to the feed from here on, before PostgreSQL is
+        // read: a post committed after that read still reaches it.
+        Ok(None) => begin_rebuild(state, caller.id).await.map(|()| None),
+        other => other,
+    };
+    let (pushed, source, rebuilt) = match cached {
         Ok(Some(page)) => (page, "cache", None),
         Ok(None) => {
             let all = db::feed::fanned_out(&state.db, caller.id, threshold, limits.max_len as i64)
@@ -126,9 +132,12 @@ async fn page(
     // an (empty) feed behind.
     if let Some(scored) = rebuilt
         && let Ok(mut conn) = state.feeds.conn().await
-        && let Err(e) = feed_store::rebuild(&mut conn, caller.id, &scored, limits).await
     {
-        tracing::warn!(error = %e, "rebuilding a feed in Redis failed");
+        match feed_store::rebuild(&mut conn, caller.id, &scored, limits).await {
+            Ok(true) => {}
+            Ok(false) => tracing::info!("Redis lost the feed while it was rebuilt; not written"),
+            Err(e) => tracing::warn!(error = %e, "rebuilding a feed in Redis failed"),
+        }
     }
     state.metrics.feed_reads.with_label_values(&[source]).inc();
 
@@ -210,6 +219,10 @@ async fn degraded(
         next_cursor,
         freshness: freshness(state, "degraded").await,
     })
+}
+
+async fn begin_rebuild(state: &AppState, user: Uuid) -> redis::RedisResult<()> {
+    feed_store::begin_rebuild(&mut state.feeds.conn().await?, user).await
 }
 
 /// Reads the cached feed; `Ok(None)` when it must be rebuilt.
