@@ -233,6 +233,8 @@ async fn main() -> anyhow::Result<()> {
             .build()?,
         stack,
         followers_of: Arc::new(followers_of),
+        readers: params.read_readers.clamp(1, graph.users.len()),
+        reader_stride: (graph.users.len() / params.read_readers.max(1)).max(1),
     };
 
     eprintln!("baselines: pgbench and redis-benchmark ...");
@@ -289,6 +291,14 @@ async fn main() -> anyhow::Result<()> {
     bench.wait_drained().await?;
     let mut memory = bench.stack.rss_mib().await;
 
+    // The readers read first: Redis keeps their feeds from then on, and
+    // fan-out writes those, not the feeds of users who never read.
+    eprintln!(
+        "first reads: {} readers of {} users ...",
+        bench.readers, params.graph.users
+    );
+    let cold = scenarios::first_reads(&bench, params.read_clients).await?;
+
     let fanout_at = |rate: f64| {
         eprintln!("fan-out: {rate} posts/s for {} s ...", params.fanout_secs);
         scenarios::fanout(
@@ -310,13 +320,20 @@ async fn main() -> anyhow::Result<()> {
     let read = scenarios::read(
         &bench,
         params.read_clients,
-        params.read_readers,
+        cold,
         Duration::from_secs(params.read_secs),
     )
     .await?;
     let after = bench.stack.rss_mib().await;
     memory = (memory.0.max(after.0), memory.1.max(after.1));
 
+    eprintln!("the other users read their feeds once, so Redis keeps every feed ...");
+    let rest = scenarios::everyone_reads(&bench, params.read_clients).await?;
+    anyhow::ensure!(
+        rest.errors == 0,
+        "{} of the other users' first reads failed",
+        rest.errors
+    );
     eprintln!(
         "drain: {} events, 1 then 2 workers ...",
         params.drain_events

@@ -53,7 +53,9 @@ impl Results {
                 "workers": self.fanout.workers,
                 "deliveries": self.fanout.deliveries,
                 "offered_deliveries_per_s": self.fanout.deliveries_per_s,
+                "offered_followers_reached_per_s": self.fanout.followers_reached_per_s,
                 "deliveries_per_s": self.drain.deliveries_per_s,
+                "followers_reached_per_s": self.drain.followers_reached_per_s,
                 "zadd_per_s": self.baselines.zadd_per_s,
                 "zadd_us": self.baselines.zadd_us,
                 "xadd_per_s": self.baselines.xadd_per_s,
@@ -69,6 +71,7 @@ impl Results {
                 "sustainable": {
                     "posts_per_s": self.sustainable.posts.per_s,
                     "deliveries_per_s": self.sustainable.deliveries_per_s,
+                    "followers_reached_per_s": self.sustainable.followers_reached_per_s,
                     "p50_ms": self.sustainable.propagation_p50_ms,
                     "p99_ms": self.sustainable.propagation_p99_ms,
                     "http_p50_ms": self.sustainable.http_p50_ms,
@@ -134,12 +137,20 @@ impl Results {
                 "target p99 < 50 ms".to_owned(),
             ),
             (
-                "fan-out: deliveries/s (capacity)",
+                "fan-out: feeds written/s (capacity)",
                 format!("{:.0}", n("fanout.deliveries_per_s")),
                 format!(
                     "two workers draining a backlog; pipelined ZADD {:.0}/s; ratio {:.2} (target ≥ 0.5)",
                     n("fanout.zadd_per_s"),
                     n("fanout.ratio")
+                ),
+            ),
+            (
+                "fan-out: followers reached/s (capacity)",
+                format!("{:.0}", n("fanout.followers_reached_per_s")),
+                format!(
+                    "the same drain: feeds written, and followers passed over as they do not read ({} of {} users read)",
+                    j["read"]["readers"], j["params"]["graph"]["users"]
                 ),
             ),
             (

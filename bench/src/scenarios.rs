@@ -30,6 +30,18 @@ pub struct Bench {
     pub stack: Stack,
     /// Followers of each user, by index (for sampling feeds).
     pub followers_of: Arc<Vec<Vec<u32>>>,
+    /// The users who read their feeds, by index: every `reader_stride`-th
+    /// user, `readers` of them. Redis keeps their feeds, and fan-out writes
+    /// only those.
+    pub readers: usize,
+    pub reader_stride: usize,
+}
+
+impl Bench {
+    /// Whether the user at this index is one of the readers.
+    pub fn reads(&self, user: usize) -> bool {
+        user.is_multiple_of(self.reader_stride) && user / self.reader_stride < self.readers
+    }
 }
 
 /// Longest wait for the workers to finish what a scenario queued.
@@ -151,6 +163,9 @@ pub struct Fanout {
     /// Deliveries per second at this rate, from the first post until every
     /// feed had it (the offered load, when the workers keep up).
     pub deliveries_per_s: f64,
+    /// Followers the posts reached per second: feeds written, and followers
+    /// passed over as they do not read (their next read rebuilds).
+    pub followers_reached_per_s: f64,
     /// Commit to applied, from the workers' histogram.
     pub propagation_p50_ms: f64,
     pub propagation_p99_ms: f64,
@@ -161,15 +176,23 @@ pub struct Fanout {
     pub http_p99_ms: f64,
 }
 
-/// One post in this many is followed over HTTP into a follower's feed.
-const SAMPLE_EVERY: u64 = 25;
+/// Posts followed over HTTP into a follower's feed, per second of load,
+/// whatever the rate: the samplers' reads are the bench's, not the load
+/// under test. At one post in 25 and 1,000 posts/s, 40 samplers a second,
+/// each polling every 5 ms for 200 ms, read feeds up to 1,600 times a
+/// second while propagation lagged: more than the read scenario's load.
+const SAMPLES_PER_S: f64 = 10.0;
 /// How often a sampled follower's feed is read at first, and for how long.
 const SAMPLE_POLL: Duration = Duration::from_millis(5);
 const SAMPLE_POLL_FAST_FOR: Duration = Duration::from_millis(200);
-/// How often after that, as a client backs off: polling every 5 ms for
-/// 30 s, the thousand samplers of a saturated run would be most of the
-/// API's load. The measure's resolution stays 5 ms below 200 ms.
-const SAMPLE_POLL_SLOW: Duration = Duration::from_millis(50);
+/// After that a sampler backs off, as a client does: from 50 ms, doubling
+/// up to 1 s. Polling faster, the samplers of a run that falls behind
+/// become the API's main load and push it further behind (800 of them at
+/// 50 ms were 16,000 reads/s asked of an API that answers about 1,000):
+/// the measure would feed on itself. The resolution stays 5 ms below
+/// 200 ms; above, a post is seen at most one pause late (up to 1 s).
+const SAMPLE_POLL_BACKOFF: Duration = Duration::from_millis(50);
+const SAMPLE_POLL_MAX: Duration = Duration::from_secs(1);
 
 /// Posts at `rate` per second for `duration` by random authors, with
 /// `workers` workers fanning out; then waits for every feed.
@@ -185,20 +208,27 @@ pub async fn fanout(
     let before = b.stack.worker_metrics().await?;
     let seen: Arc<Mutex<Vec<Duration>>> = Arc::default();
     let started = Instant::now();
-    let (http, api, tokens, followers_of, sink) = (
+    let sample_every = (rate / SAMPLES_PER_S).round().max(1.0) as u64;
+    // For each author, a follower who reads, to sample its feed.
+    let sampled: Arc<Vec<Option<u32>>> = Arc::new(
+        b.followers_of
+            .iter()
+            .map(|f| f.iter().copied().find(|&f| b.reads(f as usize)))
+            .collect(),
+    );
+    let (http, api, tokens, sink) = (
         b.http.clone(),
         b.stack.api_url.clone(),
         b.tokens.clone(),
-        b.followers_of.clone(),
         seen.clone(),
     );
     let users = tokens.len();
     let recorded = load::open(rate, duration, 512, move |n| {
-        let (http, api, tokens, followers_of, sink) = (
+        let (http, api, tokens, sampled, sink) = (
             http.clone(),
             api.clone(),
             tokens.clone(),
-            followers_of.clone(),
+            sampled.clone(),
             sink.clone(),
         );
         async move {
@@ -207,12 +237,13 @@ pub async fn fanout(
                 return false;
             };
             let answered = Instant::now();
-            if n % SAMPLE_EVERY == 0
-                && let Some(&fan) = followers_of[author].first()
+            if n % sample_every == 0
+                && let Some(fan) = sampled[author]
             {
                 let token = tokens[fan as usize].clone();
                 tokio::spawn(async move {
                     let deadline = answered + Duration::from_secs(30);
+                    let mut backoff = SAMPLE_POLL_BACKOFF / 2;
                     while Instant::now() < deadline {
                         let page = http
                             .get(format!("{api}/feed?limit=50"))
@@ -226,12 +257,13 @@ pub async fn fanout(
                             sink.lock().expect("not poisoned").push(answered.elapsed());
                             return;
                         }
-                        tokio::time::sleep(if answered.elapsed() < SAMPLE_POLL_FAST_FOR {
+                        let pause = if answered.elapsed() < SAMPLE_POLL_FAST_FOR {
                             SAMPLE_POLL
                         } else {
-                            SAMPLE_POLL_SLOW
-                        })
-                        .await;
+                            backoff = (backoff * 2).min(SAMPLE_POLL_MAX);
+                            backoff
+                        };
+                        tokio::time::sleep(pause).await;
                     }
                 });
             }
@@ -259,6 +291,7 @@ pub async fn fanout(
         posts: recorded.stats(),
         deliveries: delta.feed_writes,
         deliveries_per_s: delta.feed_writes / elapsed.as_secs_f64(),
+        followers_reached_per_s: (delta.feed_writes + delta.feeds_skipped) / elapsed.as_secs_f64(),
         propagation_p50_ms: quantile_ms(&delta, 0.50),
         propagation_p99_ms: quantile_ms(&delta, 0.99),
         http_samples: http_seen.len(),
@@ -283,44 +316,72 @@ pub struct Read {
     pub warm: Stats,
 }
 
-/// `readers` users read their 20-item home feed: once each (cold: rebuilt
-/// from PostgreSQL), then, by `clients` clients as fast as they are
-/// answered for `duration`, again and again (warm).
+/// Reads reader `i`'s 20-item home feed (any `i`: it wraps around).
+fn read_feed(b: &Bench) -> impl Fn(usize) -> BoxedRead + Clone + Send + Sync + 'static {
+    let (http, api, tokens) = (b.http.clone(), b.stack.api_url.clone(), b.tokens.clone());
+    let (readers, stride) = (b.readers.max(1), b.reader_stride);
+    move |reader: usize| {
+        let (http, api, tokens) = (http.clone(), api.clone(), tokens.clone());
+        Box::pin(async move { get_feed(&http, &api, &tokens[(reader % readers) * stride]).await })
+    }
+}
+
+/// Reads a 20-item home feed; whether it was answered in full.
+async fn get_feed(http: &reqwest::Client, api: &str, token: &str) -> bool {
+    match http
+        .get(format!("{api}/feed?limit=20"))
+        .bearer_auth(token)
+        .send()
+        .await
+    {
+        Ok(r) => r.status().is_success() && r.bytes().await.is_ok(),
+        Err(_) => false,
+    }
+}
+
+type BoxedRead = std::pin::Pin<Box<dyn std::future::Future<Output = bool> + Send>>;
+
+/// Every reader reads their feed once, by `clients` clients: each feed is
+/// rebuilt from PostgreSQL, and Redis keeps it from then on.
+pub async fn first_reads(b: &Bench, clients: usize) -> anyhow::Result<Stats> {
+    b.wait_drained().await?;
+    Ok(load::each(b.readers, clients, read_feed(b)).await.stats())
+}
+
+/// Every other user reads their feed once too, so that Redis keeps every
+/// feed: fan-out then writes to every follower, the worst case the drain
+/// measures.
+pub async fn everyone_reads(b: &Bench, clients: usize) -> anyhow::Result<Stats> {
+    b.wait_drained().await?;
+    let (http, api, tokens) = (b.http.clone(), b.stack.api_url.clone(), b.tokens.clone());
+    let others: Arc<Vec<usize>> = Arc::new((0..tokens.len()).filter(|&u| !b.reads(u)).collect());
+    let recorded = load::each(others.len(), clients, move |i| {
+        let (http, api, tokens, others) =
+            (http.clone(), api.clone(), tokens.clone(), others.clone());
+        async move { get_feed(&http, &api, &tokens[others[i]]).await }
+    })
+    .await;
+    Ok(recorded.stats())
+}
+
+/// The readers read their feeds, already in Redis, by `clients` clients as
+/// fast as they are answered for `duration`, again and again.
 pub async fn read(
     b: &Bench,
     clients: usize,
-    readers: usize,
+    cold: Stats,
     duration: Duration,
 ) -> anyhow::Result<Read> {
     b.wait_drained().await?;
-    let readers = readers.min(b.tokens.len()).max(1);
-    let read_one = {
-        let (http, api, tokens) = (b.http.clone(), b.stack.api_url.clone(), b.tokens.clone());
-        let stride = b.tokens.len() / readers;
-        move |reader: usize| {
-            let (http, api, tokens) = (http.clone(), api.clone(), tokens.clone());
-            async move {
-                match http
-                    .get(format!("{api}/feed?limit=20"))
-                    .bearer_auth(&tokens[(reader % readers) * stride.max(1)])
-                    .send()
-                    .await
-                {
-                    Ok(r) => r.status().is_success() && r.bytes().await.is_ok(),
-                    Err(_) => false,
-                }
-            }
-        }
-    };
-    let cold = load::each(readers, clients, read_one.clone()).await;
+    let read_one = read_feed(b);
     let warm = load::closed(clients, duration, move |client, n| {
         read_one(client * 7919 + n as usize * clients)
     })
     .await;
     Ok(Read {
         clients,
-        readers,
-        cold: cold.stats(),
+        readers: b.readers,
+        cold,
         warm: warm.stats(),
     })
 }
@@ -336,6 +397,9 @@ pub struct Drain {
     /// Feed deliveries per second while two workers drained: the fan-out
     /// capacity, as the backlog never ran dry.
     pub deliveries_per_s: f64,
+    /// Followers reached per second in that drain: feeds written and
+    /// followers passed over as they do not read.
+    pub followers_reached_per_s: f64,
     /// Redis' CPU time (both servers' when feeds have their own) over the
     /// two-worker drain's wall time; each server runs on one thread, so
     /// near 1 for one server, Redis is what limits the drain.
@@ -354,7 +418,8 @@ pub struct Drain {
     pub machine_busy_share: f64,
 }
 
-/// A backlog of `events` post.created events (of posts that exist), drained
+/// A backlog of `events` post.created events (of posts that exist; every
+/// user has read by then, so every follower's feed is written), drained
 /// by 1 and then by 2 workers from a standing start.
 pub async fn drain(b: &Bench, events: usize) -> anyhow::Result<Drain> {
     let authors: Vec<Uuid> = sqlx::query_scalar("SELECT author_id FROM posts ORDER BY id LIMIT $1")
@@ -369,6 +434,7 @@ pub async fn drain(b: &Bench, events: usize) -> anyhow::Result<Drain> {
     }
     let mut times = Vec::new();
     let mut deliveries = 0.0;
+    let mut skipped = 0.0;
     let mut redis_cpu = 0.0;
     let mut postgres_cpu = 0.0;
     let mut worker_cpu = 0.0;
@@ -408,7 +474,8 @@ pub async fn drain(b: &Bench, events: usize) -> anyhow::Result<Drain> {
             .sum();
         zadd_us = redis_usec_per_call(&mut b.feeds().conn().await?, "zadd").await?;
         // Fresh processes: their counters hold this drain alone.
-        deliveries = b.stack.worker_metrics().await?.feed_writes;
+        let counted = b.stack.worker_metrics().await?;
+        (deliveries, skipped) = (counted.feed_writes, counted.feeds_skipped);
     }
     Ok(Drain {
         events,
@@ -416,6 +483,7 @@ pub async fn drain(b: &Bench, events: usize) -> anyhow::Result<Drain> {
         two_workers_s: times[1],
         speedup: times[0] / times[1].max(1e-9),
         deliveries_per_s: deliveries / times[1].max(1e-9),
+        followers_reached_per_s: (deliveries + skipped) / times[1].max(1e-9),
         redis_cpu_share: redis_cpu / times[1].max(1e-9),
         redis_us_per_delivery: redis_cpu * 1e6 / deliveries.max(1.0),
         redis_zadd_us: zadd_us,

@@ -158,6 +158,8 @@ fn rss_mib_of(pid: u32) -> f64 {
 pub struct WorkerMetrics {
     /// Posts written into followers' feeds.
     pub feed_writes: f64,
+    /// Followers passed over: Redis keeps no feed for them (they do not read).
+    pub feeds_skipped: f64,
     /// Propagation of `post.created` (commit to applied): (upper bound in
     /// seconds, cumulative count), ascending, `+Inf` last.
     pub propagation: Vec<(f64, f64)>,
@@ -170,6 +172,8 @@ impl WorkerMetrics {
         for line in text.lines() {
             if let Some(v) = line.strip_prefix("fanout_worker_feed_writes_total ") {
                 m.feed_writes += v.trim().parse::<f64>().unwrap_or(0.0);
+            } else if let Some(v) = line.strip_prefix("fanout_worker_feeds_skipped_total ") {
+                m.feeds_skipped += v.trim().parse::<f64>().unwrap_or(0.0);
             } else if let Some(rest) =
                 line.strip_prefix("fanout_worker_propagation_seconds_bucket{")
                 && rest.contains("event_type=\"post.created\"")
@@ -194,6 +198,7 @@ impl WorkerMetrics {
 
     fn add(&mut self, other: &WorkerMetrics) {
         self.feed_writes += other.feed_writes;
+        self.feeds_skipped += other.feeds_skipped;
         if self.propagation.is_empty() {
             self.propagation = other.propagation.clone();
         } else {
@@ -207,6 +212,7 @@ impl WorkerMetrics {
     pub fn since(&self, earlier: &WorkerMetrics) -> WorkerMetrics {
         WorkerMetrics {
             feed_writes: self.feed_writes - earlier.feed_writes,
+            feeds_skipped: self.feeds_skipped - earlier.feeds_skipped,
             propagation: self
                 .propagation
                 .iter()

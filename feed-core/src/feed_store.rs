@@ -83,14 +83,16 @@ const PLACEHOLDER_TTL: Duration = Duration::from_secs(60);
 
 /// Lua shared by the scripts below: `zadd_pairs(key, from)` adds the
 /// (score, member) pairs of `ARGV[from..]` to `key`, in slices, since Lua's
-/// `unpack` takes a few thousand values at most.
+/// `unpack` takes a few thousand values at most; returns how many were new.
 macro_rules! lua_zadd_pairs {
     () => {
         r"
 local function zadd_pairs(key, from)
+  local added = 0
   for i = from, #ARGV, 512 do
-    redis.call('ZADD', key, unpack(ARGV, i, math.min(i + 511, #ARGV)))
+    added = added + redis.call('ZADD', key, unpack(ARGV, i, math.min(i + 511, #ARGV)))
   end
+  return added
 end
 "
     };
@@ -112,9 +114,11 @@ local max_len = tonumber(ARGV[1])
 local most = max_len + 1 + tonumber(ARGV[2])
 local written = 0
 for _, key in ipairs(KEYS) do
-  if redis.call('EXISTS', key) == 1 then
-    zadd_pairs(key, 3)
-    if redis.call('ZCARD', key) > most then
+  -- An empty sorted set does not exist: 0 means no feed is kept. (One call
+  -- instead of EXISTS, then ZCARD after the add.)
+  local n = redis.call('ZCARD', key)
+  if n > 0 then
+    if n + zadd_pairs(key, 3) > most then
       -- The last rank is the sentinel when the feed is built: keep it and
       -- the newest max_len posts.
       redis.call('ZREMRANGEBYRANK', key, max_len, -2)

@@ -1,5 +1,13 @@
 //! The queries behind home feeds: what fan-out would have written, read
 //! straight from the source of truth.
+//!
+//! Whether a followee is a celebrity is read by key, one followee at a time
+//! (a scalar subquery on `users`), never by joining `users` on the follower
+//! count: statements are prepared, PostgreSQL soon plans them for any
+//! threshold, and for `follower_count >= $2` it guesses that a third of all
+//! users match, so the join scanned the whole `users` table on every feed
+//! read and rebuild (0.6 ms of a 1.3 ms read at 10,000 users, and growing
+//! with every signup); the lookups cost one index probe per followed user.
 
 use chrono::{DateTime, Utc};
 use sqlx::PgExecutor;
@@ -24,16 +32,17 @@ pub async fn fanned_out(
     limit: i64,
 ) -> sqlx::Result<Vec<Entry>> {
     // LATERAL bounds the work per followee, so a user following prolific
-    // authors does not sort their whole history.
+    // authors does not sort their whole history. Each followee's follower
+    // count is looked up by key (see the module documentation).
     sqlx::query_as!(
         Entry,
         r#"SELECT p.id AS "post_id!", p.created_at AS "created_at!"
            FROM follows f
-           JOIN users u ON u.id = f.followee_id AND u.follower_count < $2
            CROSS JOIN LATERAL (
              SELECT id, created_at FROM posts WHERE author_id = f.followee_id
              ORDER BY id DESC LIMIT $3) p
            WHERE f.follower_id = $1
+             AND (SELECT follower_count FROM users WHERE id = f.followee_id) < $2
            ORDER BY p.id DESC LIMIT $3"#,
         user,
         celebrity_threshold,
@@ -75,15 +84,17 @@ pub async fn page(
     pushed: &[Uuid],
 ) -> sqlx::Result<PageRows> {
     // The one-row `head` LEFT JOINed to the posts answers the viewer check
-    // and the pulled count even when no post is visible.
+    // and the pulled count even when no post is visible. Followed
+    // celebrities are found by looking up each followee's follower count
+    // by key (see the module documentation).
     let rows = sqlx::query!(
         r#"WITH pulled AS (
              SELECT p.id
              FROM (SELECT $1::uuid AS author_id
                    UNION ALL
                    SELECT f.followee_id FROM follows f
-                   JOIN users u ON u.id = f.followee_id AND u.follower_count >= $2
-                   WHERE f.follower_id = $1) a
+                   WHERE f.follower_id = $1
+                     AND (SELECT follower_count FROM users WHERE id = f.followee_id) >= $2) a
              CROSS JOIN LATERAL (
                SELECT id FROM posts
                WHERE author_id = a.author_id AND ($3::uuid IS NULL OR id < $3)
