@@ -83,11 +83,14 @@ impl Fanout {
     }
 
     async fn post_created(&self, e: &PostCreated) -> Result<Effect, HandleError> {
-        let Some((post, followers)) = db::posts::with_author_followers(&self.db, e.post_id).await?
+        let Some(to_fan_out) =
+            db::posts::to_fan_out(&self.db, e.post_id, self.chunk, self.celebrity_threshold)
+                .await?
         else {
             // Deleted before we got to it.
             return Ok(Effect::default());
         };
+        let post = to_fan_out.post;
         // Readers fall back on this copy while PostgreSQL is down.
         let cached = feed_store::CachedPost {
             id: post.id,
@@ -98,14 +101,14 @@ impl Fanout {
             like_count: post.like_count,
         };
         feed_store::cache_post(&mut self.redis.clone(), &cached, self.limits).await?;
-        if followers >= self.celebrity_threshold {
+        if to_fan_out.follower_count >= self.celebrity_threshold {
             // Readers pull a celebrity's posts; writing to every follower's
             // feed would cost more than it saves.
             return Ok(Effect::default());
         }
         let score = feed_store::score(e.created_at);
         let (followers, feed_writes) = self
-            .for_each_follower_chunk(e.author_id, |chunk| {
+            .for_each_follower_chunk(e.author_id, Some(to_fan_out.followers), |chunk| {
                 let conn = self.redis.clone();
                 async move {
                     feed_store::add_to_feeds(&conn, &chunk, e.post_id, score, self.limits).await
@@ -121,7 +124,7 @@ impl Fanout {
     async fn post_deleted(&self, e: &PostDeleted) -> Result<Effect, HandleError> {
         let posts = [e.post_id];
         let (_, feed_writes) = self
-            .for_each_follower_chunk(e.author_id, |chunk| {
+            .for_each_follower_chunk(e.author_id, None, |chunk| {
                 let mut conn = self.redis.clone();
                 async move {
                     feed_store::remove_from_feeds(&mut conn, &chunk, &posts).await?;
@@ -187,32 +190,33 @@ impl Fanout {
         Ok(Effect::default())
     }
 
-    /// Walks an author's followers in keyset-ordered chunks, applying `write`
-    /// to each; returns how many followers there were and how many feeds
-    /// `write` says it wrote.
+    /// Walks an author's followers in keyset-ordered chunks, starting from
+    /// `first` when the caller read the first chunk already, applying
+    /// `write` to each; returns how many followers there were and how many
+    /// feeds `write` says it wrote.
     async fn for_each_follower_chunk<F, Fut>(
         &self,
         author: Uuid,
+        first: Option<Vec<Uuid>>,
         mut write: F,
     ) -> Result<(u64, u64), HandleError>
     where
         F: FnMut(Vec<Uuid>) -> Fut,
         Fut: std::future::Future<Output = redis::RedisResult<u64>>,
     {
-        let mut after = None;
+        let mut chunk = match first {
+            Some(chunk) => chunk,
+            None => db::follows::follower_ids(&self.db, author, None, self.chunk).await?,
+        };
         let (mut followers, mut written) = (0u64, 0u64);
-        loop {
-            let chunk = db::follows::follower_ids(&self.db, author, after, self.chunk).await?;
-            let Some(last) = chunk.last().copied() else {
-                break;
-            };
+        while let Some(last) = chunk.last().copied() {
             let full = chunk.len() as i64 == self.chunk;
             followers += chunk.len() as u64;
             written += write(chunk).await?;
             if !full {
                 break;
             }
-            after = Some(last);
+            chunk = db::follows::follower_ids(&self.db, author, Some(last), self.chunk).await?;
         }
         Ok((followers, written))
     }
