@@ -71,15 +71,23 @@ const FEEDS_PER_CALL: usize = 100;
 /// Readers page into the extra, older posts at most.
 pub const TRIM_SLACK: usize = 32;
 
-/// The member a reader adds before reading a feed from PostgreSQL, so that
+/// What a reader's placeholder member is called, followed by a random id:
+/// the member a reader adds before reading a feed from PostgreSQL, so that
 /// fan-out writes to the feed from then on (see [`begin_rebuild`]). Its
-/// positive score keeps the feed "not built" until the rebuild removes it.
-const PLACEHOLDER: &str = "building";
+/// positive score keeps the feed "not built" until a rebuild removes it.
+const PLACEHOLDER_PREFIX: &str = "building:";
 
-/// How long a placeholder outlives a reader that failed between adding it
-/// and rebuilding: a rebuild takes milliseconds, and the rebuild itself
-/// sets the feed's TTL.
+/// The TTL of a feed that holds nothing but placeholders: a rebuild takes
+/// milliseconds and sets the feed's TTL itself, so this only bounds how
+/// long the key of a reader that failed in between stays (reads renew it,
+/// as they renew every feed's).
 const PLACEHOLDER_TTL: Duration = Duration::from_secs(60);
+
+/// A rebuild under way: the placeholder its reader added.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Rebuild {
+    placeholder: String,
+}
 
 /// Lua shared by the scripts below: `zadd_pairs(key, from)` adds the
 /// (score, member) pairs of `ARGV[from..]` to `key`, in slices, since Lua's
@@ -131,24 +139,26 @@ return written
     ))
 });
 
-/// Writes a rebuilt feed (the pairs of `ARGV[3..]`, with the sentinel) over
+/// Writes a rebuilt feed (the pairs of `ARGV[4..]`, with the sentinel) over
 /// `KEYS[1]`, trimmed to `ARGV[1]` posts and living `ARGV[2]` seconds; but
-/// only if the key still exists. A reader adds a placeholder before reading
-/// PostgreSQL; if Redis lost the key since (a restart, an eviction), fan-out
-/// skipped the feed meanwhile, so the rebuild may lack a post committed
-/// after the read and must not be marked built. Returns 1 if written.
+/// only if the reader's placeholder `ARGV[3]` is still there. The reader
+/// added it before reading PostgreSQL; if Redis lost the key since (a
+/// restart, an eviction), fan-out passed over the feed meanwhile, so the
+/// rebuild may lack a post committed after the read and must not be marked
+/// built, even if another reader has re-created the key since. Returns 1
+/// if written.
 static REBUILD: std::sync::LazyLock<redis::Script> = std::sync::LazyLock::new(|| {
     redis::Script::new(concat!(
         lua_zadd_pairs!(),
         r"
 local key = KEYS[1]
-if redis.call('EXISTS', key) == 0 then
+if not redis.call('ZSCORE', key, ARGV[3]) then
   return 0
 end
--- The placeholder and whatever the older layout wrote go (scores 0 and
+-- The placeholders and whatever the older layout wrote go (scores 0 and
 -- up); the rest stays, as fan-out may have added to it meanwhile.
 redis.call('ZREMRANGEBYSCORE', key, 0, '+inf')
-zadd_pairs(key, 3)
+zadd_pairs(key, 4)
 redis.call('ZREMRANGEBYRANK', key, tonumber(ARGV[1]), -2)
 redis.call('EXPIRE', key, ARGV[2])
 return 1
@@ -229,27 +239,31 @@ pub async fn remove_from_feeds(
 /// Marks a feed about to be read from PostgreSQL and rebuilt: from now
 /// on fan-out writes to it, so a post committed after that read still
 /// reaches it. Call before reading PostgreSQL, then [`rebuild`].
-pub async fn begin_rebuild(conn: &mut impl ConnectionLike, user: Uuid) -> RedisResult<()> {
+pub async fn begin_rebuild(conn: &mut impl ConnectionLike, user: Uuid) -> RedisResult<Rebuild> {
     let key = keys::feed(user);
+    let placeholder = format!("{PLACEHOLDER_PREFIX}{}", Uuid::new_v4());
     redis::pipe()
-        .zadd(&key, PLACEHOLDER, 1)
+        .zadd(&key, &placeholder, 1)
         .ignore()
         .cmd("EXPIRE")
         .arg(&key)
         .arg(PLACEHOLDER_TTL.as_secs())
         .arg("NX")
         .ignore()
-        .query_async(conn)
-        .await
+        .query_async::<()>(conn)
+        .await?;
+    Ok(Rebuild { placeholder })
 }
 
 /// Replaces a feed with entries read from PostgreSQL after
 /// [`begin_rebuild`], marked as built. Returns false, writing nothing, if
-/// Redis lost the feed since (it may then lack a post fan-out skipped); the
-/// next read rebuilds it again.
+/// Redis lost the feed since (it may then lack a post fan-out passed over),
+/// or if another reader's rebuild has been written since; the next read
+/// rebuilds it if it is not built.
 pub async fn rebuild(
     conn: &mut impl ConnectionLike,
     user: Uuid,
+    started: &Rebuild,
     posts: &[(Uuid, i64)],
     limits: FeedLimits,
 ) -> RedisResult<bool> {
@@ -257,7 +271,8 @@ pub async fn rebuild(
     invocation
         .key(keys::feed(user))
         .arg(limits.max_len)
-        .arg(limits.ttl.as_secs());
+        .arg(limits.ttl.as_secs())
+        .arg(&started.placeholder);
     for (score, member) in entries(posts) {
         invocation.arg(score).arg(member);
     }

@@ -41,8 +41,8 @@ async fn build(
     posts: &[(Uuid, i64)],
     limits: FeedLimits,
 ) {
-    feed_store::begin_rebuild(conn, user).await.unwrap();
-    let written = feed_store::rebuild(conn, user, posts, limits).await;
+    let started = feed_store::begin_rebuild(conn, user).await.unwrap();
+    let written = feed_store::rebuild(conn, user, &started, posts, limits).await;
     assert!(written.unwrap(), "a feed Redis kept is written");
 }
 
@@ -56,7 +56,7 @@ async fn fan_out_writes_the_feeds_redis_keeps_whole_and_trimmed_and_no_others() 
     let old: Vec<(Uuid, i64)> = (1..=5).map(|i| (Uuid::now_v7(), i * 1_000)).collect();
     build(&mut conn, reader, &old, LIMITS).await;
     // A reader between its placeholder and its rebuild.
-    feed_store::begin_rebuild(&mut conn, rebuilding)
+    let started = feed_store::begin_rebuild(&mut conn, rebuilding)
         .await
         .unwrap();
 
@@ -94,7 +94,7 @@ async fn fan_out_writes_the_feeds_redis_keeps_whole_and_trimmed_and_no_others() 
     // what fan-out added meanwhile beside what PostgreSQL had.
     let page = feed_store::read(&mut conn, rebuilding, None, 100, LIMITS).await;
     assert_eq!(page.unwrap(), Page::NotBuilt);
-    let rebuilt = feed_store::rebuild(&mut conn, rebuilding, &old, LIMITS).await;
+    let rebuilt = feed_store::rebuild(&mut conn, rebuilding, &started, &old, LIMITS).await;
     assert!(rebuilt.unwrap());
     let page = feed_store::read(&mut conn, rebuilding, None, 100, LIMITS).await;
     assert_eq!(
@@ -166,7 +166,7 @@ async fn a_rebuild_is_not_written_over_a_feed_redis_lost_meanwhile() {
     let redis = RedisServer::start();
     let mut conn = connect(&redis).await;
     let user = Uuid::now_v7();
-    feed_store::begin_rebuild(&mut conn, user).await.unwrap();
+    let started = feed_store::begin_rebuild(&mut conn, user).await.unwrap();
     // Redis restarts empty while the reader reads PostgreSQL, and a post
     // committed after that read is fanned out meanwhile: skipped.
     redis::cmd("FLUSHALL")
@@ -179,12 +179,33 @@ async fn a_rebuild_is_not_written_over_a_feed_redis_lost_meanwhile() {
         feed_store::add_posts(&mut conn, user, &[(Uuid::now_v7(), 1_500)], LIMITS).await;
     assert!(!backfilled.unwrap());
 
-    // The rebuild lacks that post, so it must not be marked built.
-    let rebuilt = feed_store::rebuild(&mut conn, user, &[(Uuid::now_v7(), 1_000)], LIMITS).await;
+    // Another reader marks the feed meanwhile (its read of PostgreSQL will
+    // have the post).
+    let second = feed_store::begin_rebuild(&mut conn, user).await.unwrap();
+
+    // The first rebuild lacks that post, so it must not be marked built.
+    let older = (Uuid::now_v7(), 1_000);
+    let rebuilt = feed_store::rebuild(&mut conn, user, &started, &[older], LIMITS).await;
     assert!(!rebuilt.unwrap());
     let page = feed_store::read(&mut conn, user, None, 10, LIMITS).await;
     assert_eq!(page.unwrap(), Page::NotBuilt);
-    assert_eq!(ttl(&mut conn, user).await, -2, "no key");
+
+    // The second is written, and is then the feed; a rebuild begun before
+    // it was written does not write over it.
+    let late = feed_store::begin_rebuild(&mut conn, user).await.unwrap();
+    let post = (Uuid::now_v7(), 2_000);
+    let rebuilt = feed_store::rebuild(&mut conn, user, &second, &[post, older], LIMITS).await;
+    assert!(rebuilt.unwrap());
+    let rebuilt = feed_store::rebuild(&mut conn, user, &late, &[older], LIMITS).await;
+    assert!(!rebuilt.unwrap());
+    let page = feed_store::read(&mut conn, user, None, 10, LIMITS).await;
+    assert_eq!(
+        page.unwrap(),
+        Page::Entries {
+            posts: vec![post, older],
+            more: false
+        }
+    );
 }
 
 #[tokio::test]

@@ -117,7 +117,7 @@ impl Fanout {
             .await?;
         Ok(Effect {
             feed_writes,
-            feeds_skipped: followers - feed_writes,
+            feeds_skipped: followers.saturating_sub(feed_writes),
         })
     }
 

@@ -80,12 +80,9 @@ async fn a_burst_scales_real_workers_up_and_down_and_every_event_lands_once(db: 
         ttl: Duration::from_secs(3_600),
     };
     for fan in &fans {
-        feed_store::begin_rebuild(&mut conn, *fan).await.unwrap();
-        assert!(
-            feed_store::rebuild(&mut conn, *fan, &[], limits)
-                .await
-                .unwrap()
-        );
+        let started = feed_store::begin_rebuild(&mut conn, *fan).await.unwrap();
+        let built = feed_store::rebuild(&mut conn, *fan, &started, &[], limits).await;
+        assert!(built.unwrap());
     }
     let (mut all, burst) = posts(&db, author, BURST).await;
     let (second_ids, second_wave) = posts(&db, author, SECOND_WAVE).await;

@@ -90,8 +90,8 @@ async fn feed(conn: &ConnectionManager, user: Uuid) -> Vec<Uuid> {
 async fn reads(conn: &ConnectionManager, users: &[Uuid]) {
     for user in users {
         let mut conn = conn.clone();
-        feed_store::begin_rebuild(&mut conn, *user).await.unwrap();
-        let built = feed_store::rebuild(&mut conn, *user, &[], limits()).await;
+        let started = feed_store::begin_rebuild(&mut conn, *user).await.unwrap();
+        let built = feed_store::rebuild(&mut conn, *user, &started, &[], limits()).await;
         assert!(built.unwrap());
     }
 }

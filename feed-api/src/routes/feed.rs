@@ -92,10 +92,14 @@ async fn page(
     // when hydrated.
     let want = limit + limit / 2 + 4;
 
+    let mut started = None;
     let cached = match read_cached(state, caller.id, before, want).await {
         // Fan-out writes to the feed from here on, before PostgreSQL is
         // read: a post committed after that read still reaches it.
-        Ok(None) => begin_rebuild(state, caller.id).await.map(|()| None),
+        Ok(None) => begin_rebuild(state, caller.id).await.map(|rebuild| {
+            started = Some(rebuild);
+            None
+        }),
         other => other,
     };
     let (pushed, source, rebuilt) = match cached {
@@ -128,14 +132,16 @@ async fn page(
     if !rows.viewer_exists {
         return Err(ApiError::account_gone());
     }
-    // Written back only now, so a deleted account's token cannot leave
-    // an (empty) feed behind.
-    if let Some(scored) = rebuilt
+    // Written back only now, so a deleted account's token cannot leave a
+    // built (empty) feed behind, only its placeholder, which expires.
+    if let (Some(scored), Some(started)) = (rebuilt, started)
         && let Ok(mut conn) = state.feeds.conn().await
     {
-        match feed_store::rebuild(&mut conn, caller.id, &scored, limits).await {
+        match feed_store::rebuild(&mut conn, caller.id, &started, &scored, limits).await {
             Ok(true) => {}
-            Ok(false) => tracing::info!("Redis lost the feed while it was rebuilt; not written"),
+            Ok(false) => tracing::info!(
+                "the feed was lost or rebuilt by another read meanwhile; not written"
+            ),
             Err(e) => tracing::warn!(error = %e, "rebuilding a feed in Redis failed"),
         }
     }
@@ -221,7 +227,7 @@ async fn degraded(
     })
 }
 
-async fn begin_rebuild(state: &AppState, user: Uuid) -> redis::RedisResult<()> {
+async fn begin_rebuild(state: &AppState, user: Uuid) -> redis::RedisResult<feed_store::Rebuild> {
     feed_store::begin_rebuild(&mut state.feeds.conn().await?, user).await
 }
 
