@@ -316,14 +316,23 @@ pub struct Read {
     pub warm: Stats,
 }
 
-/// Reads reader `i`'s 20-item home feed (any `i`: it wraps around).
-fn read_feed(b: &Bench) -> impl Fn(usize) -> BoxedRead + Clone + Send + Sync + 'static {
+/// Reads the 20-item home feed of user `user_of(i)` for request `i`.
+fn read_feed(
+    b: &Bench,
+    user_of: impl Fn(usize) -> usize + Clone + Send + Sync + 'static,
+) -> impl Fn(usize) -> BoxedRead + Clone + Send + Sync + 'static {
     let (http, api, tokens) = (b.http.clone(), b.stack.api_url.clone(), b.tokens.clone());
-    let (readers, stride) = (b.readers.max(1), b.reader_stride);
-    move |reader: usize| {
+    move |i: usize| {
         let (http, api, tokens) = (http.clone(), api.clone(), tokens.clone());
-        Box::pin(async move { get_feed(&http, &api, &tokens[(reader % readers) * stride]).await })
+        let user = user_of(i);
+        Box::pin(async move { get_feed(&http, &api, &tokens[user]).await })
     }
+}
+
+/// Reads the feed of reader `i` (any `i`: it wraps around).
+fn read_readers_feed(b: &Bench) -> impl Fn(usize) -> BoxedRead + Clone + Send + Sync + 'static {
+    let (readers, stride) = (b.readers.max(1), b.reader_stride);
+    read_feed(b, move |i| (i % readers) * stride)
 }
 
 /// Reads a 20-item home feed; whether it was answered in full.
@@ -345,7 +354,9 @@ type BoxedRead = std::pin::Pin<Box<dyn std::future::Future<Output = bool> + Send
 /// rebuilt from PostgreSQL, and Redis keeps it from then on.
 pub async fn first_reads(b: &Bench, clients: usize) -> anyhow::Result<Stats> {
     b.wait_drained().await?;
-    Ok(load::each(b.readers, clients, read_feed(b)).await.stats())
+    Ok(load::each(b.readers, clients, read_readers_feed(b))
+        .await
+        .stats())
 }
 
 /// Every other user reads their feed once too, so that Redis keeps every
@@ -353,15 +364,10 @@ pub async fn first_reads(b: &Bench, clients: usize) -> anyhow::Result<Stats> {
 /// measures.
 pub async fn everyone_reads(b: &Bench, clients: usize) -> anyhow::Result<Stats> {
     b.wait_drained().await?;
-    let (http, api, tokens) = (b.http.clone(), b.stack.api_url.clone(), b.tokens.clone());
-    let others: Arc<Vec<usize>> = Arc::new((0..tokens.len()).filter(|&u| !b.reads(u)).collect());
-    let recorded = load::each(others.len(), clients, move |i| {
-        let (http, api, tokens, others) =
-            (http.clone(), api.clone(), tokens.clone(), others.clone());
-        async move { get_feed(&http, &api, &tokens[others[i]]).await }
-    })
-    .await;
-    Ok(recorded.stats())
+    let others: Arc<Vec<usize>> = Arc::new((0..b.tokens.len()).filter(|&u| !b.reads(u)).collect());
+    let count = others.len();
+    let read = read_feed(b, move |i| others[i]);
+    Ok(load::each(count, clients, read).await.stats())
 }
 
 /// The readers read their feeds, already in Redis, by `clients` clients as
@@ -373,7 +379,7 @@ pub async fn read(
     duration: Duration,
 ) -> anyhow::Result<Read> {
     b.wait_drained().await?;
-    let read_one = read_feed(b);
+    let read_one = read_readers_feed(b);
     let warm = load::closed(clients, duration, move |client, n| {
         read_one(client * 7919 + n as usize * clients)
     })

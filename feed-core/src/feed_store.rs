@@ -128,7 +128,8 @@ for _, key in ipairs(KEYS) do
   if n > 0 then
     if n + zadd_pairs(key, 3) > most then
       -- The last rank is the sentinel when the feed is built: keep it and
-      -- the newest max_len posts.
+      -- the newest max_len posts. (Of posts sharing the last millisecond
+      -- kept, the older stay: rare, and the feed ends there either way.)
       redis.call('ZREMRANGEBYRANK', key, max_len, -2)
     end
     written = written + 1

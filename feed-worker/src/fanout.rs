@@ -101,14 +101,14 @@ impl Fanout {
             like_count: post.like_count,
         };
         feed_store::cache_post(&mut self.redis.clone(), &cached, self.limits).await?;
-        if to_fan_out.follower_count >= self.celebrity_threshold {
-            // Readers pull a celebrity's posts; writing to every follower's
-            // feed would cost more than it saves.
+        let Some(first) = to_fan_out.followers else {
+            // A celebrity: readers pull their posts; writing to every
+            // follower's feed would cost more than it saves.
             return Ok(Effect::default());
-        }
+        };
         let score = feed_store::score(e.created_at);
         let (followers, feed_writes) = self
-            .for_each_follower_chunk(e.author_id, Some(to_fan_out.followers), |chunk| {
+            .for_each_follower_chunk(e.author_id, Some(first), |chunk| {
                 let conn = self.redis.clone();
                 async move {
                     feed_store::add_to_feeds(&conn, &chunk, e.post_id, score, self.limits).await

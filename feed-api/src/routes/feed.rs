@@ -92,26 +92,20 @@ async fn page(
     // when hydrated.
     let want = limit + limit / 2 + 4;
 
-    let mut started = None;
-    let cached = match read_cached(state, caller.id, before, want).await {
-        // Fan-out writes to the feed from here on, before PostgreSQL is
-        // read: a post committed after that read still reaches it.
-        Ok(None) => begin_rebuild(state, caller.id).await.map(|rebuild| {
-            started = Some(rebuild);
-            None
-        }),
-        other => other,
-    };
-    let (pushed, source, rebuilt) = match cached {
-        Ok(Some(page)) => (page, "cache", None),
-        Ok(None) => {
+    let (pushed, source, rebuilt) = match read_or_begin(state, caller.id, before, want).await {
+        Ok(Cached::Page(page)) => (page, "cache", None),
+        Ok(Cached::Rebuilding(started)) => {
             let all = db::feed::fanned_out(&state.db, caller.id, threshold, limits.max_len as i64)
                 .await?;
             let scored: Vec<(Uuid, i64)> = all
                 .iter()
                 .map(|e| (e.post_id, feed_store::score(e.created_at)))
                 .collect();
-            (from_database(all, before, want), "rebuilt", Some(scored))
+            (
+                from_database(all, before, want),
+                "rebuilt",
+                Some((started, scored)),
+            )
         }
         Err(e) => {
             tracing::warn!(error = %e, "Redis unavailable; reading the feed from PostgreSQL");
@@ -134,7 +128,7 @@ async fn page(
     }
     // Written back only now, so a deleted account's token cannot leave a
     // built (empty) feed behind, only its placeholder, which expires.
-    if let (Some(scored), Some(started)) = (rebuilt, started)
+    if let Some((started, scored)) = rebuilt
         && let Ok(mut conn) = state.feeds.conn().await
     {
         match feed_store::rebuild(&mut conn, caller.id, &started, &scored, limits).await {
@@ -227,8 +221,28 @@ async fn degraded(
     })
 }
 
-async fn begin_rebuild(state: &AppState, user: Uuid) -> redis::RedisResult<feed_store::Rebuild> {
-    feed_store::begin_rebuild(&mut state.feeds.conn().await?, user).await
+/// What Redis had for a page.
+enum Cached {
+    Page(Source),
+    /// No built feed: a rebuild is begun, so fan-out writes to the feed
+    /// from now on, before PostgreSQL is read (a post committed after that
+    /// read still reaches it).
+    Rebuilding(feed_store::Rebuild),
+}
+
+/// Reads the cached feed, or begins rebuilding it.
+async fn read_or_begin(
+    state: &AppState,
+    user: Uuid,
+    before: Option<(Uuid, i64)>,
+    want: usize,
+) -> redis::RedisResult<Cached> {
+    Ok(match read_cached(state, user, before, want).await? {
+        Some(page) => Cached::Page(page),
+        None => Cached::Rebuilding(
+            feed_store::begin_rebuild(&mut state.feeds.conn().await?, user).await?,
+        ),
+    })
 }
 
 /// Reads the cached feed; `Ok(None)` when it must be rebuilt.

@@ -101,18 +101,16 @@ pub async fn insert_many_with_events(
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ToFanOut {
     pub post: Post,
-    /// The author's follower count, as of the read.
-    pub follower_count: i64,
     /// The author's first `chunk` followers in id order (where
-    /// [`super::follows::follower_ids`] goes on), or none if the author has
-    /// `celebrity_threshold` followers or more: their posts are not fanned
-    /// out.
-    pub followers: Vec<Uuid>,
+    /// [`super::follows::follower_ids`] goes on); `None` if the author has
+    /// `celebrity_threshold` followers or more, as a celebrity's posts are
+    /// pulled by readers, not fanned out.
+    pub followers: Option<Vec<Uuid>>,
 }
 
-/// A post by id with its author's follower count and first chunk of
-/// followers: what fanning it out needs, in one round trip instead of two
-/// per post.
+/// A post by id with its author's first chunk of followers, unless the
+/// author is a celebrity: what fanning it out needs, in one round trip
+/// instead of two per post.
 pub async fn to_fan_out(
     db: impl PgExecutor<'_>,
     id: Uuid,
@@ -121,11 +119,10 @@ pub async fn to_fan_out(
 ) -> sqlx::Result<Option<ToFanOut>> {
     let row = sqlx::query!(
         r#"SELECT p.id, p.author_id, u.handle AS author_handle, p.content, p.like_count,
-                  p.created_at, u.follower_count,
+                  p.created_at,
                   CASE WHEN u.follower_count < $3 THEN ARRAY(
                     SELECT f.follower_id FROM follows f WHERE f.followee_id = p.author_id
-                    ORDER BY f.follower_id LIMIT $2)
-                  ELSE '{}'::uuid[] END AS "followers!"
+                    ORDER BY f.follower_id LIMIT $2) END AS "followers?"
            FROM posts p JOIN users u ON u.id = p.author_id WHERE p.id = $1"#,
         id,
         chunk,
@@ -142,7 +139,6 @@ pub async fn to_fan_out(
             like_count: r.like_count,
             created_at: r.created_at,
         },
-        follower_count: r.follower_count,
         followers: r.followers,
     }))
 }
