@@ -9,23 +9,40 @@ DATA            ?= .data
 # already hold the port.
 TEST_PG_PORT    ?= 25433
 TEST_DATABASE_URL := postgres://fanout@127.0.0.1:$(TEST_PG_PORT)/fanout
+# The Kubernetes control plane the operator's tests run against.
+CLUSTER_DIR     := $(DATA)/cluster
 
 # Builds use the committed query metadata in .sqlx/: no database needed.
 export SQLX_OFFLINE := true
 # Tools `make deps` installs for the tests (helm).
 export PATH := $(CURDIR)/.tools/bin:$(PATH)
 
-.PHONY: run test fuzz-api bench autoscale-lab e2e deps lint fmt generate sqlx-prepare stop clean
+.PHONY: run test fuzz-api bench autoscale-lab e2e deps lint fmt generate sqlx-prepare stop clean \
+	control-plane cluster-up cluster-down
 
 ## run: PostgreSQL + Redis + feed-api on 127.0.0.1:8080 + two feed-workers (Ctrl-C stops all)
 run: deps
 	scripts/run.sh
 
-## test: start a test PostgreSQL, then run every test (each test starts its own redis-server)
+## test: start a test PostgreSQL and a Kubernetes control plane, then run every test (each test starts its own redis-server)
 test: deps
 	scripts/services.sh up $(DATA)/test $(TEST_PG_PORT)
-	DATABASE_URL=$(TEST_DATABASE_URL) cargo test --workspace --all-targets
+	scripts/control-plane.sh up $(CLUSTER_DIR)
+	kubeconfig=$(CURDIR)/$(CLUSTER_DIR)/kubeconfig; \
+	  if [ -f $$kubeconfig ]; then export FANOUT_TEST_KUBECONFIG=$$kubeconfig; fi; \
+	  DATABASE_URL=$(TEST_DATABASE_URL) cargo test --workspace --all-targets
 	DATABASE_URL=$(TEST_DATABASE_URL) cargo test --workspace --doc
+
+## control-plane: build kube-apiserver, kube-controller-manager, kube-scheduler, etcd and kwok into .tools/bin (needs Go)
+control-plane:
+	scripts/control-plane.sh build
+
+## cluster-up: start that control plane on 127.0.0.1 (KUBECONFIG=.data/cluster/kubeconfig); cluster-down: stop it
+cluster-up:
+	scripts/control-plane.sh up $(CLUSTER_DIR)
+
+cluster-down:
+	scripts/control-plane.sh down $(CLUSTER_DIR)
 
 ## fuzz-api: Schemathesis against a running stack with a signed-in user (no 5xx, responses as documented)
 fuzz-api: deps
@@ -79,6 +96,7 @@ stop:
 	-scripts/services.sh down $(DATA)/test
 	-scripts/services.sh down $(DATA)/fuzz
 	-scripts/services.sh down $(DATA)/bench
+	-scripts/control-plane.sh down $(CLUSTER_DIR)
 
 clean: stop
 	rm -rf $(DATA)

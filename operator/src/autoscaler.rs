@@ -68,19 +68,13 @@ async fn redis_url(ctx: &Context, fc: &FeedCluster) -> Result<String, Error> {
 }
 
 /// Runs until `shutdown` is cancelled, over the FeedClusters in `clusters`
-/// (the controller's reflector store).
+/// (the controller's reflector store). It does not wait for the store to
+/// fill: until it has, a tick finds nothing to poll.
 pub async fn run(
     ctx: Arc<Context>,
     clusters: Store<FeedCluster>,
     shutdown: tokio_util::sync::CancellationToken,
 ) {
-    tokio::select! {
-        ready = clusters.wait_until_ready() => if ready.is_err() {
-            warn!("the FeedCluster cache closed before it filled; not autoscaling");
-            return;
-        },
-        _ = shutdown.cancelled() => return,
-    }
     let mut tracked: HashMap<String, Tracked> = HashMap::new();
     // Kept apart from `tracked`, so a poll that fails before tracking starts
     // still waits its interval instead of retrying every tick.
@@ -161,8 +155,10 @@ async fn poll(
     };
     let scaling_down =
         decision.direction == Direction::Down && fc.spec.autoscaling.mode == AutoscalingMode::Scale;
-    if let (true, Some(consumers)) = (scaling_down, &consumers) {
-        set_deletion_costs(ctx, fc, consumers).await?;
+    if let (true, Some(consumers)) = (scaling_down, &consumers)
+        && let Err(e) = set_deletion_costs(ctx, fc, consumers).await
+    {
+        warn!(feedcluster = %k, error = %e, "marking workers' deletion costs failed");
     }
     act(
         ctx,
@@ -214,6 +210,9 @@ async fn worker_pods(ctx: &Context, fc: &FeedCluster) -> Result<Vec<Pod>, Error>
 
 /// Before a scale-down, marks each worker pod with what it holds pending, so
 /// the idle ones are removed first and fewer entries wait to be reclaimed.
+/// Best effort, pod by pod: a pod that has just gone (a merge patch of a
+/// missing pod is a 404, never a create) or any other failure is logged and
+/// skipped, and the scale-down goes ahead without its hint.
 pub async fn set_deletion_costs(
     ctx: &Context,
     fc: &FeedCluster,
@@ -221,6 +220,10 @@ pub async fn set_deletion_costs(
 ) -> Result<(), Error> {
     let names = Names::of(fc);
     let pods: Api<Pod> = Api::namespaced(ctx.client.clone(), &names.namespace);
+    let params = PatchParams {
+        field_manager: Some(FIELD_MANAGER.into()),
+        ..PatchParams::default()
+    };
     for pod in worker_pods(ctx, fc).await? {
         let name = pod.name_any();
         let cost = consumers
@@ -231,17 +234,14 @@ pub async fn set_deletion_costs(
         if pod.annotations().get(DELETION_COST) == Some(&cost) {
             continue;
         }
-        let patch = json!({
-            "apiVersion": "v1",
-            "kind": "Pod",
-            "metadata": {"name": name, "annotations": {DELETION_COST: cost}}
-        });
-        pods.patch(
-            &name,
-            &PatchParams::apply(FIELD_MANAGER).force(),
-            &Patch::Apply(&patch),
-        )
-        .await?;
+        let patch = json!({"metadata": {"annotations": {DELETION_COST: cost}}});
+        match pods.patch(&name, &params, &Patch::Merge(&patch)).await {
+            Ok(_) => {}
+            Err(kube::Error::Api(e)) if e.code == 404 => {}
+            Err(e) => {
+                warn!(feedcluster = %key(fc), pod = %name, error = %e, "marking a worker's deletion cost failed")
+            }
+        }
     }
     Ok(())
 }

@@ -30,6 +30,11 @@ pub struct Config {
     /// Redis's NetworkPolicy expects the operator's pods.
     #[arg(long, env = "POD_NAMESPACE", default_value = "default")]
     pub namespace: String,
+    /// Serve only the FeedClusters of this namespace (unset: every
+    /// namespace). Operators watching different namespaces elect their
+    /// leaders apart, on Leases named after what they watch.
+    #[arg(long, env = "FANOUT_WATCH_NAMESPACE")]
+    pub watch_namespace: Option<String>,
     /// This replica's identity in the Lease (its pod name).
     #[arg(long, env = "POD_NAME", default_value = "fanout-operator")]
     pub identity: String,

@@ -15,22 +15,20 @@ use k8s_openapi::api::core::v1::{ConfigMap, Secret, Service};
 use k8s_openapi::api::networking::v1::NetworkPolicy;
 use k8s_openapi::api::policy::v1::PodDisruptionBudget;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
-use kube::api::{
-    Api, DeleteParams, ListParams, ObjectMeta, Patch, PatchParams, PostParams, Preconditions,
-};
+use kube::api::{Api, ObjectMeta, Patch, PatchParams};
 use kube::runtime::controller::{Action, Controller};
 use kube::runtime::events::{Event, EventType, Recorder};
-use kube::runtime::watcher;
+use kube::runtime::reflector;
+use kube::runtime::{WatchStreamExt, predicates, watcher};
 use kube::{Client, Resource, ResourceExt};
 use rand::RngCore;
-use serde::Serialize;
-use serde::de::DeserializeOwned;
 use serde_json::json;
 use tracing::{info, warn};
 
-use crate::crd::{AutoscalingMode, FeedCluster, FeedClusterStatus, ReplicaStatus};
+use crate::crd::{FeedCluster, FeedClusterStatus, ReplicaStatus};
 use crate::metrics::Metrics;
 use crate::resources::{self, Names};
+use children::{apply_object, get_or_create};
 
 /// The field manager of everything the reconciler applies. The autoscaler
 /// uses its own, so neither overwrites the other's fields.
@@ -45,13 +43,40 @@ const BACKOFF_BASE: Duration = Duration::from_secs(5);
 /// Longest wait between retries after errors.
 const BACKOFF_MAX: Duration = Duration::from_secs(300);
 
+/// The longest Event note the API server accepts (events.k8s.io/v1 refuses
+/// notes over 1 kB).
+const MAX_NOTE_BYTES: usize = 1024;
+
 /// Why a reconciliation failed.
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
-    #[error("Kubernetes API: {0}")]
+    /// A request about one object failed.
+    #[error("{action} {kind} {name}: {}", summary(.source))]
+    Object {
+        action: &'static str,
+        kind: String,
+        name: String,
+        #[source]
+        source: kube::Error,
+    },
+    #[error("Kubernetes API: {}", summary(.0))]
     Kube(#[from] kube::Error),
     #[error("invalid FeedCluster: {0}")]
     InvalidSpec(String),
+    /// A generated credential is gone while the data it protects remains.
+    #[error("{0}")]
+    CredentialLost(String),
+}
+
+/// What the API server said, without the client's debug dump: the code,
+/// the reason and the message, which name the field at fault.
+fn summary(e: &kube::Error) -> String {
+    match e {
+        kube::Error::Api(status) => {
+            format!("{} {}: {}", status.code, status.reason, status.message)
+        }
+        other => other.to_string(),
+    }
 }
 
 impl From<crate::scale_target::ScaleError> for Error {
@@ -69,8 +94,9 @@ impl From<crate::scale_target::ScaleError> for Error {
 impl Error {
     fn label(&self) -> &'static str {
         match self {
-            Error::Kube(_) => "kube",
+            Error::Object { .. } | Error::Kube(_) => "kube",
             Error::InvalidSpec(_) => "invalid_spec",
+            Error::CredentialLost(_) => "credential_lost",
         }
     }
 }
@@ -125,17 +151,22 @@ pub async fn reconcile(fc: Arc<FeedCluster>, ctx: Arc<Context>) -> Result<Action
             ctx.metrics.reconciles.with_label_values(&["ok"]).inc();
             ctx.failures.lock().expect("not poisoned").remove(&key(&fc));
         }
-        Err(Error::Kube(e)) => report_failure(&fc, &ctx, &e.to_string()).await,
         // Reported where it was found.
         Err(Error::InvalidSpec(_)) => {}
+        Err(e) => report_failure(&fc, &ctx, e).await,
     }
     result
 }
 
 /// Tells the FeedCluster's owner that reconciling failed: a Warning Event and
 /// the Degraded condition (best effort: the API server may be what failed).
-async fn report_failure(fc: &FeedCluster, ctx: &Context, why: &str) {
-    publish(ctx, fc, EventType::Warning, "ReconcileFailed", why).await;
+async fn report_failure(fc: &FeedCluster, ctx: &Context, error: &Error) {
+    let why = &error.to_string();
+    let reason = match error {
+        Error::CredentialLost(_) => "CredentialLost",
+        _ => "ReconcileFailed",
+    };
+    publish(ctx, fc, EventType::Warning, reason, why).await;
     let mut conditions: Vec<Condition> = fc
         .status
         .as_ref()
@@ -145,13 +176,7 @@ async fn report_failure(fc: &FeedCluster, ctx: &Context, why: &str) {
         .filter(|c| c.type_ != "Degraded")
         .collect();
     let previous = fc.status.clone().unwrap_or_default();
-    conditions.push(condition(
-        &previous,
-        "Degraded",
-        true,
-        "ReconcileFailed",
-        why,
-    ));
+    conditions.push(condition(&previous, "Degraded", true, reason, why));
     let status = json!({ "conditions": conditions });
     if let Err(e) = patch_status(ctx, fc, &status).await {
         warn!(error = %e, "recording the failure in status failed");
@@ -207,21 +232,24 @@ async fn apply(fc: &FeedCluster, ctx: &Context) -> Result<Action, Error> {
             apply_object(&client, &ns, policy).await?;
         }
     } else {
-        remove_network_policies(fc, &client, &ns).await?;
+        children::remove_network_policies(fc, &client, &ns).await?;
     }
-    if fc.spec.postgres.managed.is_some() {
-        let secret = resources::postgres_secret(fc, &random_hex(16));
-        get_or_create(Api::<Secret>::namespaced(client.clone(), &ns), secret).await?;
-        apply_object(&client, &ns, resources::postgres_service(fc)).await?;
+    match resources::postgres_statefulset(fc) {
+        Some(set) => {
+            children::ensure_postgres_secret(fc, &client, &ns, || random_hex(16)).await?;
+            apply_object(&client, &ns, resources::postgres_service(fc)).await?;
+            apply_object(&client, &ns, set).await?;
+        }
+        None => {
+            children::remove_managed_datastore(fc, &client, &ns, &names.postgres(), true).await?
+        }
     }
-    if let Some(set) = resources::postgres_statefulset(fc) {
-        apply_object(&client, &ns, set).await?;
-    }
-    if fc.spec.redis.managed.is_some() {
-        apply_object(&client, &ns, resources::redis_service(fc)).await?;
-    }
-    if let Some(set) = resources::redis_statefulset(fc) {
-        apply_object(&client, &ns, set).await?;
+    match resources::redis_statefulset(fc) {
+        Some(set) => {
+            apply_object(&client, &ns, resources::redis_service(fc)).await?;
+            apply_object(&client, &ns, set).await?;
+        }
+        None => children::remove_managed_datastore(fc, &client, &ns, &names.redis(), false).await?,
     }
     apply_object(&client, &ns, resources::config_map(fc)).await?;
 
@@ -253,7 +281,7 @@ async fn apply(fc: &FeedCluster, ctx: &Context) -> Result<Action, Error> {
     let deployments = Api::<Deployment>::namespaced(client.clone(), &ns);
     let (api, workers) = if migrated {
         let api = apply_object(&client, &ns, resources::api_deployment(fc, &image)).await?;
-        hand_replicas_to_autoscaler(fc, &deployments, &names).await?;
+        children::hand_replicas_to_autoscaler(fc, &deployments, &names).await?;
         let workers = apply_object(&client, &ns, resources::worker_deployment(fc, &image)).await?;
         (Some(api), Some(workers))
     } else {
@@ -330,110 +358,6 @@ async fn apply(fc: &FeedCluster, ctx: &Context) -> Result<Action, Error> {
     } else {
         RESYNC
     }))
-}
-
-/// When the autoscaler acts, makes it an owner of the worker count before the
-/// reconciler applies the Deployment without one. Otherwise, after a switch
-/// from RecommendOnly (or disabled) back to Scale, dropping the reconciler's
-/// ownership would drop the field, and Kubernetes would reset it to 1.
-async fn hand_replicas_to_autoscaler(
-    fc: &FeedCluster,
-    deployments: &Api<Deployment>,
-    names: &Names,
-) -> Result<(), Error> {
-    let autoscaled =
-        fc.spec.autoscaling.enabled && fc.spec.autoscaling.mode == AutoscalingMode::Scale;
-    if !autoscaled {
-        return Ok(());
-    }
-    let Some(current) = deployments
-        .get_opt(&names.workers())
-        .await?
-        .and_then(|d| d.spec)
-        .and_then(|s| s.replicas)
-    else {
-        return Ok(());
-    };
-    let scale =
-        json!({"apiVersion": "autoscaling/v1", "kind": "Scale", "spec": {"replicas": current}});
-    let params = PatchParams::apply(crate::autoscaler::FIELD_MANAGER).force();
-    deployments
-        .patch_scale(&names.workers(), &params, &Patch::Apply(&scale))
-        .await?;
-    Ok(())
-}
-
-/// Server-side applies an object with the operator's field manager and
-/// returns it as the API server now has it.
-async fn apply_object<K>(client: &Client, ns: &str, object: K) -> Result<K, Error>
-where
-    K: Resource<Scope = k8s_openapi::NamespaceResourceScope, DynamicType = ()>
-        + Clone
-        + std::fmt::Debug
-        + Serialize
-        + DeserializeOwned,
-{
-    let api: Api<K> = Api::namespaced(client.clone(), ns);
-    let params = PatchParams::apply(FIELD_MANAGER).force();
-    Ok(api
-        .patch(&object.name_any(), &params, &Patch::Apply(&object))
-        .await?)
-}
-
-/// Deletes the NetworkPolicies this FeedCluster controls, after
-/// `networkPolicies` is switched off. One list per reconciliation finds
-/// them; a policy of the same name or labels that the FeedCluster does not
-/// control (the user's own, written to replace them) is left alone.
-async fn remove_network_policies(fc: &FeedCluster, client: &Client, ns: &str) -> Result<(), Error> {
-    let api: Api<NetworkPolicy> = Api::namespaced(client.clone(), ns);
-    let ours = format!(
-        "app.kubernetes.io/instance={},app.kubernetes.io/managed-by=fanout-operator",
-        fc.name_any()
-    );
-    let listed = api.list(&ListParams::default().labels(&ours)).await?;
-    for policy in listed.items {
-        let controlled = policy
-            .owner_references()
-            .iter()
-            .any(|o| o.controller == Some(true) && fc.uid().as_deref() == Some(o.uid.as_str()));
-        if !controlled {
-            continue;
-        }
-        // Only the object that was listed, not one re-created since.
-        let params = DeleteParams {
-            preconditions: Some(Preconditions {
-                uid: policy.uid(),
-                resource_version: None,
-            }),
-            ..DeleteParams::default()
-        };
-        match api.delete(&policy.name_any(), &params).await {
-            Ok(_) => {
-                info!(feedcluster = %key(fc), policy = %policy.name_any(), "deleted a NetworkPolicy")
-            }
-            // Deleted or replaced meanwhile: nothing of ours left to delete.
-            Err(kube::Error::Api(e)) if e.code == 404 || e.code == 409 => {}
-            Err(e) => return Err(e.into()),
-        }
-    }
-    Ok(())
-}
-
-/// The object as it exists, created first if it does not: for what must
-/// never be regenerated (secrets) or re-applied (Jobs).
-async fn get_or_create<K>(api: Api<K>, object: K) -> Result<K, Error>
-where
-    K: Resource + Clone + std::fmt::Debug + Serialize + DeserializeOwned,
-{
-    if let Some(existing) = api.get_opt(&object.name_any()).await? {
-        return Ok(existing);
-    }
-    match api.create(&PostParams::default(), &object).await {
-        Ok(created) => Ok(created),
-        // Created concurrently: read what won.
-        Err(kube::Error::Api(e)) if e.code == 409 => Ok(api.get(&object.name_any()).await?),
-        Err(e) => Err(e.into()),
-    }
 }
 
 fn jwt_secret(fc: &FeedCluster, names: &Names) -> Secret {
@@ -533,7 +457,7 @@ pub(crate) async fn publish(
     let event = Event {
         type_,
         reason: reason.to_owned(),
-        note: Some(note.to_owned()),
+        note: Some(truncate(note, MAX_NOTE_BYTES).to_owned()),
         action: "Reconcile".to_owned(),
         secondary: None,
     };
@@ -542,23 +466,55 @@ pub(crate) async fn publish(
     }
 }
 
-/// The controller: watches FeedClusters and everything they own, so a
-/// deleted or edited child is put back. Its store of FeedClusters is shared
-/// with the autoscaler, which therefore never lists them itself.
-pub fn controller(client: &Client) -> Controller<FeedCluster> {
-    let clusters: Api<FeedCluster> = Api::all(client.clone());
+/// At most `max` bytes of `text`, cut at a character boundary.
+fn truncate(text: &str, max: usize) -> &str {
+    if text.len() <= max {
+        return text;
+    }
+    let mut end = max;
+    while !text.is_char_boundary(end) {
+        end -= 1;
+    }
+    &text[..end]
+}
+
+/// The Kubernetes API of `K`: in `namespace`, or in every namespace.
+pub fn scoped<K>(client: &Client, namespace: Option<&str>) -> Api<K>
+where
+    K: Resource<Scope = k8s_openapi::NamespaceResourceScope, DynamicType = ()>,
+{
+    match namespace {
+        Some(ns) => Api::namespaced(client.clone(), ns),
+        None => Api::all(client.clone()),
+    }
+}
+
+/// The controller: watches FeedClusters (in `namespace`, or everywhere) and
+/// everything they own, so a deleted or edited child is put back. A
+/// FeedCluster is reconciled when its spec changes (its generation), not
+/// when its status does: the reconciler's and the autoscaler's own status
+/// writes do not set off another round. Its store of FeedClusters, status
+/// included, is shared with the autoscaler, which never lists them itself.
+pub fn controller(client: &Client, namespace: Option<&str>) -> Controller<FeedCluster> {
+    let clusters: Api<FeedCluster> = scoped(client, namespace);
+    let (store, writer) = reflector::store();
+    let changes = watcher(clusters, watcher::Config::default())
+        .default_backoff()
+        .reflect(writer)
+        .applied_objects()
+        .predicate_filter(predicates::generation, Default::default());
     let config = watcher::Config::default().labels("app.kubernetes.io/managed-by=fanout-operator");
-    Controller::new(clusters, watcher::Config::default())
-        .owns(Api::<Deployment>::all(client.clone()), config.clone())
-        .owns(Api::<StatefulSet>::all(client.clone()), config.clone())
-        .owns(Api::<Service>::all(client.clone()), config.clone())
-        .owns(Api::<ConfigMap>::all(client.clone()), config.clone())
-        .owns(Api::<Job>::all(client.clone()), config.clone())
+    Controller::for_stream(changes, store)
+        .owns(scoped::<Deployment>(client, namespace), config.clone())
+        .owns(scoped::<StatefulSet>(client, namespace), config.clone())
+        .owns(scoped::<Service>(client, namespace), config.clone())
+        .owns(scoped::<ConfigMap>(client, namespace), config.clone())
+        .owns(scoped::<Job>(client, namespace), config.clone())
         .owns(
-            Api::<PodDisruptionBudget>::all(client.clone()),
+            scoped::<PodDisruptionBudget>(client, namespace),
             config.clone(),
         )
-        .owns(Api::<NetworkPolicy>::all(client.clone()), config)
+        .owns(scoped::<NetworkPolicy>(client, namespace), config)
 }
 
 /// Runs `controller` until `shutdown` resolves.
@@ -578,5 +534,6 @@ pub async fn run(
         .await;
 }
 
+mod children;
 #[cfg(test)]
 mod tests;

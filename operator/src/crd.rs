@@ -12,6 +12,28 @@ use kube::{CustomResource, KubeSchema};
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
+/// The longest FeedCluster name. The longest name derived from it is a label
+/// value (at most 63 characters): the managed PostgreSQL's
+/// `controller-revision-hash`, `<name>-postgres-<hash>` with a hash of up to
+/// 10 characters, which allows 43; 40 keeps a margin for a longer suffix.
+pub const MAX_NAME_LEN: usize = 40;
+/// FeedCluster names become Service names, which must be DNS-1035 labels.
+fn name_pattern_rule() -> kube::core::Rule {
+    kube::core::Rule::new("self.metadata.name.matches('^[a-z]([-a-z0-9]*[a-z0-9])?$')").message(
+        "metadata.name must start with a lowercase letter and hold only lowercase letters, \
+         digits and '-', not ending in '-': it names the FeedCluster's Services",
+    )
+}
+
+fn name_length_rule() -> kube::core::Rule {
+    let message = format!(
+        "metadata.name must be at most {MAX_NAME_LEN} characters: the FeedCluster's objects \
+         carry it in names and labels with suffixes of their own, and labels allow 63"
+    );
+    kube::core::Rule::new(format!("size(self.metadata.name) <= {MAX_NAME_LEN}"))
+        .message(message.as_str())
+}
+
 /// A Fanout deployment: the feed API, its workers (autoscaled by stream
 /// backlog), and where PostgreSQL and Redis are.
 #[derive(CustomResource, KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
@@ -27,7 +49,9 @@ use serde::{Deserialize, Serialize};
     printcolumn = r#"{"name":"API","type":"string","jsonPath":".status.api.summary"}"#,
     printcolumn = r#"{"name":"Workers","type":"string","jsonPath":".status.workers.summary"}"#,
     printcolumn = r#"{"name":"Backlog","type":"integer","jsonPath":".status.backlog"}"#,
-    printcolumn = r#"{"name":"Age","type":"date","jsonPath":".metadata.creationTimestamp"}"#
+    printcolumn = r#"{"name":"Age","type":"date","jsonPath":".metadata.creationTimestamp"}"#,
+    validation = name_pattern_rule(),
+    validation = name_length_rule()
 )]
 #[serde(rename_all = "camelCase")]
 pub struct FeedClusterSpec {
@@ -350,7 +374,9 @@ pub struct DatastoreSpec {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub external: Option<ExternalDatastore>,
     /// A single-instance server the operator runs in the namespace, for
-    /// development and trials (no replication, no backups).
+    /// development and trials (no replication, no backups). Switching to
+    /// `external` deletes it, its volume and (for PostgreSQL) its generated
+    /// Secret.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub managed: Option<ManagedDatastore>,
 }
@@ -374,10 +400,14 @@ fn default_url_key() -> String {
 #[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
 #[serde(rename_all = "camelCase")]
 pub struct ManagedDatastore {
-    /// Size of its persistent volume; fixed once created (resize the PVC
-    /// itself).
+    /// Size of its persistent volume, a Kubernetes quantity such as `1Gi`;
+    /// fixed once created (resize the PersistentVolumeClaim itself), though
+    /// a value that was never a valid quantity may be corrected.
     #[serde(default = "default_storage")]
-    #[x_kube(validation = kube::core::Rule::new("self == oldSelf").message("storage cannot change once created; resize the PersistentVolumeClaim instead"))]
+    #[x_kube(
+        validation = kube::core::Rule::new("isQuantity(self) && quantity(self).isGreaterThan(quantity('0'))").message("storage must be a positive Kubernetes quantity such as 1Gi or 500Mi (not 1GB)"),
+        validation = kube::core::Rule::new("self == oldSelf || !isQuantity(oldSelf)").message("storage cannot change once created; resize the PersistentVolumeClaim instead")
+    )]
     pub storage: String,
     /// Image to run instead of the default (postgres:15-alpine,
     /// redis:7-alpine).

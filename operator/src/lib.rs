@@ -27,23 +27,70 @@ pub mod resources;
 pub mod scale_target;
 pub mod simulate;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicU8, Ordering};
 
 use anyhow::Context as _;
 use axum::Router;
+use axum::http::StatusCode;
 use axum::routing::get;
 use kube::Client;
 use kube::runtime::events::{Recorder, Reporter};
 use tokio_util::sync::CancellationToken;
-use tracing::info;
+use tracing::{info, warn};
 
-/// Name of the Lease the replicas elect a leader with.
+/// Name of the Lease the replicas elect a leader with; an operator that
+/// watches one namespace adds its name, so operators watching different
+/// namespaces lead apart.
 const LEASE_NAME: &str = "fanout-operator";
 /// Seconds a leader's claim lasts without renewal; a crashed leader is
 /// replaced within this.
 const LEASE_SECONDS: u64 = 15;
 /// Seconds before expiry at which the leader renews (tolerated clock skew).
 const LEASE_GRACE_SECONDS: u64 = 5;
+
+/// What this replica is doing, as `/readyz` reports it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[repr(u8)]
+enum Role {
+    /// Preparing leader election.
+    Starting = 0,
+    /// Healthy, waiting for the Lease.
+    Standby = 1,
+    /// Holding the Lease: reconciling and autoscaling.
+    Leading = 2,
+    /// Lost the Lease, or leader election stopped: about to exit.
+    Stopped = 3,
+}
+
+/// The replica's role, shared with the probes.
+#[derive(Default)]
+struct RoleCell(AtomicU8);
+
+impl RoleCell {
+    fn set(&self, role: Role) {
+        self.0.store(role as u8, Ordering::Relaxed);
+    }
+
+    fn get(&self) -> Role {
+        match self.0.load(Ordering::Relaxed) {
+            1 => Role::Standby,
+            2 => Role::Leading,
+            3 => Role::Stopped,
+            _ => Role::Starting,
+        }
+    }
+}
+
+/// `/readyz`: ready while leading or standing by; not while starting or
+/// once leadership is lost (the process is then on its way out).
+async fn readiness(role: Arc<RoleCell>) -> (StatusCode, &'static str) {
+    match role.get() {
+        Role::Leading => (StatusCode::OK, "ready: leading"),
+        Role::Standby => (StatusCode::OK, "ready: standing by"),
+        Role::Starting => (StatusCode::SERVICE_UNAVAILABLE, "starting"),
+        Role::Stopped => (StatusCode::SERVICE_UNAVAILABLE, "stopped: lost the Lease"),
+    }
+}
 
 /// Runs the operator until `shutdown`: probes and metrics at once; the
 /// controller and the autoscaler while this replica leads.
@@ -65,10 +112,16 @@ pub async fn run(config: config::Config, shutdown: CancellationToken) -> anyhow:
         config.namespace.clone(),
     ));
 
-    let leading = Arc::new(AtomicBool::new(false));
+    let role = Arc::new(RoleCell::default());
     let probes = Router::new()
         .route("/healthz", get(|| async { "ok" }))
-        .route("/readyz", get(|| async { "ready" }))
+        .route(
+            "/readyz",
+            get({
+                let role = role.clone();
+                move || readiness(role.clone())
+            }),
+        )
         .route(
             "/metrics",
             get(move || {
@@ -86,11 +139,16 @@ pub async fn run(config: config::Config, shutdown: CancellationToken) -> anyhow:
             .await
     });
 
-    // Leadership: wait for the Lease; losing it stops the work (and the
-    // process, so it restarts as a clean standby).
+    // Leadership: wait for the Lease; losing it, or leader election itself
+    // stopping, stops the work (and the process, so it restarts as a clean
+    // standby).
     let work = shutdown.child_token();
-    let _lease = if config.leader_election {
-        let manager = kube_lease_manager::LeaseManagerBuilder::new(client, LEASE_NAME)
+    if config.leader_election {
+        let lease = match &config.watch_namespace {
+            Some(ns) => format!("{LEASE_NAME}-{ns}"),
+            None => LEASE_NAME.to_owned(),
+        };
+        let manager = kube_lease_manager::LeaseManagerBuilder::new(client, &lease)
             .with_namespace(config.namespace.clone())
             .with_identity(config.identity.clone())
             .with_duration(LEASE_SECONDS)
@@ -99,33 +157,44 @@ pub async fn run(config: config::Config, shutdown: CancellationToken) -> anyhow:
             .await
             .context("preparing leader election")?;
         let (mut lead, task) = manager.watch().await;
-        info!(identity = %config.identity, "waiting to lead");
+        role.set(Role::Standby);
+        info!(identity = %config.identity, %lease, "waiting to lead");
         while !*lead.borrow_and_update() {
             tokio::select! {
-                changed = lead.changed() => changed.context("leader election stopped")?,
+                changed = lead.changed() => if changed.is_err() {
+                    role.set(Role::Stopped);
+                    let why = match task.await {
+                        Ok(Err(e)) => e.to_string(),
+                        Ok(Ok(_)) => "it ended".to_owned(),
+                        Err(e) => e.to_string(),
+                    };
+                    anyhow::bail!("leader election stopped before this replica led: {why}");
+                },
                 _ = shutdown.cancelled() => return Ok(()),
             }
         }
+        role.set(Role::Leading);
         let lost = work.clone();
-        let flag = leading.clone();
+        let role = role.clone();
         tokio::spawn(async move {
-            while lead.changed().await.is_ok() {
-                if !*lead.borrow_and_update() {
-                    tracing::warn!("lost the Lease; stopping");
-                    flag.store(false, Ordering::Relaxed);
-                    lost.cancel();
-                    return;
-                }
+            // Err: the election task ended, so nothing renews the Lease any
+            // more; that is a loss too.
+            while lead.changed().await.is_ok() && *lead.borrow_and_update() {}
+            warn!("lost the Lease (or leader election stopped); stopping");
+            role.set(Role::Stopped);
+            lost.cancel();
+            match task.await {
+                Ok(Err(e)) => warn!(error = %e, "leader election failed"),
+                Err(e) => warn!(error = %e, "leader election panicked"),
+                Ok(Ok(_)) => {}
             }
         });
-        Some(task)
     } else {
-        None
-    };
-    leading.store(true, Ordering::Relaxed);
+        role.set(Role::Leading);
+    }
     info!("leading: reconciling FeedClusters and autoscaling workers");
 
-    let controller = controller::controller(&ctx.client);
+    let controller = controller::controller(&ctx.client, config.watch_namespace.as_deref());
     let autoscaler = tokio::spawn(autoscaler::run(
         ctx.clone(),
         controller.store(),
@@ -135,7 +204,11 @@ pub async fn run(config: config::Config, shutdown: CancellationToken) -> anyhow:
     controller::run(controller, ctx, async move { until.cancelled().await }).await;
     work.cancel();
     let _ = autoscaler.await;
+    let lost = role.get() == Role::Stopped;
     shutdown.cancel();
     http.await??;
+    if lost {
+        anyhow::bail!("lost leadership");
+    }
     Ok(())
 }

@@ -171,12 +171,17 @@ async fn before_a_scale_down_idle_workers_are_marked_cheapest_to_delete() {
             "/api/v1/namespaces/feeds/pods",
             Reply::Json(pods),
         ),
+        // Gone since the list: a merge patch (never a create) finds nothing,
+        // and the others are still marked.
         Expect::new(
             Method::PATCH,
             "/api/v1/namespaces/feeds/pods/demo-workers-a",
-            Reply::Echo,
+            Reply::NotFound,
         )
-        .check(|p| assert_eq!(p["metadata"]["annotations"][DELETION_COST], "0")),
+        .check(|p| {
+            assert_eq!(p["metadata"]["annotations"][DELETION_COST], "0");
+            assert!(p.get("kind").is_none(), "a merge patch, not an apply: {p}");
+        }),
         Expect::new(
             Method::PATCH,
             "/api/v1/namespaces/feeds/pods/demo-workers-b",

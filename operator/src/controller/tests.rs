@@ -67,6 +67,14 @@ fn datastores_and_config_with(secrets_exist: bool, mut policies: Vec<Expect>) ->
             script.push(Expect::new(Method::GET, path, Reply::Json(existing)));
         } else {
             script.push(Expect::new(Method::GET, path, Reply::NotFound));
+            if secret == "demo-postgres" {
+                // No data left behind under an older password.
+                script.push(Expect::new(
+                    Method::GET,
+                    format!("{NS}/persistentvolumeclaims/data-demo-postgres-0"),
+                    Reply::NotFound,
+                ));
+            }
             script.push(
                 Expect::new(Method::POST, format!("{NS}/secrets"), Reply::Echo).check(
                     move |body| {
@@ -338,8 +346,10 @@ async fn an_invalid_spec_is_reported_and_retried_with_backoff() {
 async fn an_api_failure_is_reported_as_degraded() {
     let (ctx, server) = test_context();
     let fc = FeedCluster::test();
+    // A long message, as admission errors listing many fields are.
+    let message = format!("etcd is unhappy{}", " and says so at length".repeat(100));
     let failure = json!({"kind": "Status", "apiVersion": "v1", "status": "Failure",
-        "reason": "InternalError", "code": 500, "message": "etcd is unhappy"});
+        "reason": "InternalError", "code": 500, "message": message});
     let script = vec![
         Expect::new(
             Method::GET,
@@ -349,6 +359,15 @@ async fn an_api_failure_is_reported_as_degraded() {
         Expect::new(Method::POST, EVENTS, Reply::Echo).check(|e| {
             assert_eq!(e["reason"], "ReconcileFailed");
             assert_eq!(e["type"], "Warning");
+            // What failed and what the API server said, within the 1 kB the
+            // API server accepts for a note; no client debug dump.
+            let note = e["note"].as_str().unwrap();
+            assert!(note.len() <= 1024, "{} bytes", note.len());
+            assert!(
+                note.starts_with("reading Secret demo-jwt: 500 InternalError: etcd is unhappy"),
+                "{note}"
+            );
+            assert!(!note.contains("Status {"), "{note}");
         }),
         Expect::new(Method::PATCH, STATUS, status_reply(&fc)).check(|body| {
             let conditions = body["status"]["conditions"].as_array().unwrap();
@@ -365,7 +384,43 @@ async fn an_api_failure_is_reported_as_degraded() {
     let scenario = server.run(script);
     let error = reconcile(Arc::new(fc), ctx).await.unwrap_err();
     within_a_second(scenario).await;
-    assert!(matches!(error, Error::Kube(_)));
+    assert!(matches!(error, Error::Object { .. }), "{error:?}");
+}
+
+#[tokio::test]
+async fn a_deleted_postgres_secret_is_not_regenerated_over_existing_data() {
+    let (ctx, server) = test_context();
+    let fc = FeedCluster::test();
+    let existing = json!({"apiVersion": "v1", "kind": "Secret", "metadata": {"name": "demo-jwt"}});
+    let claim = json!({"apiVersion": "v1", "kind": "PersistentVolumeClaim",
+        "metadata": {"name": "data-demo-postgres-0"}});
+    let mut script = vec![Expect::new(
+        Method::GET,
+        format!("{NS}/secrets/demo-jwt"),
+        Reply::Json(existing),
+    )];
+    script.extend(network_policies());
+    script.push(Expect::new(
+        Method::GET,
+        format!("{NS}/secrets/demo-postgres"),
+        Reply::NotFound,
+    ));
+    // The data is still there: no new password, and nothing after this.
+    script.push(Expect::new(
+        Method::GET,
+        format!("{NS}/persistentvolumeclaims/data-demo-postgres-0"),
+        Reply::Json(claim),
+    ));
+    script.push(Expect::new(Method::POST, EVENTS, Reply::Echo).check(|e| {
+        assert_eq!(e["reason"], "CredentialLost");
+        let note = e["note"].as_str().unwrap();
+        assert!(note.contains("restore the Secret"), "{note}");
+    }));
+    script.push(Expect::new(Method::PATCH, STATUS, status_reply(&fc)));
+    let scenario = server.run(script);
+    let error = reconcile(Arc::new(fc), ctx).await.unwrap_err();
+    within_a_second(scenario).await;
+    assert!(matches!(error, Error::CredentialLost(_)), "{error:?}");
 }
 
 #[tokio::test]

@@ -10,7 +10,7 @@ use super::{
     API_PORT, NONROOT_UID, Names, REDIS_PORT, WORKER_PORT, fnv1a, labels, meta_json, metadata,
     restricted_container, restricted_pod, selector, typed,
 };
-use crate::crd::{AutoscalingMode, DatastoreSpec, FeedCluster, ServiceType};
+use crate::crd::{DatastoreSpec, FeedCluster, ServiceType};
 
 /// Settings shared by the API and the workers (secrets excluded).
 pub fn config_map(fc: &FeedCluster) -> ConfigMap {
@@ -172,13 +172,12 @@ pub fn api_service(fc: &FeedCluster) -> Service {
     }))
 }
 
-/// The worker Deployment. While the autoscaler acts, the replica count is
-/// left out: the autoscaler owns it, and re-applying this object must not
-/// reset it.
+/// The worker Deployment. With autoscaling on the replica count is left
+/// out: the autoscaler owns it (and in `RecommendOnly` mode leaves it as it
+/// is), so re-applying this object never resets it.
 pub fn worker_deployment(fc: &FeedCluster, image: &str) -> Deployment {
     let names = Names::of(fc);
-    let autoscaled =
-        fc.spec.autoscaling.enabled && fc.spec.autoscaling.mode == AutoscalingMode::Scale;
+    let autoscaled = fc.spec.autoscaling.enabled;
     let mut spec = json!({
         "selector": {"matchLabels": selector(fc, "worker")},
         "template": pod_template(fc, "worker", &["/usr/local/bin/feed-worker"], WORKER_PORT, image),

@@ -70,6 +70,11 @@ impl Names {
     pub fn redis(&self) -> String {
         format!("{}-redis", self.cluster)
     }
+    /// The managed PostgreSQL's volume claim (the StatefulSet's claim
+    /// template `data`, pod 0).
+    pub fn postgres_volume(&self) -> String {
+        format!("data-{}-0", self.postgres())
+    }
     /// The generated JWT Secret (when the spec names none).
     pub fn jwt(&self) -> String {
         format!("{}-jwt", self.cluster)

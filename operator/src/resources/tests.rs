@@ -110,11 +110,9 @@ fn every_pod_meets_the_restricted_pod_security_standard() {
 fn the_worker_count_belongs_to_the_autoscaler() {
     let mut fc = sample();
     assert_eq!(worker_deployment(&fc, IMAGE).spec.unwrap().replicas, None);
+    // Recommending only leaves the count as it is, as documented.
     fc.spec.autoscaling.mode = AutoscalingMode::RecommendOnly;
-    assert_eq!(
-        worker_deployment(&fc, IMAGE).spec.unwrap().replicas,
-        Some(1)
-    );
+    assert_eq!(worker_deployment(&fc, IMAGE).spec.unwrap().replicas, None);
     fc.spec.autoscaling.enabled = false;
     fc.spec.workers.min_replicas = 3;
     assert_eq!(
