@@ -44,6 +44,7 @@ pub struct Shared {
 }
 
 static SHARED: OnceLock<Option<Shared>> = OnceLock::new();
+static KUBECTL_CACHE: OnceLock<PathBuf> = OnceLock::new();
 
 /// The control plane, or `None` (after saying SKIPPED) when there is none.
 pub fn shared() -> Option<&'static Shared> {
@@ -63,6 +64,12 @@ fn setup() -> Option<Shared> {
     };
     let audit_log = kubeconfig.with_file_name("audit.log");
     let admin = kubeconfig.to_str().expect("a UTF-8 path").to_owned();
+    let dir = tempfile::tempdir().expect("a temporary folder");
+    // kubectl's discovery cache of its own: one kept in ~/.kube from an
+    // earlier control plane on the same address would not know the CRD.
+    KUBECTL_CACHE
+        .set(dir.path().join("kubectl-cache"))
+        .expect("set once");
 
     // 2. The real Helm installs the chart, CRD included.
     run(Command::new(helm())
@@ -92,7 +99,6 @@ fn setup() -> Option<Shared> {
         RELEASE_NAMESPACE,
         "--duration=24h",
     ]));
-    let dir = tempfile::tempdir().expect("a temporary folder");
     let operator_kubeconfig = dir.path().join("operator.kubeconfig");
     let admin_config: Value =
         serde_saphyr::from_str(&std::fs::read_to_string(&kubeconfig).expect("the kubeconfig"))
@@ -127,13 +133,16 @@ fn helm() -> PathBuf {
 
 /// The kubectl built with the control plane (same version), else PATH's.
 pub fn kubectl(kubeconfig: &str) -> Command {
+    let cache = KUBECTL_CACHE.get().expect("the harness set up first");
     let local = repo(".tools/bin/kubectl");
     let mut command = Command::new(if local.is_file() {
         local
     } else {
         PathBuf::from("kubectl")
     });
-    command.args(["--kubeconfig", kubeconfig]);
+    command
+        .args(["--kubeconfig", kubeconfig, "--cache-dir"])
+        .arg(cache);
     command
 }
 
@@ -203,6 +212,12 @@ impl Scenario {
             })
             .await;
         }
+        // An earlier run's Lease (it lives in the release namespace).
+        let leases: Api<k8s_openapi::api::coordination::v1::Lease> =
+            Api::namespaced(client.clone(), RELEASE_NAMESPACE);
+        let _ = leases
+            .delete(&format!("fanout-operator-{name}"), &DeleteParams::default())
+            .await;
         let namespace = Namespace {
             metadata: ObjectMeta {
                 name: Some(name.to_owned()),
