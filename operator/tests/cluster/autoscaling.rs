@@ -13,7 +13,7 @@ use operator::crd::{FeedCluster, ScaleDecision};
 use redis::aio::MultiplexedConnection;
 use serde_json::json;
 
-use crate::harness::{Scenario, apply, until, wait_ready};
+use crate::harness::{Scenario, apply, kubectl, run, until, wait_ready};
 
 const SPEC: &str = "  workers:
     minReplicas: 1
@@ -162,13 +162,27 @@ async fn a_backlog_scales_workers_up_and_draining_it_scales_them_down() {
     let decision = last_scale(&scenario).await.unwrap();
     assert_eq!((decision.direction.as_str(), decision.to), ("Down", 1));
 
-    // RecommendOnly: decisions in status and Events, the Deployment as is.
+    // RecommendOnly: decisions in status and Events, the Deployment as is,
+    // even at a count of the user's own (`kubectl scale`), which neither
+    // the autoscaler nor the reconciler resets.
     let recommend = json!({"spec": {"autoscaling": {"mode": "RecommendOnly"}}});
-    scenario
+    let fc = scenario
         .api::<FeedCluster>()
         .patch("demo", &PatchParams::default(), &Patch::Merge(&recommend))
         .await
         .unwrap();
+    until("the reconciler to see RecommendOnly", WITHIN, || async {
+        let now = scenario.api::<FeedCluster>().get("demo").await.ok()?;
+        (now.status?.observed_generation >= fc.metadata.generation).then_some(())
+    })
+    .await;
+    run(kubectl(scenario.admin()).args([
+        "scale",
+        "deployment/demo-workers",
+        "--replicas=3",
+        "-n",
+        &scenario.namespace,
+    ]));
     push_backlog(&mut redis).await;
     let decision = until("a recommendation", WITHIN, || async {
         last_scale(&scenario)
@@ -176,15 +190,10 @@ async fn a_backlog_scales_workers_up_and_draining_it_scales_them_down() {
             .filter(|d| d.direction == "Up" && !d.applied)
     })
     .await;
-    assert_eq!(decision.to, 5);
+    assert_eq!((decision.from, decision.to), (3, 5));
     assert!(has_event(&scenario, "Recommended").await);
-    // A few more polls: still untouched, by the autoscaler or the reconciler.
+    // A few more polls, and a reconcile (the scale changed the Deployment):
+    // still the user's count.
     tokio::time::sleep(Duration::from_secs(3)).await;
-    assert_eq!(replicas(&scenario).await, 1);
-    let fc = scenario.api::<FeedCluster>().get("demo").await.unwrap();
-    assert_eq!(
-        fc.status.unwrap().observed_generation,
-        fc.metadata.generation,
-        "the reconciler applied the RecommendOnly spec"
-    );
+    assert_eq!(replicas(&scenario).await, 3);
 }
