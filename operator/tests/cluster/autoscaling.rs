@@ -6,14 +6,13 @@
 use std::time::Duration;
 
 use k8s_openapi::api::apps::v1::Deployment;
-use k8s_openapi::api::events::v1::Event;
 use kube::ResourceExt;
-use kube::api::{ListParams, Patch, PatchParams};
+use kube::api::{Patch, PatchParams};
 use operator::crd::{FeedCluster, ScaleDecision};
 use redis::aio::MultiplexedConnection;
 use serde_json::json;
 
-use crate::harness::{Scenario, apply, kubectl, run, until, wait_ready};
+use crate::harness::{Scenario, apply, kubectl, run, until, wait_observed, wait_ready};
 
 const SPEC: &str = "  workers:
     minReplicas: 1
@@ -98,27 +97,12 @@ async fn last_scale(scenario: &Scenario) -> Option<ScaleDecision> {
     fc.status?.last_scale
 }
 
-async fn has_event(scenario: &Scenario, reason: &str) -> bool {
-    let events = scenario
-        .api::<Event>()
-        .list(&ListParams::default())
-        .await
-        .unwrap();
-    events.iter().any(|e| e.reason.as_deref() == Some(reason))
-}
-
 #[tokio::test]
 async fn a_backlog_scales_workers_up_and_draining_it_scales_them_down() {
-    let Some(mut scenario) = Scenario::new("t-autoscale").await else {
+    let Some(scenario) = Scenario::with_operator("t-autoscale").await else {
         return;
     };
-    scenario.start_operator("operator-a");
-    let mut redis = redis::Client::open(scenario.redis.url())
-        .unwrap()
-        .get_multiplexed_async_connection()
-        .await
-        .unwrap();
-    feed_core::bus::ensure_groups(&mut redis).await.unwrap();
+    let mut redis = scenario.streams().await;
     apply(&scenario, &scenario.feed_cluster("demo", SPEC)).await;
     wait_ready(&scenario, "demo", WITHIN).await;
     assert_eq!(replicas(&scenario).await, 1);
@@ -134,7 +118,7 @@ async fn a_backlog_scales_workers_up_and_draining_it_scales_them_down() {
         ("Up", 5, true)
     );
     assert!(!decision.reason.is_empty());
-    assert!(has_event(&scenario, "Scaled").await);
+    assert!(scenario.has_event("Scaled", "demo").await);
     // Through the scale subresource, under the autoscaler's own manager.
     let workers = scenario
         .api::<Deployment>()
@@ -171,11 +155,7 @@ async fn a_backlog_scales_workers_up_and_draining_it_scales_them_down() {
         .patch("demo", &PatchParams::default(), &Patch::Merge(&recommend))
         .await
         .unwrap();
-    until("the reconciler to see RecommendOnly", WITHIN, || async {
-        let now = scenario.api::<FeedCluster>().get("demo").await.ok()?;
-        (now.status?.observed_generation >= fc.metadata.generation).then_some(())
-    })
-    .await;
+    wait_observed(&scenario, &fc).await;
     run(kubectl(scenario.admin()).args([
         "scale",
         "deployment/demo-workers",
@@ -191,7 +171,7 @@ async fn a_backlog_scales_workers_up_and_draining_it_scales_them_down() {
     })
     .await;
     assert_eq!((decision.from, decision.to), (3, 5));
-    assert!(has_event(&scenario, "Recommended").await);
+    assert!(scenario.has_event("Recommended", "demo").await);
     // A few more polls, and a reconcile (the scale changed the Deployment):
     // still the user's count.
     tokio::time::sleep(Duration::from_secs(3)).await;

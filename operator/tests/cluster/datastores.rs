@@ -5,16 +5,12 @@
 
 use std::time::Duration;
 
-use k8s_openapi::api::apps::v1::{Deployment, StatefulSet};
-use k8s_openapi::api::core::v1::{ConfigMap, PersistentVolumeClaim, Secret, Service};
-use k8s_openapi::api::events::v1::Event;
-use k8s_openapi::api::networking::v1::NetworkPolicy;
-use k8s_openapi::api::policy::v1::PodDisruptionBudget;
+use k8s_openapi::api::core::v1::{PersistentVolumeClaim, Secret};
+use kube::ResourceExt;
 use kube::api::{DeleteParams, ListParams, PostParams};
-use kube::{Resource, ResourceExt};
 use operator::crd::FeedCluster;
 
-use crate::harness::{Scenario, apply, condition, until};
+use crate::harness::{Scenario, apply, condition, listed, until};
 
 const MANAGED: &str = "  postgres:
     managed: {storage: 1Gi}
@@ -24,31 +20,15 @@ const MANAGED: &str = "  postgres:
 
 const WITHIN: Duration = Duration::from_secs(120);
 
-/// Names of the objects labelled as this FeedCluster's, of every kind it
-/// makes (volume claims included).
+/// The objects labelled as this FeedCluster's, of every kind it makes
+/// (volume claims included).
 async fn leftovers(scenario: &Scenario, name: &str) -> Vec<String> {
     let selector = format!("app.kubernetes.io/instance={name}");
-    let params = ListParams::default().labels(&selector);
-    let mut left = Vec::new();
-    macro_rules! collect {
-        ($($kind:ty),*) => {$(
-            for object in scenario.api::<$kind>().list(&params).await.unwrap() {
-                left.push(format!("{}/{}", <$kind>::kind(&()), object.name_any()));
-            }
-        )*};
-    }
-    collect!(
-        Deployment,
-        StatefulSet,
-        Service,
-        ConfigMap,
-        Secret,
-        k8s_openapi::api::batch::v1::Job,
-        PodDisruptionBudget,
-        NetworkPolicy,
-        PersistentVolumeClaim
-    );
-    left
+    listed(scenario, &ListParams::default().labels(&selector))
+        .await
+        .into_iter()
+        .map(|o| o.key)
+        .collect()
 }
 
 async fn claims(scenario: &Scenario) -> Vec<String> {
@@ -72,10 +52,9 @@ async fn wait_for_claims(scenario: &Scenario) {
 
 #[tokio::test]
 async fn deleting_a_feedcluster_removes_every_child_and_its_volumes() {
-    let Some(mut scenario) = Scenario::new("t-delete").await else {
+    let Some(scenario) = Scenario::with_operator("t-delete").await else {
         return;
     };
-    scenario.start_operator("operator-a");
     apply(&scenario, &scenario.feed_cluster("demo", MANAGED)).await;
     wait_for_claims(&scenario).await;
     until("the worker Deployment", WITHIN, || async {
@@ -101,10 +80,9 @@ async fn deleting_a_feedcluster_removes_every_child_and_its_volumes() {
 
 #[tokio::test]
 async fn a_lost_postgres_secret_is_not_regenerated_and_external_replaces_managed() {
-    let Some(mut scenario) = Scenario::new("t-datastores").await else {
+    let Some(scenario) = Scenario::with_operator("t-datastores").await else {
         return;
     };
-    scenario.start_operator("operator-a");
     apply(&scenario, &scenario.feed_cluster("demo", MANAGED)).await;
     wait_for_claims(&scenario).await;
     let secrets = scenario.api::<Secret>();
@@ -134,16 +112,7 @@ async fn a_lost_postgres_secret_is_not_regenerated_and_external_replaces_managed
         "{message:?}"
     );
     assert!(secrets.get_opt("demo-postgres").await.unwrap().is_none());
-    let events = scenario
-        .api::<Event>()
-        .list(&ListParams::default())
-        .await
-        .unwrap();
-    assert!(
-        events
-            .iter()
-            .any(|e| e.reason.as_deref() == Some("CredentialLost"))
-    );
+    assert!(scenario.has_event("CredentialLost", "demo").await);
 
     // Restored from a backup, it is taken up again.
     let mut restored = Secret {

@@ -9,16 +9,22 @@
 //! unless `FANOUT_REQUIRE_CONTROL_PLANE=1` (CI) makes that a failure.
 
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::sync::OnceLock;
 use std::time::Duration;
 
-use fanout_testkit::{RedisServer, free_port};
-use k8s_openapi::api::core::v1::{Namespace, Secret};
-use kube::api::{Api, DeleteParams, ObjectMeta, PostParams};
+use fanout_testkit::RedisServer;
+use k8s_openapi::api::apps::v1::{Deployment, StatefulSet};
+use k8s_openapi::api::batch::v1::Job;
+use k8s_openapi::api::core::v1::{ConfigMap, Namespace, PersistentVolumeClaim, Secret, Service};
+use k8s_openapi::api::networking::v1::NetworkPolicy;
+use k8s_openapi::api::policy::v1::PodDisruptionBudget;
+use kube::api::{Api, DeleteParams, ListParams, ObjectMeta, PostParams};
 use kube::config::{KubeConfigOptions, Kubeconfig};
-use kube::{Client, Config};
+use kube::{Client, Config, Resource, ResourceExt};
 use operator::crd::FeedCluster;
+
+use crate::process::Operator;
 use serde_json::Value;
 use tokio::time::{Instant, sleep};
 
@@ -258,6 +264,38 @@ impl Scenario {
         Some(scenario)
     }
 
+    /// A fresh scenario with one operator, `operator-a`, running.
+    pub async fn with_operator(name: &str) -> Option<Scenario> {
+        let mut scenario = Scenario::new(name).await?;
+        scenario.start_operator("operator-a");
+        Some(scenario)
+    }
+
+    /// A connection to the test's Redis, its streams' consumer group made
+    /// as the workers would.
+    pub async fn streams(&self) -> redis::aio::MultiplexedConnection {
+        let mut redis = redis::Client::open(self.redis.url())
+            .unwrap()
+            .get_multiplexed_async_connection()
+            .await
+            .unwrap();
+        feed_core::bus::ensure_groups(&mut redis).await.unwrap();
+        redis
+    }
+
+    /// Whether an Event with `reason` about `regarding` was recorded.
+    pub async fn has_event(&self, reason: &str, regarding: &str) -> bool {
+        let events = self
+            .api::<k8s_openapi::api::events::v1::Event>()
+            .list(&ListParams::default())
+            .await
+            .unwrap();
+        events.iter().any(|e| {
+            e.reason.as_deref() == Some(reason)
+                && e.regarding.as_ref().and_then(|r| r.name.as_deref()) == Some(regarding)
+        })
+    }
+
     /// A Secret holding a datastore URL under `url`.
     pub async fn secret(&self, name: &str, url: &str) {
         let secret = Secret {
@@ -370,138 +408,6 @@ pub async fn client(kubeconfig: &Path) -> Client {
     Client::try_from(config).expect("a client")
 }
 
-/// A `fanout-operator` process.
-pub struct Operator {
-    pub identity: String,
-    child: Option<Child>,
-    log: PathBuf,
-    /// Its /healthz, /readyz and /metrics.
-    pub http: String,
-    _dir: tempfile::TempDir,
-}
-
-impl Operator {
-    fn start(scenario: &Scenario, identity: &str) -> Operator {
-        let dir = tempfile::tempdir().expect("a temporary folder");
-        let log = dir.path().join("operator.log");
-        let port = free_port();
-        let child = Command::new(env!("CARGO_BIN_EXE_fanout-operator"))
-            .env("KUBECONFIG", &scenario.shared.operator_kubeconfig)
-            .env("FANOUT_WATCH_NAMESPACE", &scenario.namespace)
-            .env("POD_NAMESPACE", RELEASE_NAMESPACE)
-            .env("POD_NAME", identity)
-            .env("FANOUT_OPERATOR_HTTP_ADDR", format!("127.0.0.1:{port}"))
-            .env("FANOUT_OPERATOR_IMAGE", "fanout:test")
-            .env("FANOUT_LOG_FORMAT", "json")
-            .env("RUST_LOG", "info")
-            .stdin(Stdio::null())
-            .stdout(std::fs::File::create(&log).expect("a log file"))
-            .stderr(Stdio::from(
-                std::fs::OpenOptions::new()
-                    .append(true)
-                    .open(&log)
-                    .expect("the log file"),
-            ))
-            .spawn()
-            .expect("starting fanout-operator");
-        Operator {
-            identity: identity.to_owned(),
-            child: Some(child),
-            log,
-            http: format!("http://127.0.0.1:{port}"),
-            _dir: dir,
-        }
-    }
-
-    /// SIGKILL: no goodbye, no Lease released.
-    pub fn kill9(&mut self) {
-        if let Some(mut child) = self.child.take() {
-            let _ = child.kill();
-            let _ = child.wait();
-        }
-    }
-
-    fn stop(&mut self) {
-        if let Some(child) = self.child.as_ref() {
-            let _ = Command::new("kill")
-                .args(["-TERM", &child.id().to_string()])
-                .status();
-        }
-        if let Some(mut child) = self.child.take() {
-            let deadline = std::time::Instant::now() + Duration::from_secs(10);
-            while std::time::Instant::now() < deadline {
-                if let Ok(Some(_)) = child.try_wait() {
-                    return;
-                }
-                std::thread::sleep(Duration::from_millis(50));
-            }
-            let _ = child.kill();
-            let _ = child.wait();
-        }
-    }
-
-    /// Whether it has exited, and how.
-    pub fn exited(&mut self) -> Option<std::process::ExitStatus> {
-        self.child
-            .as_mut()
-            .and_then(|c| c.try_wait().ok().flatten())
-    }
-
-    pub fn log_tail(&self, lines: usize) -> String {
-        let text = std::fs::read_to_string(&self.log).unwrap_or_default();
-        let all: Vec<&str> = text.lines().collect();
-        all[all.len().saturating_sub(lines)..].join("\n")
-    }
-
-    /// `GET path` on its probe port: the status code and body, or `None`
-    /// when it does not answer.
-    pub async fn get(&self, path: &str) -> Option<(u16, String)> {
-        let response = reqwest::get(format!("{}{path}", self.http)).await.ok()?;
-        let status = response.status().as_u16();
-        Some((status, response.text().await.unwrap_or_default()))
-    }
-
-    /// Successful reconciles so far (its Prometheus counter).
-    pub async fn reconciles(&self) -> Option<u64> {
-        let (_, text) = self.get("/metrics").await?;
-        Some(
-            text.lines()
-                .filter(|l| l.starts_with("fanout_operator_reconciles_total{outcome=\"ok\"}"))
-                .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
-                .sum::<f64>() as u64,
-        )
-    }
-}
-
-impl Operator {
-    /// Its reconcile count once it has stopped moving (unchanged for 5 s),
-    /// after at least one.
-    pub async fn settled_reconciles(&self) -> u64 {
-        let deadline = Instant::now() + Duration::from_secs(120);
-        let mut last = None;
-        loop {
-            let now = self.reconciles().await.filter(|n| *n > 0);
-            if let Some(n) = now.filter(|_| now == last) {
-                return n;
-            }
-            assert!(
-                Instant::now() < deadline,
-                "operator {} never settled: {}",
-                self.identity,
-                self.log_tail(30)
-            );
-            last = now;
-            sleep(Duration::from_secs(5)).await;
-        }
-    }
-}
-
-impl Drop for Operator {
-    fn drop(&mut self) {
-        self.stop();
-    }
-}
-
 /// Server-side applies a FeedCluster as its user would.
 pub async fn apply(scenario: &Scenario, fc: &FeedCluster) -> FeedCluster {
     let name = fc.metadata.name.clone().expect("a name");
@@ -539,4 +445,64 @@ pub async fn wait_ready(scenario: &Scenario, name: &str, limit: Duration) -> Fee
         }
     })
     .await
+}
+
+/// Waits until the reconciler has seen `fc`'s generation.
+pub async fn wait_observed(scenario: &Scenario, fc: &FeedCluster) {
+    let name = fc.metadata.name.as_deref().expect("a name");
+    let generation = fc.metadata.generation;
+    until(
+        "the reconciler to see the change",
+        Duration::from_secs(90),
+        || {
+            let api = scenario.api::<FeedCluster>();
+            async move {
+                let fc = api.get(name).await.ok()?;
+                (fc.status?.observed_generation >= generation).then_some(())
+            }
+        },
+    )
+    .await;
+}
+
+/// An object of one of the kinds a FeedCluster makes, as listed.
+pub struct Listed {
+    /// `Kind/name`.
+    pub key: String,
+    pub resource_version: String,
+    /// The UID of its controller owner, if any.
+    pub controller: Option<String>,
+}
+
+/// The objects of every kind a FeedCluster makes (volume claims included)
+/// in the scenario's namespace that `params` select.
+pub async fn listed(scenario: &Scenario, params: &ListParams) -> Vec<Listed> {
+    let mut found = Vec::new();
+    macro_rules! collect {
+        ($($kind:ty),*) => {$(
+            for object in scenario.api::<$kind>().list(params).await.unwrap() {
+                found.push(Listed {
+                    key: format!("{}/{}", <$kind>::kind(&()), object.name_any()),
+                    resource_version: object.resource_version().unwrap_or_default(),
+                    controller: object
+                        .owner_references()
+                        .iter()
+                        .find(|o| o.controller == Some(true))
+                        .map(|o| o.uid.clone()),
+                });
+            }
+        )*};
+    }
+    collect!(
+        Deployment,
+        StatefulSet,
+        Service,
+        ConfigMap,
+        Secret,
+        Job,
+        PodDisruptionBudget,
+        NetworkPolicy,
+        PersistentVolumeClaim
+    );
+    found
 }

@@ -5,18 +5,18 @@
 use std::collections::BTreeMap;
 use std::time::Duration;
 
-use k8s_openapi::api::apps::v1::{Deployment, StatefulSet};
+use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::batch::v1::Job;
-use k8s_openapi::api::core::v1::{ConfigMap, Secret, Service};
+use k8s_openapi::api::core::v1::Service;
 use k8s_openapi::api::events::v1::Event;
-use k8s_openapi::api::networking::v1::NetworkPolicy;
-use k8s_openapi::api::policy::v1::PodDisruptionBudget;
+use kube::ResourceExt;
 use kube::api::{DeleteParams, ListParams, Patch, PatchParams};
-use kube::{Resource, ResourceExt};
 use operator::crd::FeedCluster;
 use serde_json::json;
 
-use crate::harness::{Scenario, apply, condition, kubectl, run, until, wait_ready};
+use crate::harness::{
+    Scenario, apply, condition, kubectl, listed, run, until, wait_observed, wait_ready,
+};
 
 /// The sample's shape, on the test's external PostgreSQL and Redis.
 const SPEC: &str = "  api:
@@ -37,32 +37,13 @@ const READY_WITHIN: Duration = Duration::from_secs(90);
 /// The objects the FeedCluster controls, by kind and name, with their
 /// resourceVersions.
 async fn children(scenario: &Scenario, fc: &FeedCluster) -> BTreeMap<String, String> {
-    let uid = fc.uid().unwrap();
-    let mut found = BTreeMap::new();
-    macro_rules! collect {
-        ($($kind:ty),*) => {$(
-            for object in scenario.api::<$kind>().list(&ListParams::default()).await.unwrap() {
-                let owned = object.owner_references().iter().any(|o| o.uid == uid && o.controller == Some(true));
-                if owned {
-                    found.insert(
-                        format!("{}/{}", <$kind>::kind(&()), object.name_any()),
-                        object.resource_version().unwrap_or_default(),
-                    );
-                }
-            }
-        )*};
-    }
-    collect!(
-        Deployment,
-        StatefulSet,
-        Service,
-        ConfigMap,
-        Secret,
-        Job,
-        PodDisruptionBudget,
-        NetworkPolicy
-    );
-    found
+    let uid = fc.uid();
+    listed(scenario, &ListParams::default())
+        .await
+        .into_iter()
+        .filter(|o| o.controller == uid)
+        .map(|o| (o.key, o.resource_version))
+        .collect()
 }
 
 #[tokio::test]
@@ -119,16 +100,7 @@ async fn a_feedcluster_becomes_ready_with_owned_children_and_rests_without_churn
     assert_eq!(&row[..4], ["demo", "True", "1/1", "1/1"], "{table}");
 
     // Events were recorded.
-    let events = scenario
-        .api::<Event>()
-        .list(&ListParams::default())
-        .await
-        .unwrap();
-    assert!(
-        events.iter().any(|e| e.reason.as_deref() == Some("Ready")
-            && e.regarding.as_ref().and_then(|r| r.name.as_deref()) == Some("demo")),
-        "a Ready event"
-    );
+    assert!(scenario.has_event("Ready", "demo").await, "a Ready event");
 
     // At rest: a fresh operator (a full resync of everything) changes no
     // child, and the status it writes changes nothing either.
@@ -151,12 +123,7 @@ async fn a_feedcluster_becomes_ready_with_owned_children_and_rests_without_churn
 
     // The autoscaler's status writes (a backlog appears and goes) do not set
     // off reconciles: those follow spec changes only.
-    let mut redis = redis::Client::open(scenario.redis.url())
-        .unwrap()
-        .get_multiplexed_async_connection()
-        .await
-        .unwrap();
-    feed_core::bus::ensure_groups(&mut redis).await.unwrap();
+    let mut redis = scenario.streams().await;
     let _: String = redis::cmd("XADD")
         .arg("events:post.liked")
         .arg("*")
@@ -206,10 +173,9 @@ fn managers_of(deployment: &Deployment, path: &str) -> Vec<String> {
 
 #[tokio::test]
 async fn children_come_back_roll_out_and_keep_their_owners_apart() {
-    let Some(mut scenario) = Scenario::new("t-children").await else {
+    let Some(scenario) = Scenario::with_operator("t-children").await else {
         return;
     };
-    scenario.start_operator("operator-a");
     // The autoscaler polls once, then leaves the count to this test.
     let spec = SPEC.replace("pollIntervalSeconds: 5", "pollIntervalSeconds: 3600");
     apply(&scenario, &scenario.feed_cluster("demo", &spec)).await;
@@ -248,7 +214,7 @@ async fn children_come_back_roll_out_and_keep_their_owners_apart() {
             .patch("demo", &PatchParams::default(), &Patch::Merge(&bump))
             .await
             .unwrap();
-        wait_observed(&scenario, fc.metadata.generation).await;
+        wait_observed(&scenario, &fc).await;
         let now = deployments.get("demo-workers").await.unwrap();
         assert_eq!(now.spec.unwrap().replicas, Some(replicas), "round {round}");
     }
@@ -324,24 +290,11 @@ async fn children_come_back_roll_out_and_keep_their_owners_apart() {
     assert_eq!(fc.status.unwrap().migrated_image.as_deref(), Some(image));
 }
 
-/// Waits until the reconciler has seen `generation`.
-pub async fn wait_observed(scenario: &Scenario, generation: Option<i64>) {
-    until("the reconciler to see the change", READY_WITHIN, || {
-        let api = scenario.api::<FeedCluster>();
-        async move {
-            let fc = api.get("demo").await.ok()?;
-            (fc.status?.observed_generation >= generation).then_some(())
-        }
-    })
-    .await;
-}
-
 #[tokio::test]
 async fn reconcile_failures_are_recorded_as_short_events() {
-    let Some(mut scenario) = Scenario::new("t-failure").await else {
+    let Some(scenario) = Scenario::with_operator("t-failure").await else {
         return;
     };
-    scenario.start_operator("operator-a");
     // Limits below requests: the API server refuses the workers' objects
     // with a long validation message.
     let spec = format!(

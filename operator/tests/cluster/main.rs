@@ -17,3 +17,4 @@ mod datastores;
 mod harness;
 mod leadership;
 mod lifecycle;
+mod process;
