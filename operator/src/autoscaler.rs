@@ -20,13 +20,11 @@ use kube::runtime::reflector::Store;
 use serde_json::json;
 use tracing::{info, warn};
 
-use crate::controller::{Context, Error, patch_status, publish};
+use crate::context::{AUTOSCALER_FIELD_MANAGER, Context, Error, key, patch_status, publish};
 use crate::crd::{AutoscalingMode, FeedCluster, StreamStatus};
 use crate::resources::Names;
 use crate::scale_target::{DeploymentScale, Replicas, ScaleTarget};
 
-/// The field manager of the workers' replica count.
-pub const FIELD_MANAGER: &str = "fanout-autoscaler";
 /// How often the loop looks through the FeedClusters (the controller's
 /// cache, no API call) for those due a poll: the finest poll interval
 /// worth honouring.
@@ -99,10 +97,6 @@ pub async fn run(
             }
         }
     }
-}
-
-fn key(fc: &FeedCluster) -> String {
-    format!("{}/{}", fc.namespace().unwrap_or_default(), fc.name_any())
 }
 
 fn poll_interval(fc: &FeedCluster) -> Duration {
@@ -221,7 +215,7 @@ pub async fn set_deletion_costs(
     let names = Names::of(fc);
     let pods: Api<Pod> = Api::namespaced(ctx.client.clone(), &names.namespace);
     let params = PatchParams {
-        field_manager: Some(FIELD_MANAGER.into()),
+        field_manager: Some(AUTOSCALER_FIELD_MANAGER.into()),
         ..PatchParams::default()
     };
     for pod in worker_pods(ctx, fc).await? {

@@ -1,11 +1,10 @@
 //! The reconciler: makes the cluster match each FeedCluster, reports what it
 //! found in `.status`, and backs off on errors.
 //!
-//! Order: the CRD types ([`crate::crd`]) → [`Context`] → [`reconcile`] →
-//! [`error_policy`] → [`run`].
+//! Order: the CRD types ([`crate::crd`]) → [`Context`] (in
+//! [`crate::context`]) → [`reconcile`] → [`error_policy`] → [`run`].
 
-use std::collections::HashMap;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use futures_util::StreamExt;
@@ -15,9 +14,9 @@ use k8s_openapi::api::core::v1::{ConfigMap, Secret, Service};
 use k8s_openapi::api::networking::v1::NetworkPolicy;
 use k8s_openapi::api::policy::v1::PodDisruptionBudget;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
-use kube::api::{Api, ObjectMeta, Patch, PatchParams};
+use kube::api::{Api, ObjectMeta};
 use kube::runtime::controller::{Action, Controller};
-use kube::runtime::events::{Event, EventType, Recorder};
+use kube::runtime::events::EventType;
 use kube::runtime::reflector;
 use kube::runtime::{WatchStreamExt, predicates, watcher};
 use kube::{Client, Resource, ResourceExt};
@@ -25,14 +24,10 @@ use rand::RngCore;
 use serde_json::json;
 use tracing::{info, warn};
 
+use crate::context::{Context, Error, key, patch_status, publish};
 use crate::crd::{FeedCluster, FeedClusterStatus, ReplicaStatus};
-use crate::metrics::Metrics;
 use crate::resources::{self, Names};
 use children::{apply_object, get_or_create};
-
-/// The field manager of everything the reconciler applies. The autoscaler
-/// uses its own, so neither overwrites the other's fields.
-pub const FIELD_MANAGER: &str = "fanout-operator";
 
 /// How often a healthy FeedCluster is looked at again without any change.
 const RESYNC: Duration = Duration::from_secs(300);
@@ -42,101 +37,6 @@ const PROGRESS_POLL: Duration = Duration::from_secs(10);
 const BACKOFF_BASE: Duration = Duration::from_secs(5);
 /// Longest wait between retries after errors.
 const BACKOFF_MAX: Duration = Duration::from_secs(300);
-
-/// The longest Event note the API server accepts (events.k8s.io/v1 refuses
-/// notes over 1 kB).
-const MAX_NOTE_BYTES: usize = 1024;
-
-/// Why a reconciliation failed.
-#[derive(Debug, thiserror::Error)]
-pub enum Error {
-    /// A request about one object failed.
-    #[error("{action} {kind} {name}: {}", summary(.source))]
-    Object {
-        action: &'static str,
-        kind: String,
-        name: String,
-        #[source]
-        source: kube::Error,
-    },
-    #[error("Kubernetes API: {}", summary(.0))]
-    Kube(#[from] kube::Error),
-    #[error("invalid FeedCluster: {0}")]
-    InvalidSpec(String),
-    /// A generated credential is gone while the data it protects remains.
-    #[error("{0}")]
-    CredentialLost(String),
-}
-
-/// What the API server said, without the client's debug dump: the code,
-/// the reason and the message, which name the field at fault.
-fn summary(e: &kube::Error) -> String {
-    match e {
-        kube::Error::Api(status) => {
-            format!("{} {}: {}", status.code, status.reason, status.message)
-        }
-        other => other.to_string(),
-    }
-}
-
-impl From<crate::scale_target::ScaleError> for Error {
-    fn from(e: crate::scale_target::ScaleError) -> Self {
-        match e {
-            crate::scale_target::ScaleError::Kube(e) => Error::Kube(e),
-            // A Deployment target starts no processes.
-            crate::scale_target::ScaleError::Process(e) => {
-                Error::InvalidSpec(format!("unexpected process error: {e}"))
-            }
-        }
-    }
-}
-
-impl Error {
-    fn label(&self) -> &'static str {
-        match self {
-            Error::Object { .. } | Error::Kube(_) => "kube",
-            Error::InvalidSpec(_) => "invalid_spec",
-            Error::CredentialLost(_) => "credential_lost",
-        }
-    }
-}
-
-/// What every reconciliation shares.
-pub struct Context {
-    pub client: Client,
-    pub recorder: Recorder,
-    pub metrics: Arc<Metrics>,
-    /// The operator's own image: what FeedClusters run unless they name one.
-    pub default_image: String,
-    /// The namespace the operator runs in: a managed Redis admits the
-    /// operator's pods from there, for the autoscaler.
-    pub operator_namespace: String,
-    /// Consecutive failures per FeedCluster, for the backoff.
-    failures: Mutex<HashMap<String, u32>>,
-}
-
-impl Context {
-    pub fn new(
-        client: Client,
-        recorder: Recorder,
-        metrics: Arc<Metrics>,
-        default_image: String,
-        operator_namespace: String,
-    ) -> Context {
-        Context {
-            client,
-            recorder,
-            metrics,
-            default_image,
-            operator_namespace,
-            failures: Mutex::default(),
-        }
-    }
-}
-
-fn key(fc: &FeedCluster) -> String {
-    format!("{}/{}", fc.namespace().unwrap_or_default(), fc.name_any())
-}
 
 /// Brings one FeedCluster's objects to what its spec asks, then writes its
 /// status.
@@ -427,55 +327,6 @@ fn is_true(status: &FeedClusterStatus, kind: &str) -> bool {
         .conditions
         .iter()
         .any(|c| c.type_ == kind && c.status == "True")
-}
-
-/// Merge-patches the given status fields, leaving the others alone.
-pub(crate) async fn patch_status(
-    ctx: &Context,
-    fc: &FeedCluster,
-    status: &serde_json::Value,
-) -> Result<(), Error> {
-    let api: Api<FeedCluster> =
-        Api::namespaced(ctx.client.clone(), &fc.namespace().unwrap_or_default());
-    let patch = json!({"status": status});
-    api.patch_status(
-        &fc.name_any(),
-        &PatchParams::default(),
-        &Patch::Merge(&patch),
-    )
-    .await?;
-    Ok(())
-}
-
-pub(crate) async fn publish(
-    ctx: &Context,
-    fc: &FeedCluster,
-    type_: EventType,
-    reason: &str,
-    note: &str,
-) {
-    let event = Event {
-        type_,
-        reason: reason.to_owned(),
-        note: Some(truncate(note, MAX_NOTE_BYTES).to_owned()),
-        action: "Reconcile".to_owned(),
-        secondary: None,
-    };
-    if let Err(e) = ctx.recorder.publish(&event, &fc.object_ref(&())).await {
-        warn!(error = %e, "publishing an event failed");
-    }
-}
-
-/// At most `max` bytes of `text`, cut at a character boundary.
-fn truncate(text: &str, max: usize) -> &str {
-    if text.len() <= max {
-        return text;
-    }
-    let mut end = max;
-    while !text.is_char_boundary(end) {
-        end -= 1;
-    }
-    &text[..end]
 }
 
 /// The Kubernetes API of `K`: in `namespace`, or in every namespace.

@@ -10,7 +10,7 @@ use kube::runtime::events::{Recorder, Reporter};
 use kube::{Client, Resource};
 use serde_json::{Value, json};
 
-use crate::controller::Context;
+use crate::context::Context;
 use crate::crd::FeedCluster;
 use crate::metrics::Metrics;
 

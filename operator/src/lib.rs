@@ -5,6 +5,8 @@
 //!
 //! - [`crd`]: the `FeedCluster` resource, its spec and status.
 //! - [`resources`]: the objects a FeedCluster becomes, as pure functions.
+//! - [`context`]: what the reconciler and the autoscaler share: their
+//!   context, field managers, errors, status patches and Events.
 //! - [`controller`]: the reconciler (server-side apply, status, events).
 //! - [`autoscaler`]: scales workers by stream backlog with the shared policy.
 //! - [`scale_target`]: what it scales: a Deployment, or local processes.
@@ -18,6 +20,7 @@
 
 pub mod autoscaler;
 pub mod config;
+pub mod context;
 pub mod controller;
 pub mod crd;
 #[cfg(test)]
@@ -104,7 +107,7 @@ pub async fn run(config: config::Config, shutdown: CancellationToken) -> anyhow:
         instance: Some(config.identity.clone()),
     };
     let recorder = Recorder::new(client.clone(), reporter);
-    let ctx = Arc::new(controller::Context::new(
+    let ctx = Arc::new(context::Context::new(
         client.clone(),
         recorder,
         metrics.clone(),

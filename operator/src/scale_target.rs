@@ -14,7 +14,7 @@ use serde_json::json;
 use tokio::process::{Child, Command};
 use tokio::sync::Mutex;
 
-use crate::autoscaler::FIELD_MANAGER;
+use crate::context::AUTOSCALER_FIELD_MANAGER;
 
 /// How many workers are asked for, and how many are ready.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -64,7 +64,7 @@ impl ScaleTarget for DeploymentScale {
         self.api
             .patch_scale(
                 &self.name,
-                &PatchParams::apply(FIELD_MANAGER).force(),
+                &PatchParams::apply(AUTOSCALER_FIELD_MANAGER).force(),
                 &Patch::Apply(&scale),
             )
             .await?;

@@ -14,7 +14,7 @@ use serde::de::DeserializeOwned;
 use serde_json::json;
 use tracing::info;
 
-use super::{Error, FIELD_MANAGER, key};
+use crate::context::{AUTOSCALER_FIELD_MANAGER, Error, RECONCILER_FIELD_MANAGER, key};
 use crate::crd::FeedCluster;
 use crate::resources::{self, Names};
 
@@ -55,7 +55,7 @@ pub(crate) async fn apply_object<K: Child>(
     object: K,
 ) -> Result<K, Error> {
     let api: Api<K> = Api::namespaced(client.clone(), ns);
-    let params = PatchParams::apply(FIELD_MANAGER).force();
+    let params = PatchParams::apply(RECONCILER_FIELD_MANAGER).force();
     let name = object.name_any();
     api.patch(&name, &params, &Patch::Apply(&object))
         .await
@@ -228,7 +228,7 @@ fn autoscaler_owns_replicas(deployment: &Deployment) -> bool {
     deployment
         .managed_fields()
         .iter()
-        .filter(|m| m.manager.as_deref() == Some(crate::autoscaler::FIELD_MANAGER))
+        .filter(|m| m.manager.as_deref() == Some(AUTOSCALER_FIELD_MANAGER))
         .filter_map(|m| m.fields_v1.as_ref())
         .any(|f| f.0.pointer("/f:spec/f:replicas").is_some())
 }
@@ -271,7 +271,7 @@ pub(crate) async fn hand_replicas_to_autoscaler(
             "metadata": {"name": name, "resourceVersion": deployment.resource_version()},
             "spec": {"replicas": current}
         });
-        let params = PatchParams::apply(crate::autoscaler::FIELD_MANAGER).force();
+        let params = PatchParams::apply(AUTOSCALER_FIELD_MANAGER).force();
         match deployments
             .patch_scale(&name, &params, &Patch::Apply(&scale))
             .await
