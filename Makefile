@@ -30,7 +30,7 @@ test: deps
 	scripts/control-plane.sh up $(CLUSTER_DIR)
 	kubeconfig=$(CURDIR)/$(CLUSTER_DIR)/kubeconfig; \
 	  if [ -f $$kubeconfig ]; then export FANOUT_TEST_KUBECONFIG=$$kubeconfig; fi; \
-	  DATABASE_URL=$(TEST_DATABASE_URL) cargo test --workspace --all-targets
+	  DATABASE_URL=$(TEST_DATABASE_URL) cargo test --workspace --all-targets --no-fail-fast
 	DATABASE_URL=$(TEST_DATABASE_URL) cargo test --workspace --doc
 
 ## control-plane: build kube-apiserver, kube-controller-manager, kube-scheduler, etcd and kwok into .tools/bin (needs Go)

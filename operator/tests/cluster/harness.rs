@@ -95,6 +95,22 @@ fn setup() -> Option<Shared> {
         "--for=condition=Established",
         "--timeout=60s",
     ]));
+    // The API server publishes a new CRD's OpenAPI schema (which `kubectl
+    // explain` reads) a few seconds after it is Established.
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    while !kubectl(&admin)
+        .args(["explain", "fc"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success())
+    {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the FeedCluster schema never reached the API server's OpenAPI document"
+        );
+        std::thread::sleep(Duration::from_millis(500));
+    }
 
     // The operator runs as the chart's ServiceAccount, with a token for it.
     let token = run(kubectl(&admin).args([
