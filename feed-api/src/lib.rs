@@ -12,6 +12,8 @@
 //! - [`audit`]: the audit log of security-relevant actions.
 //! - [`group_commit`]: new posts written together under load.
 //! - [`publish`]: the fast-path publisher and the outbox relay.
+//! - [`recover`]: events the streams lost before they were applied,
+//!   published again.
 //! - [`state`], [`metrics`]: what handlers share, and what they count.
 #![forbid(unsafe_code)]
 
@@ -25,6 +27,7 @@ pub mod metrics;
 pub mod openapi;
 pub mod publish;
 pub mod ratelimit;
+pub mod recover;
 pub mod routes;
 pub mod state;
 

@@ -23,12 +23,15 @@ pub struct Metrics {
     pub requests: IntCounterVec,
     /// Request latency by method and route template.
     pub latency: HistogramVec,
-    /// Events put on streams, by path (`fast` or `relay`).
+    /// Events put on streams, by path (`fast`, `relay`, or `recovered`: again,
+    /// after the streams lost them).
     pub published: IntCounterVec,
     /// Events the fast path failed to publish (left to the relay).
     pub publish_failures: IntCounter,
     /// Events committed but not yet on a stream.
     pub outbox_backlog: IntGauge,
+    /// Events on a stream but not yet known to be applied by the workers.
+    pub outbox_unapplied: IntGauge,
     /// Feed reads by where the feed came from (`cache`, `rebuilt`, `database`).
     pub feed_reads: IntCounterVec,
     /// Requests refused by a rate limit, by limit (`user`, `address`,
@@ -74,6 +77,11 @@ impl Metrics {
             "Events committed but not yet published",
         )
         .expect("valid metric");
+        let outbox_unapplied = IntGauge::new(
+            "fanout_outbox_unapplied",
+            "Events published but not yet known to be applied",
+        )
+        .expect("valid metric");
         let feed_reads = IntCounterVec::new(
             Opts::new("fanout_feed_reads_total", "Home feed reads by source"),
             &["source"],
@@ -109,6 +117,7 @@ impl Metrics {
             Box::new(published.clone()),
             Box::new(publish_failures.clone()),
             Box::new(outbox_backlog.clone()),
+            Box::new(outbox_unapplied.clone()),
             Box::new(feed_reads.clone()),
         ]);
         Metrics {
@@ -118,6 +127,7 @@ impl Metrics {
             published,
             publish_failures,
             outbox_backlog,
+            outbox_unapplied,
             feed_reads,
             rate_limited,
             login_failures,

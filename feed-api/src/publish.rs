@@ -5,7 +5,9 @@
 //! beside it, another marks them published, one `UPDATE` for what queued.
 //! The slow path: the [`relay`] finds outbox rows still unpublished after a
 //! grace period (Redis was down, the process died, the publisher's queue was
-//! full) and publishes them. Either may publish an event twice; consumers are idempotent.
+//! full) and publishes them, and then checks what was published
+//! ([`crate::recover`]): applied events are marked so, lost ones published
+//! again. Any of them may publish an event twice; consumers are idempotent.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -70,18 +72,17 @@ pub async fn run_publisher(
 ) {
     // Marking runs beside publishing, so the next XADD does not wait for
     // the last batch's UPDATE and its commit.
-    let (marks, marks_rx) = mpsc::channel(MARK_QUEUE);
+    let (marks, marks_rx) = mpsc::channel::<Marks>(MARK_QUEUE);
     let marker = tokio::spawn(mark_published(db, marks_rx));
     let mut batch = Vec::with_capacity(BATCH_MAX);
     while rx.recv_many(&mut batch, BATCH_MAX).await > 0 {
         match publish_batch(&redis, &batch).await {
-            Ok(()) => {
+            Ok(published) => {
                 metrics
                     .published
                     .with_label_values(&["fast"])
                     .inc_by(batch.len() as u64);
-                let ids: Vec<Uuid> = batch.iter().map(|e| e.event_id).collect();
-                if marks.try_send(ids).is_err() {
+                if marks.try_send(Marks::of(&batch, published)).is_err() {
                     // The relay will publish them again: harmless duplicates,
                     // but a sign PostgreSQL is falling behind.
                     warn!("marking queue full; the relay will publish these events again");
@@ -98,20 +99,61 @@ pub async fn run_publisher(
     let _ = marker.await;
 }
 
+/// Published events and where they landed, column by column, as the
+/// outbox's marking `UPDATE` takes them.
+#[derive(Debug, Default)]
+struct Marks {
+    ids: Vec<Uuid>,
+    entries: Vec<String>,
+    epochs: Vec<Option<String>>,
+}
+
+impl Marks {
+    fn of(events: &[Envelope], published: Vec<bus::Published>) -> Marks {
+        let mut marks = Marks::default();
+        marks.add(events, published);
+        marks
+    }
+
+    fn add(&mut self, events: &[Envelope], published: Vec<bus::Published>) {
+        for (event, at) in events.iter().zip(published) {
+            self.ids.push(event.event_id);
+            self.entries.push(at.entry);
+            self.epochs.push(at.epoch);
+        }
+    }
+
+    fn merge(&mut self, other: Marks) {
+        self.ids.extend(other.ids);
+        self.entries.extend(other.entries);
+        self.epochs.extend(other.epochs);
+    }
+
+    async fn write(&self, db: impl sqlx::PgExecutor<'_>) -> sqlx::Result<()> {
+        db::outbox::mark_published(db, &self.ids, &self.entries, &self.epochs).await
+    }
+}
+
 /// Marks published batches in the outbox, merging those that queued
 /// meanwhile into one `UPDATE`.
-async fn mark_published(db: PgPool, mut rx: mpsc::Receiver<Vec<Uuid>>) {
+async fn mark_published(db: PgPool, mut rx: mpsc::Receiver<Marks>) {
     let mut batches = Vec::new();
     while rx.recv_many(&mut batches, MARK_MERGE).await > 0 {
-        let ids: Vec<Uuid> = batches.drain(..).flatten().collect();
-        if let Err(e) = db::outbox::mark_published(&db, &ids).await {
+        let mut marks = Marks::default();
+        for batch in batches.drain(..) {
+            marks.merge(batch);
+        }
+        if let Err(e) = marks.write(&db).await {
             // The relay will publish them again: harmless duplicates.
-            warn!(error = %e, events = ids.len(), "marking events published failed");
+            warn!(error = %e, events = marks.ids.len(), "marking events published failed");
         }
     }
 }
 
-async fn publish_batch(redis: &Redis, batch: &[Envelope]) -> redis::RedisResult<()> {
+async fn publish_batch(
+    redis: &Redis,
+    batch: &[Envelope],
+) -> redis::RedisResult<Vec<bus::Published>> {
     let mut conn = redis.conn().await?;
     bus::publish(&mut conn, batch).await
 }
@@ -146,8 +188,30 @@ pub async fn relay(
                 0
             }
         };
+        let recovered = match crate::recover::recover_once(&db, &redis, grace).await {
+            Ok(done) => {
+                if done.republished > 0 {
+                    warn!(
+                        events = done.republished,
+                        "published again events the streams lost before they were applied"
+                    );
+                    metrics
+                        .published
+                        .with_label_values(&["recovered"])
+                        .inc_by(done.republished as u64);
+                }
+                done
+            }
+            Err(e) => {
+                debug!(error = %e, "checking published events failed");
+                crate::recover::Recovered::default()
+            }
+        };
         if let Ok((count, _)) = db::outbox::backlog(&db).await {
             metrics.outbox_backlog.set(count);
+        }
+        if let Ok(count) = db::outbox::unapplied(&db).await {
+            metrics.outbox_unapplied.set(count);
         }
         if last_prune.elapsed() >= PRUNE_EVERY {
             let before = chrono::Utc::now() - retention;
@@ -157,7 +221,7 @@ pub async fn relay(
             last_prune = tokio::time::Instant::now();
         }
         // A full batch means more are waiting: go again at once.
-        if moved < RELAY_BATCH as usize {
+        if moved < RELAY_BATCH as usize && !recovered.full {
             tokio::select! {
                 _ = tokio::time::sleep(interval) => {}
                 _ = shutdown.cancelled() => return,
@@ -206,9 +270,8 @@ pub async fn relay_once(db: &PgPool, redis: &Redis, grace: Duration) -> Result<u
         return Ok(0);
     }
     let mut conn = redis.conn().await?;
-    bus::publish(&mut conn, &events).await?;
-    let ids: Vec<_> = events.iter().map(|e| e.event_id).collect();
-    db::outbox::mark_published(&mut *tx, &ids).await?;
+    let published = bus::publish(&mut conn, &events).await?;
+    Marks::of(&events, published).write(&mut *tx).await?;
     tx.commit().await?;
     Ok(events.len())
 }

@@ -14,6 +14,7 @@ use redis::streams::{
 };
 use tokio::sync::OnceCell;
 
+use crate::delivery;
 use crate::events::Envelope;
 use crate::keys;
 
@@ -84,48 +85,69 @@ impl Redis {
     }
 }
 
-/// Publishes envelopes to their streams in one round trip.
-pub async fn publish(conn: &mut impl ConnectionLike, envelopes: &[Envelope]) -> RedisResult<()> {
+/// Where a published event landed: its entry id, and the epoch of the
+/// stream's group when it was published (`None`: no group yet). The outbox
+/// keeps both, so [`crate::delivery`] can tell later whether it was applied.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Published {
+    pub entry: String,
+    pub epoch: Option<String>,
+}
+
+/// Publishes envelopes to their streams in one round trip; where each
+/// landed, in order.
+pub async fn publish(
+    conn: &mut impl ConnectionLike,
+    envelopes: &[Envelope],
+) -> RedisResult<Vec<Published>> {
+    let mut streams: Vec<String> = Vec::new();
+    for envelope in envelopes {
+        let stream = stream_of(&envelope.event_type);
+        if !streams.contains(&stream) {
+            streams.push(stream);
+        }
+    }
     let mut pipe = redis::pipe();
+    // Each stream's epoch before its entries: an epoch that changes in
+    // between makes the entry look lost later, and published again, never
+    // applied when it was not.
+    for stream in &streams {
+        pipe.get(delivery::epoch_key(stream));
+    }
     for envelope in envelopes {
         pipe.xadd(
             stream_of(&envelope.event_type),
             "*",
             &[(ENVELOPE_FIELD, envelope.to_json())],
-        )
-        .ignore();
+        );
     }
-    pipe.query_async(conn).await
+    let replies: Vec<redis::Value> = pipe.query_async(conn).await?;
+    let (epochs, entries) = replies.split_at(streams.len());
+    let epochs: Vec<Option<String>> = epochs
+        .iter()
+        .map(|v| redis::from_redis_value_ref(v).map_err(Into::into))
+        .collect::<RedisResult<_>>()?;
+    envelopes
+        .iter()
+        .zip(entries)
+        .map(|(envelope, entry)| {
+            let stream = stream_of(&envelope.event_type);
+            let at = streams.iter().position(|s| *s == stream).unwrap_or(0);
+            Ok(Published {
+                entry: redis::from_redis_value_ref(entry).map_err(redis::RedisError::from)?,
+                epoch: epochs[at].clone(),
+            })
+        })
+        .collect()
 }
 
 fn stream_of(event_type: &str) -> String {
     format!("events:{event_type}")
 }
 
-/// Creates the consumer group on every stream (and the streams), from the
-/// start of each stream, so events published before the first worker came up
-/// are consumed too. Safe to call again.
-pub async fn ensure_groups(conn: &mut impl ConnectionLike) -> RedisResult<()> {
-    for stream in keys::all_streams() {
-        let created: RedisResult<()> = redis::cmd("XGROUP")
-            .arg("CREATE")
-            .arg(&stream)
-            .arg(keys::CONSUMER_GROUP)
-            .arg("0")
-            .arg("MKSTREAM")
-            // Reading from the start, the group has read nothing: saying so
-            // lets Redis count entries-read and lag exactly from the outset.
-            .arg("ENTRIESREAD")
-            .arg(0)
-            .query_async(conn)
-            .await;
-        match created {
-            Err(e) if e.code() == Some("BUSYGROUP") => {}
-            other => other?,
-        }
-    }
-    Ok(())
-}
+/// Creates the consumer group on every stream, with its epoch (see
+/// [`crate::delivery`]).
+pub use crate::delivery::ensure_groups;
 
 /// True when Redis answered that the stream or the group does not exist (as
 /// after Redis restarted empty): the caller recreates them with

@@ -32,6 +32,8 @@ pub mod bus;
 #[cfg(feature = "db")]
 pub mod db;
 #[cfg(feature = "redis")]
+pub mod delivery;
+#[cfg(feature = "redis")]
 pub mod feed_store;
 #[cfg(feature = "runtime")]
 pub mod runtime;

@@ -210,6 +210,9 @@ pub struct MetricsSummary {
     /// Events committed but not yet on a stream.
     pub outbox_unpublished: i64,
     pub oldest_unpublished_at: Option<DateTime<Utc>>,
+    /// Events on a stream but not yet known to be applied by the workers
+    /// (published again if the streams lose them first).
+    pub outbox_unapplied: i64,
     pub dead_letters: i64,
     /// The ten most recent dead letters.
     pub recent_dead_letters: Vec<DeadLetterSummary>,
@@ -238,6 +241,7 @@ async fn metrics_summary(
         })
         .collect();
     let (outbox_unpublished, oldest_unpublished_at) = db::outbox::backlog(&state.db).await?;
+    let outbox_unapplied = db::outbox::unapplied(&state.db).await?;
     let dead_letters = db::dead_letters::count(&state.db).await?;
     let recent_dead_letters = db::dead_letters::recent(&state.db, 10)
         .await?
@@ -255,6 +259,7 @@ async fn metrics_summary(
         streams,
         outbox_unpublished,
         oldest_unpublished_at,
+        outbox_unapplied,
         dead_letters,
         recent_dead_letters,
     }))
