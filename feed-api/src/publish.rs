@@ -221,7 +221,7 @@ pub async fn relay(
             last_prune = tokio::time::Instant::now();
         }
         // A full batch means more are waiting: go again at once.
-        if moved < RELAY_BATCH as usize && !recovered.full {
+        if moved < RELAY_BATCH as usize && !recovered.more {
             tokio::select! {
                 _ = tokio::time::sleep(interval) => {}
                 _ = shutdown.cancelled() => return,

@@ -34,8 +34,11 @@ pub struct Recovered {
     pub applied: usize,
     /// Events found lost and published again.
     pub republished: usize,
-    /// Whether a type had a full batch: more are waiting.
-    pub full: bool,
+    /// Whether a type had a full batch and settled most of it: more are
+    /// waiting and the pass is getting through them, so the next one should
+    /// not wait. (A full batch that stays in flight, as during a backlog,
+    /// waits the relay's interval instead of spinning.)
+    pub more: bool,
 }
 
 /// One pass over events published more than `grace` ago and not known to
@@ -56,7 +59,7 @@ pub async fn recover_once(
         if rows.is_empty() {
             continue;
         }
-        done.full |= rows.len() as i64 == CHECK_BATCH;
+        let full = rows.len() as i64 == CHECK_BATCH;
         let stream = feed_core::keys::stream(event_type);
         let progress = delivery::progress(&mut conn, &stream).await?;
 
@@ -114,6 +117,8 @@ pub async fn recover_once(
             db::outbox::mark_published(&mut *tx, &ids, &entries, &epochs).await?;
         }
         tx.commit().await?;
+        let settled = applied.len() + lost.len();
+        done.more |= full && settled as i64 * 2 >= CHECK_BATCH;
         done.applied += applied.len();
         done.republished += lost.len();
     }
