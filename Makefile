@@ -17,7 +17,7 @@ export SQLX_OFFLINE := true
 # Tools `make deps` installs for the tests (helm).
 export PATH := $(CURDIR)/.tools/bin:$(PATH)
 
-.PHONY: run test fuzz-api bench autoscale-lab e2e deps lint fmt generate sqlx-prepare stop clean \
+.PHONY: run test fuzz-api bench drills autoscale-lab e2e deps lint fmt generate sqlx-prepare stop clean \
 	control-plane cluster-up cluster-down
 
 ## run: PostgreSQL + Redis + feed-api on 127.0.0.1:8080 + two feed-workers (Ctrl-C stops all)
@@ -51,6 +51,10 @@ fuzz-api: deps
 ## bench: write, fan-out, read and drain beside pgbench and redis-benchmark (QUICK=1: a 2-minute smoke run)
 bench: deps
 	scripts/bench.sh
+
+## drills: kill and restart workers, the API, both Redis servers and PostgreSQL under load; fails if an acknowledged post is lost or doubled
+drills: deps
+	scripts/drills.sh
 
 ## autoscale-lab: every shipped trace through the autoscaler and the KEDA + HPA model: docs/autoscaling/ (table and plots)
 autoscale-lab:
@@ -96,6 +100,7 @@ stop:
 	-scripts/services.sh down $(DATA)/test
 	-scripts/services.sh down $(DATA)/fuzz
 	-scripts/services.sh down $(DATA)/bench
+	-scripts/services.sh down $(DATA)/drills
 	-scripts/control-plane.sh down $(CLUSTER_DIR)
 
 clean: stop

@@ -1,0 +1,129 @@
+//! `fanout-drills`: the real `feed-api` and `feed-worker` binaries, real
+//! PostgreSQL and Redis processes, a writer posting and a reader reading,
+//! and one fault after another. For each fault it reports how many posts
+//! were acknowledged (201), how many of them are missing from followers'
+//! home feeds or shown twice once the fault has healed, and how long the
+//! feeds took to hold them all. `make drills` (and CI) runs it; it exits
+//! non-zero if anything was lost or duplicated.
+//!
+//! # Layout
+//!
+//! - [`system`]: the processes, and how each is killed and brought back;
+//! - [`workload`]: the users, the load and the check of their feeds;
+//! - [`faults`]: the drills themselves.
+#![forbid(unsafe_code)]
+
+mod faults;
+mod system;
+mod workload;
+
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+use clap::Parser;
+
+use crate::faults::Fault;
+use crate::system::{Setup, System};
+use crate::workload::{Load, People};
+
+/// Runs every fault drill against the real binaries, loopback only.
+#[derive(Debug, Parser)]
+#[command(name = "fanout-drills")]
+struct Args {
+    /// Where feed-api and feed-worker are.
+    #[arg(long, default_value = "target/debug")]
+    bin_dir: PathBuf,
+    /// The drills' data folder, where scripts/services.sh keeps PostgreSQL.
+    #[arg(long, default_value = ".data/drills")]
+    data: PathBuf,
+    /// The PostgreSQL that `scripts/services.sh up DATA PORT` started.
+    #[arg(long, default_value_t = 25436)]
+    pg_port: u16,
+    #[arg(long, default_value_t = 26383)]
+    redis_port: u16,
+    #[arg(long, default_value_t = 26384)]
+    feed_redis_port: u16,
+    #[arg(long, default_value_t = 28280)]
+    api_port: u16,
+    #[arg(long, default_value_t = 28290)]
+    worker_port: u16,
+    /// Where the table goes (Markdown), besides standard output.
+    #[arg(long, default_value = ".data/drills/report.md")]
+    report: PathBuf,
+}
+
+/// Steady load before a fault, so it strikes mid-stream.
+const BEFORE_FAULT: Duration = Duration::from_millis(1500);
+/// Load after the fault healed, so writes resume through it.
+const AFTER_HEAL: Duration = Duration::from_secs(1);
+/// Longest wait for the feeds to converge after a fault healed.
+const CONVERGE_WITHIN: Duration = Duration::from_secs(60);
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    let args = Args::parse();
+    let setup = Setup {
+        bin_dir: args.bin_dir,
+        data: std::fs::canonicalize(&args.data)?,
+        pg_port: args.pg_port,
+        redis_port: args.redis_port,
+        feed_redis_port: args.feed_redis_port,
+        api_port: args.api_port,
+        worker_port: args.worker_port,
+    };
+    let api = setup.api_url();
+    let mut system = System::start(setup, &uuid::Uuid::new_v4().to_string().repeat(2)).await?;
+    let result = drill_all(&mut system, &api).await;
+    system.stop().await;
+    let rows = result?;
+
+    let mut table = String::from(
+        "| fault | posts acknowledged | missing (follower, post) | duplicated | converged after |\n|---|---|---|---|---|\n",
+    );
+    let mut failed = false;
+    for (fault, acknowledged, outcome) in &rows {
+        failed |= outcome.lost > 0 || outcome.duplicated > 0;
+        let converged = outcome
+            .converged_after
+            .map_or("never (60 s)".to_owned(), |d| {
+                format!("{:.1} s", d.as_secs_f64())
+            });
+        table.push_str(&format!(
+            "| {fault} | {acknowledged} | {} | {} | {converged} |\n",
+            outcome.lost, outcome.duplicated
+        ));
+    }
+    println!("{table}");
+    std::fs::write(&args.report, &table)?;
+    if failed {
+        anyhow::bail!("a drill lost or duplicated acknowledged posts");
+    }
+    Ok(())
+}
+
+async fn drill_all(
+    system: &mut System,
+    api: &str,
+) -> anyhow::Result<Vec<(String, usize, workload::Outcome)>> {
+    let people = People::sign_up(api, 3, 12).await?;
+    let mut rows = Vec::new();
+    for fault in Fault::ALL {
+        println!("drill: {fault}");
+        let load = Load::start(api, &people);
+        tokio::time::sleep(BEFORE_FAULT).await;
+        fault.inject(system).await?;
+        fault.heal(system).await?;
+        let healed = Instant::now();
+        tokio::time::sleep(AFTER_HEAL).await;
+        let acknowledged = load.stop().await;
+        let outcome = workload::check(api, &people, &acknowledged, healed, CONVERGE_WITHIN).await;
+        println!(
+            "  {} acknowledged, {} missing, {} duplicated",
+            acknowledged.len(),
+            outcome.lost,
+            outcome.duplicated
+        );
+        rows.push((fault.to_string(), acknowledged.len(), outcome));
+    }
+    Ok(rows)
+}
