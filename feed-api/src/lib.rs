@@ -123,9 +123,12 @@ pub async fn serve(
         db.clone(),
         redis.clone(),
         metrics.clone(),
-        config.relay_interval(),
-        Duration::from_millis(config.relay_grace_ms),
-        Duration::from_secs(config.outbox_retention_secs),
+        publisher.unpublished(),
+        publish::RelayTiming {
+            interval: config.relay_interval(),
+            grace: Duration::from_millis(config.relay_grace_ms),
+            retention: Duration::from_secs(config.outbox_retention_secs),
+        },
         shutdown.clone(),
     ));
     let publisher_task = tokio::spawn(publish::run_publisher(

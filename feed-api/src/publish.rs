@@ -42,6 +42,25 @@ const PRUNE_EVERY: Duration = Duration::from_secs(600);
 #[derive(Clone)]
 pub struct Publisher {
     queue: mpsc::Sender<Envelope>,
+    /// What the relay last found committed but on no stream yet.
+    unpublished: Arc<Unpublished>,
+}
+
+/// Events committed but on no stream yet, as the relay last counted them
+/// (every `FANOUT_RELAY_INTERVAL_MS`): how many, and the commit time of the
+/// oldest. Feed reads take it into their freshness without a query.
+#[derive(Debug, Default)]
+pub struct Unpublished(std::sync::Mutex<(i64, Option<chrono::DateTime<chrono::Utc>>)>);
+
+impl Unpublished {
+    fn set(&self, count: i64, oldest: Option<chrono::DateTime<chrono::Utc>>) {
+        *self.0.lock().expect("not poisoned") = (count, oldest);
+    }
+
+    /// How many, and the oldest's commit time.
+    pub fn get(&self) -> (i64, Option<chrono::DateTime<chrono::Utc>>) {
+        *self.0.lock().expect("not poisoned")
+    }
 }
 
 impl Publisher {
@@ -49,7 +68,13 @@ impl Publisher {
     /// [`run_publisher`].
     pub fn new() -> (Publisher, mpsc::Receiver<Envelope>) {
         let (queue, rx) = mpsc::channel(QUEUE_CAPACITY);
-        (Publisher { queue }, rx)
+        let unpublished = Arc::default();
+        (Publisher { queue, unpublished }, rx)
+    }
+
+    /// What the relay last found committed but unpublished.
+    pub fn unpublished(&self) -> Arc<Unpublished> {
+        self.unpublished.clone()
     }
 
     /// Queues committed events for publishing. Never blocks a request: when
@@ -158,18 +183,35 @@ async fn publish_batch(
     bus::publish(&mut conn, batch).await
 }
 
-/// Republishes events committed but not published within `grace`, every
-/// `interval`, until `shutdown`. Several API replicas may run it: each locks
-/// the rows it moves (`SKIP LOCKED`).
+/// The relay's pace: how often it runs, how long an event may wait for the
+/// fast path before the relay publishes (or checks) it, how long applied
+/// events are kept.
+#[derive(Debug, Clone, Copy)]
+pub struct RelayTiming {
+    pub interval: Duration,
+    pub grace: Duration,
+    pub retention: Duration,
+}
+
+/// Every `interval` until `shutdown`: publishes events committed but not
+/// published within `grace`, checks those published (marking the applied,
+/// publishing again the lost: [`crate::recover`]), counts what is left
+/// unpublished into `unpublished`, and prunes applied events past
+/// retention. Several API replicas may run it: each locks the rows it moves
+/// (`SKIP LOCKED`).
 pub async fn relay(
     db: PgPool,
     redis: Redis,
     metrics: Arc<Metrics>,
-    interval: Duration,
-    grace: Duration,
-    retention: Duration,
+    unpublished: Arc<Unpublished>,
+    timing: RelayTiming,
     shutdown: CancellationToken,
 ) {
+    let RelayTiming {
+        interval,
+        grace,
+        retention,
+    } = timing;
     let mut last_prune = tokio::time::Instant::now();
     loop {
         let moved = match relay_once(&db, &redis, grace).await {
@@ -207,8 +249,9 @@ pub async fn relay(
                 crate::recover::Recovered::default()
             }
         };
-        if let Ok((count, _)) = db::outbox::backlog(&db).await {
+        if let Ok((count, oldest)) = db::outbox::backlog(&db).await {
             metrics.outbox_backlog.set(count);
+            unpublished.set(count, oldest);
         }
         if let Ok(count) = db::outbox::unapplied(&db).await {
             metrics.outbox_unapplied.set(count);

@@ -148,3 +148,39 @@ async fn with_postgres_down_writes_answer_503_and_cached_feeds_are_still_served(
     replica.await.unwrap().unwrap();
     stack.stop().await;
 }
+
+#[sqlx::test(migrator = "feed_core::db::MIGRATOR")]
+async fn freshness_counts_events_committed_but_not_yet_published(db: PgPool) {
+    // The relay counts the outbox every 100 ms but publishes nothing for a
+    // minute, so an event the fast path missed stays unpublished.
+    let mut stack = Stack::api_only_with(db, |c| c.relay_grace_ms = 60_000).await;
+    stack.start_worker("worker-1");
+    let alice = stack.signup("alice").await;
+    let bob = stack.signup("bob").await;
+    stack.follow(&bob, &alice).await;
+    eventually(DEADLINE, "a fresh feed", || async {
+        let page = stack.feed(&bob, "").await;
+        (page["freshness"]["pending_events"] == 0).then_some(())
+    })
+    .await;
+
+    stack.redis.stop();
+    let before = chrono::Utc::now();
+    stack.post(&alice, "committed, on no stream").await;
+    stack.redis.restart();
+    let freshness = eventually(DEADLINE, "the unpublished event in freshness", || async {
+        let page = stack.feed(&bob, "").await;
+        let freshness = page["freshness"].clone();
+        (freshness["pending_events"].as_u64() >= Some(1)).then_some(freshness)
+    })
+    .await
+    .0;
+    let caught_up_to: chrono::DateTime<chrono::Utc> =
+        freshness["caught_up_to"].as_str().unwrap().parse().unwrap();
+    assert!(
+        caught_up_to <= before + chrono::Duration::seconds(1),
+        "{freshness}"
+    );
+    assert!(freshness["lag_ms"].as_i64().unwrap() > 0, "{freshness}");
+    stack.stop().await;
+}

@@ -33,12 +33,14 @@ pub struct Freshness {
     /// page was read from PostgreSQL; `degraded`: PostgreSQL is unreachable,
     /// the page is Redis' copy (likes as cached, recent deletes may show).
     pub source: &'static str,
-    /// Every event committed before this time has been applied to feeds
-    /// (null when Redis cannot tell).
+    /// Every event committed before this time has been applied to feeds:
+    /// the oldest not finished on a stream, or committed and not yet
+    /// published (null when Redis cannot tell).
     pub caught_up_to: Option<DateTime<Utc>>,
     /// How far behind now that is, in milliseconds.
     pub lag_ms: Option<i64>,
-    /// Feed events published but not yet applied (null when unknown).
+    /// Feed events published but not yet applied, and events committed but
+    /// not yet published (null when unknown).
     pub pending_events: Option<u64>,
 }
 
@@ -307,6 +309,15 @@ async fn freshness(state: &AppState, source: &'static str) -> Freshness {
             oldest = Some(oldest.map_or(ms, |o| o.min(ms)));
         }
     }
+    // Committed events not on a stream yet (Redis was down, or the relay
+    // has yet to publish them) are not applied either.
+    let (unpublished, oldest_unpublished) = state.publisher.unpublished().get();
+    pending = pending.map(|p| p + unpublished.max(0) as u64);
+    let oldest_unpublished = oldest_unpublished.map(|t| t.timestamp_millis());
+    let oldest = match (oldest, oldest_unpublished) {
+        (Some(a), Some(b)) => Some(a.min(b)),
+        (a, b) => a.or(b),
+    };
     let caught_up_to = match oldest {
         Some(ms) => DateTime::from_timestamp_millis(ms),
         None => Some(now),
