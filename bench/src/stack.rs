@@ -258,16 +258,9 @@ impl WorkerMetrics {
 
 /// Waits up to 30 s for a readiness probe to answer with success.
 async fn wait_ready_at(url: &str) -> anyhow::Result<()> {
-    let client = reqwest::Client::new();
-    for _ in 0..300 {
-        if let Ok(r) = client.get(url).send().await
-            && r.status().is_success()
-        {
-            return Ok(());
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    bail!("nothing ready at {url} within 30 s")
+    fanout_testkit::wait_ready(url, Duration::from_secs(30))
+        .await
+        .map_err(anyhow::Error::msg)
 }
 
 #[cfg(test)]

@@ -291,14 +291,7 @@ async fn wait_for_redis(port: u16) -> anyhow::Result<()> {
 }
 
 async fn wait_for(url: &str, what: &str) -> anyhow::Result<()> {
-    let client = reqwest::Client::new();
-    for _ in 0..300 {
-        if let Ok(r) = client.get(url).send().await
-            && r.status().is_success()
-        {
-            return Ok(());
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    bail!("{what} was not ready within 30 s ({url})")
+    fanout_testkit::wait_ready(url, Duration::from_secs(30))
+        .await
+        .map_err(|e| anyhow::anyhow!("{what}: {e}"))
 }

@@ -262,3 +262,19 @@ where
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
 }
+
+/// Waits up to `within` for the readiness probe at `url` to answer with a
+/// success, polling every 100 ms.
+pub async fn wait_ready(url: &str, within: Duration) -> Result<(), String> {
+    let client = reqwest::Client::new();
+    let started = Instant::now();
+    while started.elapsed() < within {
+        if let Ok(r) = client.get(url).send().await
+            && r.status().is_success()
+        {
+            return Ok(());
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    Err(format!("nothing ready at {url} within {within:?}"))
+}
