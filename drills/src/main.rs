@@ -24,7 +24,7 @@ use clap::Parser;
 
 use crate::faults::Fault;
 use crate::system::{Setup, System};
-use crate::workload::{Load, People};
+use crate::workload::{Expectation, Load, People};
 
 /// Runs every fault drill against the real binaries, loopback only.
 #[derive(Debug, Parser)]
@@ -78,25 +78,29 @@ async fn main() -> anyhow::Result<()> {
     let rows = result?;
 
     let mut table = String::from(
-        "| fault | posts acknowledged | missing (follower, post) | duplicated | converged after |\n|---|---|---|---|---|\n",
+        "| fault | posts acknowledged (deleted) | missing (reader, post) | duplicated | deleted still kept | converged after |\n|---|---|---|---|---|---|\n",
     );
     let mut failed = false;
-    for (fault, acknowledged, outcome) in &rows {
-        failed |= outcome.lost > 0 || outcome.duplicated > 0;
+    for (fault, written, outcome) in &rows {
+        failed |= outcome.lost > 0 || outcome.duplicated > 0 || outcome.undeleted > 0;
         let converged = outcome
             .converged_after
             .map_or("never (60 s)".to_owned(), |d| {
                 format!("{:.1} s", d.as_secs_f64())
             });
         table.push_str(&format!(
-            "| {fault} | {acknowledged} | {} | {} | {converged} |\n",
-            outcome.lost, outcome.duplicated
+            "| {fault} | {} ({}) | {} | {} | {} | {converged} |\n",
+            written.posts.len(),
+            written.deleted.len(),
+            outcome.lost,
+            outcome.duplicated,
+            outcome.undeleted
         ));
     }
     println!("{table}");
     std::fs::write(&args.report, &table)?;
     if failed {
-        anyhow::bail!("a drill lost or duplicated acknowledged posts");
+        anyhow::bail!("a drill lost, duplicated or failed to delete acknowledged posts");
     }
     Ok(())
 }
@@ -104,26 +108,57 @@ async fn main() -> anyhow::Result<()> {
 async fn drill_all(
     system: &mut System,
     api: &str,
-) -> anyhow::Result<Vec<(String, usize, workload::Outcome)>> {
-    let people = People::sign_up(api, 3, 12).await?;
+) -> anyhow::Result<Vec<(String, workload::Written, workload::Outcome)>> {
+    let people = People::sign_up(api, 3, 12, Fault::ALL.len()).await?;
+    let feed_redis = system.setup.feed_redis_url();
     let mut rows = Vec::new();
-    for fault in Fault::ALL {
+    for (n, fault) in Fault::ALL.into_iter().enumerate() {
         println!("drill: {fault}");
         let load = Load::start(api, &people);
         tokio::time::sleep(BEFORE_FAULT).await;
+        // A follow just before the fault: its backfill is in flight as it
+        // strikes.
+        let late = &people.late[n];
+        let followed = workload::follow(api, late, &people.authors[0]).await;
         fault.inject(system).await?;
         fault.heal(system).await?;
         let healed = Instant::now();
         tokio::time::sleep(AFTER_HEAL).await;
-        let acknowledged = load.stop().await;
-        let outcome = workload::check(api, &people, &acknowledged, healed, CONVERGE_WITHIN).await;
+        let written = load.stop().await;
+        let mut expectations: Vec<Expectation> = people
+            .followers
+            .iter()
+            .map(|f| Expectation {
+                reader: f.clone(),
+                posts: written.standing(),
+            })
+            .collect();
+        if followed {
+            // The first author's posts, written before the follow (by
+            // backfill) and after it (by fan-out).
+            expectations.push(Expectation {
+                reader: late.clone(),
+                posts: written.standing_by(Some(0)),
+            });
+        }
+        let outcome = workload::check(
+            api,
+            &feed_redis,
+            &expectations,
+            &written.deleted,
+            healed,
+            CONVERGE_WITHIN,
+        )
+        .await;
         println!(
-            "  {} acknowledged, {} missing, {} duplicated",
-            acknowledged.len(),
+            "  {} posts ({} deleted) acknowledged, {} missing, {} duplicated, {} deleted still kept",
+            written.posts.len(),
+            written.deleted.len(),
             outcome.lost,
-            outcome.duplicated
+            outcome.duplicated,
+            outcome.undeleted
         );
-        rows.push((fault.to_string(), acknowledged.len(), outcome));
+        rows.push((fault.to_string(), written, outcome));
     }
     Ok(rows)
 }

@@ -20,15 +20,19 @@ pub struct User {
     pub token: String,
 }
 
-/// Authors who post and followers who follow every author and read.
+/// Authors who post, followers who follow every author and read, and late
+/// followers who read and follow the first author during one drill each.
 pub struct People {
     pub authors: Vec<User>,
     pub followers: Vec<User>,
+    pub late: Vec<User>,
 }
 
 /// Pause between two posts of the writer: about 12 posts a second, so a
 /// drill's posts (at most about 7 s of writing) fit one feed page (100).
 const WRITE_EVERY: Duration = Duration::from_millis(80);
+/// Every this many posts, the writer deletes the post it just wrote.
+const DELETE_EVERY: usize = 7;
 /// Pause between two reads of the readers.
 const READ_EVERY: Duration = Duration::from_millis(100);
 /// Longest wait of one request; a fault may hold it up.
@@ -94,12 +98,18 @@ async fn sign_up(http: &reqwest::Client, api: &str, handle: &str) -> anyhow::Res
 impl People {
     /// `authors` authors, `followers` followers following each of them and
     /// reading once, so the feeds' Redis keeps their feeds.
-    pub async fn sign_up(api: &str, authors: usize, followers: usize) -> anyhow::Result<People> {
+    pub async fn sign_up(
+        api: &str,
+        authors: usize,
+        followers: usize,
+        late: usize,
+    ) -> anyhow::Result<People> {
         let http = http();
         let run = &Uuid::now_v7().simple().to_string()[20..];
         let mut people = People {
             authors: Vec::new(),
             followers: Vec::new(),
+            late: Vec::new(),
         };
         for n in 0..authors {
             people
@@ -122,8 +132,27 @@ impl People {
             feed_page(&http, api, &follower).await?;
             people.followers.push(follower);
         }
+        for n in 0..late {
+            let user = sign_up(&http, api, &format!("l{n}_{run}")).await?;
+            feed_page(&http, api, &user).await?;
+            people.late.push(user);
+        }
         Ok(people)
     }
+}
+
+/// `follower` follows `author`; whether that was acknowledged.
+pub async fn follow(api: &str, follower: &User, author: &User) -> bool {
+    let url = format!("{api}/users/{}/follow", author.id);
+    call(
+        &http(),
+        reqwest::Method::POST,
+        url,
+        Some(&follower.token),
+        None,
+    )
+    .await
+    .is_ok()
 }
 
 /// The post ids on the first page (100) of a user's home feed, newest first.
@@ -144,25 +173,51 @@ async fn feed_page(http: &reqwest::Client, api: &str, user: &User) -> anyhow::Re
         .collect()
 }
 
-/// Load running until stopped: one writer, one reader.
+/// What the writer had acknowledged: posts (with their author's index)
+/// and deletions.
+#[derive(Debug, Clone, Default)]
+pub struct Written {
+    pub posts: Vec<(Uuid, usize)>,
+    pub deleted: Vec<Uuid>,
+}
+
+impl Written {
+    /// Acknowledged posts not deleted since.
+    pub fn standing(&self) -> Vec<Uuid> {
+        self.standing_by(None)
+    }
+
+    /// The same, by the author of index `author` only.
+    pub fn standing_by(&self, author: Option<usize>) -> Vec<Uuid> {
+        self.posts
+            .iter()
+            .filter(|(id, by)| !self.deleted.contains(id) && author.is_none_or(|a| a == *by))
+            .map(|(id, _)| *id)
+            .collect()
+    }
+}
+
+/// Load running until stopped: one writer (posting, and deleting some of
+/// its posts), one reader.
 pub struct Load {
     stop: Arc<AtomicBool>,
-    acknowledged: Arc<Mutex<Vec<Uuid>>>,
+    written: Arc<Mutex<Written>>,
     tasks: Vec<tokio::task::JoinHandle<()>>,
 }
 
 impl Load {
     pub fn start(api: &str, people: &People) -> Load {
         let stop = Arc::new(AtomicBool::new(false));
-        let acknowledged = Arc::new(Mutex::new(Vec::new()));
+        let written = Arc::new(Mutex::new(Written::default()));
         let writer = {
-            let (stop, acknowledged) = (stop.clone(), acknowledged.clone());
+            let (stop, written) = (stop.clone(), written.clone());
             let (api, authors) = (api.to_owned(), people.authors.clone());
             tokio::spawn(async move {
                 let http = http();
                 let mut n = 0usize;
                 while !stop.load(Ordering::Relaxed) {
-                    let author = &authors[n % authors.len()];
+                    let by = n % authors.len();
+                    let author = &authors[by];
                     n += 1;
                     let body = json!({"content": format!("drill post {n}")});
                     let posted = call(
@@ -174,8 +229,24 @@ impl Load {
                     )
                     .await;
                     // Only a 201 is an acknowledgement; errors are the fault's.
-                    if let Some(id) = posted.ok().and_then(|p| p["id"].as_str()?.parse().ok()) {
-                        acknowledged.lock().await.push(id);
+                    let posted: Option<Uuid> =
+                        posted.ok().and_then(|p| p["id"].as_str()?.parse().ok());
+                    if let Some(id) = posted {
+                        written.lock().await.posts.push((id, by));
+                        if n.is_multiple_of(DELETE_EVERY) {
+                            let url = format!("{api}/posts/{id}");
+                            let deleted = call(
+                                &http,
+                                reqwest::Method::DELETE,
+                                url,
+                                Some(&author.token),
+                                None,
+                            )
+                            .await;
+                            if deleted.is_ok() {
+                                written.lock().await.deleted.push(id);
+                            }
+                        }
                     }
                     tokio::time::sleep(WRITE_EVERY).await;
                 }
@@ -196,65 +267,84 @@ impl Load {
         };
         Load {
             stop,
-            acknowledged,
+            written,
             tasks: vec![writer, reader],
         }
     }
 
-    /// Stops the load; the posts acknowledged meanwhile.
-    pub async fn stop(self) -> Vec<Uuid> {
+    /// Stops the load; what was acknowledged meanwhile.
+    pub async fn stop(self) -> Written {
         self.stop.store(true, Ordering::Relaxed);
         for task in self.tasks {
             let _ = task.await;
         }
-        let acknowledged = self.acknowledged.lock().await;
-        acknowledged.clone()
+        let written = self.written.lock().await;
+        written.clone()
     }
 }
 
 /// What the check found.
 #[derive(Debug, Clone, Copy, Default)]
 pub struct Outcome {
-    /// (follower, post) pairs missing when the check gave up (0 when it
-    /// converged).
+    /// (reader, post) pairs missing from readers' feeds when the check gave
+    /// up (0 when it converged).
     pub lost: usize,
-    /// (follower, post) pairs shown more than once.
+    /// (reader, post) pairs shown more than once.
     pub duplicated: usize,
-    /// How long after `since` every follower's feed held every post; `None`
-    /// if they never did within the deadline.
+    /// (reader, deleted post) pairs still in a feed kept in Redis when the
+    /// check gave up.
+    pub undeleted: usize,
+    /// How long after `since` every feed was as it should be; `None` if
+    /// not within the deadline.
     pub converged_after: Option<Duration>,
 }
 
-/// Reads every follower's feed until each holds every post in `posts`
-/// (once), or `deadline` passes.
+/// Posts a reader must find in their home feed.
+pub struct Expectation {
+    pub reader: User,
+    pub posts: Vec<Uuid>,
+}
+
+/// Reads each reader's feed (`GET /feed`, as they see it) until it holds
+/// their expected posts, once each, and until no feed kept in the feeds'
+/// Redis holds a `deleted` post; or until `deadline` passes.
 pub async fn check(
     api: &str,
-    people: &People,
-    posts: &[Uuid],
+    feed_redis_url: &str,
+    expectations: &[Expectation],
+    deleted: &[Uuid],
     since: Instant,
     deadline: Duration,
 ) -> Outcome {
     let http = http();
-    let wanted: HashSet<Uuid> = posts.iter().copied().collect();
     let mut outcome = Outcome::default();
     loop {
-        let mut missing = 0;
-        let mut duplicated = 0;
-        for follower in &people.followers {
-            let Ok(page) = feed_page(&http, api, follower).await else {
-                missing += wanted.len();
+        let (mut missing, mut duplicated, mut undeleted) = (0, 0, 0);
+        for expected in expectations {
+            let Ok(page) = feed_page(&http, api, &expected.reader).await else {
+                missing += expected.posts.len();
                 continue;
             };
             let mut seen: HashMap<Uuid, usize> = HashMap::new();
             for id in page {
                 *seen.entry(id).or_default() += 1;
             }
-            missing += wanted.iter().filter(|id| !seen.contains_key(id)).count();
+            missing += expected
+                .posts
+                .iter()
+                .filter(|id| !seen.contains_key(id))
+                .count();
             duplicated += seen.values().filter(|n| **n > 1).count();
+            let kept: HashSet<Uuid> = kept_feed(feed_redis_url, &expected.reader)
+                .await
+                .into_iter()
+                .collect();
+            undeleted += deleted.iter().filter(|id| kept.contains(id)).count();
         }
         outcome.lost = missing;
+        outcome.undeleted = undeleted;
         outcome.duplicated = outcome.duplicated.max(duplicated);
-        if missing == 0 {
+        if missing == 0 && undeleted == 0 {
             outcome.converged_after = Some(since.elapsed());
             return outcome;
         }
@@ -263,4 +353,18 @@ pub async fn check(
         }
         tokio::time::sleep(Duration::from_millis(250)).await;
     }
+}
+
+/// The posts in a reader's feed as the feeds' Redis keeps it (none when it
+/// keeps none, or cannot be reached).
+async fn kept_feed(feed_redis_url: &str, reader: &User) -> Vec<Uuid> {
+    let Ok(client) = redis::Client::open(feed_redis_url) else {
+        return Vec::new();
+    };
+    let Ok(mut conn) = client.get_multiplexed_async_connection().await else {
+        return Vec::new();
+    };
+    feed_core::feed_store::members(&mut conn, reader.id)
+        .await
+        .unwrap_or_default()
 }
