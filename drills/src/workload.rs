@@ -141,9 +141,11 @@ impl People {
     }
 }
 
-/// `follower` follows `author`; whether that was acknowledged.
-pub async fn follow(api: &str, follower: &User, author: &User) -> bool {
-    let url = format!("{api}/users/{}/follow", author.id);
+/// `follower` follows (or, with `follow` false, unfollows) `author`;
+/// whether that was acknowledged.
+pub async fn follow(api: &str, follower: &User, author: &User, follow: bool) -> bool {
+    let verb = if follow { "follow" } else { "unfollow" };
+    let url = format!("{api}/users/{}/{verb}", author.id);
     call(
         &http(),
         reqwest::Method::POST,
@@ -185,6 +187,15 @@ impl Written {
     /// Acknowledged posts not deleted since.
     pub fn standing(&self) -> Vec<Uuid> {
         self.standing_by(None)
+    }
+
+    /// Acknowledged posts by the author of index `author`, deleted or not.
+    pub fn by(&self, author: usize) -> Vec<Uuid> {
+        self.posts
+            .iter()
+            .filter(|(_, by)| *by == author)
+            .map(|(id, _)| *id)
+            .collect()
     }
 
     /// The same, by the author of index `author` only.
@@ -291,28 +302,32 @@ pub struct Outcome {
     pub lost: usize,
     /// (reader, post) pairs shown more than once.
     pub duplicated: usize,
-    /// (reader, deleted post) pairs still in a feed kept in Redis when the
-    /// check gave up.
+    /// (reader, post) pairs that should have left the feed kept in Redis
+    /// (the post deleted, or its author unfollowed) and were still there
+    /// when the check ended.
     pub undeleted: usize,
     /// How long after `since` every feed was as it should be; `None` if
     /// not within the deadline.
     pub converged_after: Option<Duration>,
 }
 
-/// Posts a reader must find in their home feed.
+/// Posts a reader must find in their home feed (`present`), and posts the
+/// feed the feeds' Redis keeps for them must no longer hold (`absent`).
 pub struct Expectation {
     pub reader: User,
-    pub posts: Vec<Uuid>,
+    pub present: Vec<Uuid>,
+    pub absent: Vec<Uuid>,
 }
 
 /// Reads each reader's feed (`GET /feed`, as they see it) until it holds
-/// their expected posts, once each, and until no feed kept in the feeds'
-/// Redis holds a `deleted` post; or until `deadline` passes.
+/// their present posts, once each, and, if `absent_too`, until the feed
+/// kept for them in the feeds' Redis holds none of their absent ones; or
+/// until `deadline`. Absent posts still kept are counted either way.
 pub async fn check(
     api: &str,
     feed_redis_url: &str,
     expectations: &[Expectation],
-    deleted: &[Uuid],
+    absent_too: bool,
     since: Instant,
     deadline: Duration,
 ) -> Outcome {
@@ -322,7 +337,7 @@ pub async fn check(
         let (mut missing, mut duplicated, mut undeleted) = (0, 0, 0);
         for expected in expectations {
             let Ok(page) = feed_page(&http, api, &expected.reader).await else {
-                missing += expected.posts.len();
+                missing += expected.present.len();
                 continue;
             };
             let mut seen: HashMap<Uuid, usize> = HashMap::new();
@@ -330,7 +345,7 @@ pub async fn check(
                 *seen.entry(id).or_default() += 1;
             }
             missing += expected
-                .posts
+                .present
                 .iter()
                 .filter(|id| !seen.contains_key(id))
                 .count();
@@ -339,12 +354,16 @@ pub async fn check(
                 .await
                 .into_iter()
                 .collect();
-            undeleted += deleted.iter().filter(|id| kept.contains(id)).count();
+            undeleted += expected
+                .absent
+                .iter()
+                .filter(|id| kept.contains(id))
+                .count();
         }
         outcome.lost = missing;
         outcome.undeleted = undeleted;
         outcome.duplicated = outcome.duplicated.max(duplicated);
-        if missing == 0 && undeleted == 0 {
+        if missing == 0 && (undeleted == 0 || !absent_too) {
             outcome.converged_after = Some(since.elapsed());
             return outcome;
         }
