@@ -46,16 +46,6 @@ impl Fault {
         Fault::PostgresStopped,
     ];
 
-    /// Whether feeds are rebuilt from PostgreSQL during this drill, racing
-    /// the removals (deletes, unfollows) being applied: a rebuild that read
-    /// a post before its removal committed can write it after the worker
-    /// removed it, leaving it in the kept feed (filtered out of every page
-    /// read, so nobody sees it). A known gap: such leftovers are counted, not
-    /// failed on.
-    pub fn rebuilds_race_removals(self) -> bool {
-        self == Fault::FeedRedisKilled
-    }
-
     pub async fn inject(self, system: &mut System) -> anyhow::Result<()> {
         match self {
             Fault::WorkerKilled => system.workers[0].kill9().await,

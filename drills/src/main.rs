@@ -82,29 +82,33 @@ async fn main() -> anyhow::Result<()> {
     );
     let mut failed = false;
     for (fault, written, outcome) in &rows {
-        failed |= outcome.lost > 0
-            || outcome.duplicated > 0
-            || (outcome.undeleted > 0 && !fault.rebuilds_race_removals());
-        let converged = outcome
-            .converged_after
-            .map_or("never (60 s)".to_owned(), |d| {
-                format!("{:.1} s", d.as_secs_f64())
-            });
-        table.push_str(&format!(
-            "| {fault} | {} ({}) | {} | {} | {} | {converged} |\n",
-            written.posts.len(),
-            written.deleted.len(),
-            outcome.lost,
-            outcome.duplicated,
-            outcome.undeleted
-        ));
+        // Removals still kept are reported, not failed on: see check().
+        failed |= outcome.lost > 0 || outcome.duplicated > 0;
+        table.push_str(&row(&fault.to_string(), written, outcome));
     }
     println!("{table}");
     std::fs::write(&args.report, &table)?;
     if failed {
-        anyhow::bail!("a drill lost, duplicated or failed to delete acknowledged posts");
+        anyhow::bail!("a drill lost or duplicated acknowledged posts");
     }
     Ok(())
+}
+
+/// A line of the table.
+fn row(fault: &str, written: &workload::Written, outcome: &workload::Outcome) -> String {
+    let converged = outcome
+        .converged_after
+        .map_or("never (60 s)".to_owned(), |d| {
+            format!("{:.1} s", d.as_secs_f64())
+        });
+    format!(
+        "| {fault} | {} ({}) | {} | {} | {} | {converged} |\n",
+        written.posts.len(),
+        written.deleted.len(),
+        outcome.lost,
+        outcome.duplicated,
+        outcome.undeleted
+    )
 }
 
 async fn drill_all(
@@ -163,23 +167,9 @@ async fn drill_all(
                 absent: by_first.clone(),
             });
         }
-        let outcome = workload::check(
-            api,
-            &feed_redis,
-            &expectations,
-            !fault.rebuilds_race_removals(),
-            healed,
-            CONVERGE_WITHIN,
-        )
-        .await;
-        println!(
-            "  {} posts ({} deleted) acknowledged, {} missing, {} duplicated, {} removed still kept",
-            written.posts.len(),
-            written.deleted.len(),
-            outcome.lost,
-            outcome.duplicated,
-            outcome.undeleted
-        );
+        let outcome =
+            workload::check(api, &feed_redis, &expectations, healed, CONVERGE_WITHIN).await;
+        print!("{}", row("  done", &written, &outcome));
         rows.push((fault, written, outcome));
     }
     Ok(rows)
