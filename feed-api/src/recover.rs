@@ -20,7 +20,7 @@ use feed_core::events::EventType;
 use sqlx::PgPool;
 use uuid::Uuid;
 
-use crate::publish::RelayError;
+use crate::publish::{Marks, RelayError};
 
 /// Most events looked at per event type and pass: bounds one pass's
 /// transaction and Redis round trips, and keeps a backlog on one stream
@@ -30,8 +30,6 @@ pub const CHECK_BATCH: i64 = 1_000;
 /// What one pass did.
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
 pub struct Recovered {
-    /// Events found applied (finished by the workers).
-    pub applied: usize,
     /// Events found lost and published again.
     pub republished: usize,
     /// Whether a type had a full batch and settled most of it: more are
@@ -63,28 +61,29 @@ pub async fn recover_once(
         let stream = feed_core::keys::stream(event_type);
         let progress = delivery::progress(&mut conn, &stream).await?;
 
+        let entries: Vec<Option<EntryId>> = rows
+            .iter()
+            .map(|row| row.stream_entry.as_deref()?.parse().ok())
+            .collect();
         let mut verdicts: Vec<Verdict> = rows
             .iter()
-            .map(
-                |row| match row.stream_entry.as_deref().map(str::parse::<EntryId>) {
-                    Some(Ok(entry)) => {
-                        delivery::verdict(entry, row.stream_epoch.as_deref(), &progress)
-                    }
-                    // Marked published with no place recorded (by a replica of
-                    // an older version, during an upgrade): nothing to look up,
-                    // so it is published again; handlers are idempotent.
-                    _ => Verdict::Lost,
-                },
-            )
+            .zip(&entries)
+            .map(|(row, entry)| match entry {
+                Some(entry) => delivery::verdict(*entry, row.stream_epoch.as_deref(), &progress),
+                // Marked published with no place recorded (by a replica of an
+                // older version, during an upgrade): nothing to look up, so it
+                // is published again; handlers are idempotent.
+                None => Verdict::Lost,
+            })
             .collect();
         let lookups: Vec<(usize, EntryId)> = verdicts
             .iter()
+            .zip(&entries)
             .enumerate()
-            .filter(|(_, v)| **v == Verdict::LookUp)
-            .filter_map(|(i, _)| Some((i, rows[i].stream_entry.as_deref()?.parse().ok()?)))
+            .filter_map(|(i, (v, entry))| (*v == Verdict::LookUp).then_some((i, (*entry)?)))
             .collect();
-        let entries: Vec<EntryId> = lookups.iter().map(|(_, e)| *e).collect();
-        let found = delivery::exist(&mut conn, &stream, &entries).await?;
+        let looked_up: Vec<EntryId> = lookups.iter().map(|(_, e)| *e).collect();
+        let found = delivery::exist(&mut conn, &stream, &looked_up).await?;
         for ((i, _), exists) in lookups.iter().zip(found) {
             verdicts[*i] = delivery::after_lookup(exists, &progress);
         }
@@ -111,15 +110,11 @@ pub async fn recover_once(
         }
         if !lost.is_empty() {
             let published = bus::publish(&mut conn, &lost).await?;
-            let ids: Vec<Uuid> = lost.iter().map(|e| e.event_id).collect();
-            let (entries, epochs): (Vec<String>, Vec<Option<String>>) =
-                published.into_iter().map(|p| (p.entry, p.epoch)).unzip();
-            db::outbox::mark_published(&mut *tx, &ids, &entries, &epochs).await?;
+            Marks::of(&lost, published).write(&mut *tx).await?;
         }
         tx.commit().await?;
         let settled = applied.len() + lost.len();
         done.more |= full && settled as i64 * 2 >= CHECK_BATCH;
-        done.applied += applied.len();
         done.republished += lost.len();
     }
     Ok(done)

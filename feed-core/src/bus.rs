@@ -100,12 +100,19 @@ pub async fn publish(
     conn: &mut impl ConnectionLike,
     envelopes: &[Envelope],
 ) -> RedisResult<Vec<Published>> {
+    // The distinct streams, and each envelope's among them.
     let mut streams: Vec<String> = Vec::new();
+    let mut stream_at = Vec::with_capacity(envelopes.len());
     for envelope in envelopes {
         let stream = stream_of(&envelope.event_type);
-        if !streams.contains(&stream) {
-            streams.push(stream);
-        }
+        let at = match streams.iter().position(|s| *s == stream) {
+            Some(at) => at,
+            None => {
+                streams.push(stream);
+                streams.len() - 1
+            }
+        };
+        stream_at.push(at);
     }
     let mut pipe = redis::pipe();
     // Each stream's epoch before its entries: an epoch that changes in
@@ -114,12 +121,8 @@ pub async fn publish(
     for stream in &streams {
         pipe.get(delivery::epoch_key(stream));
     }
-    for envelope in envelopes {
-        pipe.xadd(
-            stream_of(&envelope.event_type),
-            "*",
-            &[(ENVELOPE_FIELD, envelope.to_json())],
-        );
+    for (envelope, at) in envelopes.iter().zip(&stream_at) {
+        pipe.xadd(&streams[*at], "*", &[(ENVELOPE_FIELD, envelope.to_json())]);
     }
     let replies: Vec<redis::Value> = pipe.query_async(conn).await?;
     let (epochs, entries) = replies.split_at(streams.len());
@@ -127,12 +130,10 @@ pub async fn publish(
         .iter()
         .map(|v| redis::from_redis_value_ref(v).map_err(Into::into))
         .collect::<RedisResult<_>>()?;
-    envelopes
+    entries
         .iter()
-        .zip(entries)
-        .map(|(envelope, entry)| {
-            let stream = stream_of(&envelope.event_type);
-            let at = streams.iter().position(|s| *s == stream).unwrap_or(0);
+        .zip(stream_at)
+        .map(|(entry, at)| {
             Ok(Published {
                 entry: redis::from_redis_value_ref(entry).map_err(redis::RedisError::from)?,
                 epoch: epochs[at].clone(),

@@ -47,6 +47,13 @@ fn failed<K: Child>(action: &'static str, name: &str) -> impl FnOnce(kube::Error
     }
 }
 
+/// The object named `name`, if it exists.
+async fn read<K: Child>(api: &Api<K>, name: &str) -> Result<Option<K>, Error> {
+    api.get_opt(name)
+        .await
+        .map_err(failed::<K>("reading", name))
+}
+
 /// Server-side applies an object with the reconciler's field manager and
 /// returns it as the API server now has it.
 pub(crate) async fn apply_object<K: Child>(
@@ -66,11 +73,7 @@ pub(crate) async fn apply_object<K: Child>(
 /// never be regenerated (secrets) or re-applied (Jobs).
 pub(crate) async fn get_or_create<K: Child>(api: Api<K>, object: K) -> Result<K, Error> {
     let name = object.name_any();
-    if let Some(existing) = api
-        .get_opt(&name)
-        .await
-        .map_err(failed::<K>("reading", &name))?
-    {
+    if let Some(existing) = read(&api, &name).await? {
         return Ok(existing);
     }
     create(api, object).await
@@ -106,11 +109,7 @@ async fn delete_controlled<K: Child>(
     name: &str,
 ) -> Result<(), Error> {
     let api: Api<K> = Api::namespaced(client.clone(), ns);
-    let Some(object) = api
-        .get_opt(name)
-        .await
-        .map_err(failed::<K>("reading", name))?
-    else {
+    let Some(object) = read(&api, name).await? else {
         return Ok(());
     };
     if !controls(fc, &object) {
@@ -197,22 +196,12 @@ pub(crate) async fn ensure_postgres_secret(
     let names = Names::of(fc);
     let secrets: Api<Secret> = Api::namespaced(client.clone(), ns);
     let name = names.postgres();
-    if secrets
-        .get_opt(&name)
-        .await
-        .map_err(failed::<Secret>("reading", &name))?
-        .is_some()
-    {
+    if read(&secrets, &name).await?.is_some() {
         return Ok(());
     }
     let claims: Api<PersistentVolumeClaim> = Api::namespaced(client.clone(), ns);
     let claim = names.postgres_volume();
-    if claims
-        .get_opt(&claim)
-        .await
-        .map_err(failed::<PersistentVolumeClaim>("reading", &claim))?
-        .is_some()
-    {
+    if read(&claims, &claim).await?.is_some() {
         return Err(Error::CredentialLost(format!(
             "Secret {name} is gone but PersistentVolumeClaim {claim} still holds the database, \
              whose password it had: restore the Secret (keys password and url), or delete the \
@@ -252,11 +241,7 @@ pub(crate) async fn hand_replicas_to_autoscaler(
     let name = names.workers();
     // A few rounds: each lost race means someone else just wrote it.
     for _ in 0..3 {
-        let Some(deployment) = deployments
-            .get_opt(&name)
-            .await
-            .map_err(failed::<Deployment>("reading", &name))?
-        else {
+        let Some(deployment) = read(deployments, &name).await? else {
             return Ok(());
         };
         if autoscaler_owns_replicas(&deployment) {
