@@ -97,6 +97,19 @@ async fn last_scale(scenario: &Scenario) -> Option<ScaleDecision> {
     fc.status?.last_scale
 }
 
+/// Waits until the Deployment runs `to` workers and the status records the
+/// decision that put them there: the autoscaler scales first and records
+/// after, so the two land in separate writes.
+async fn scaled_to(scenario: &Scenario, to: i32, what: &str) -> ScaleDecision {
+    until(what, WITHIN, || async {
+        if replicas(scenario).await != to {
+            return None;
+        }
+        last_scale(scenario).await.filter(|d| d.to == to)
+    })
+    .await
+}
+
 #[tokio::test]
 async fn a_backlog_scales_workers_up_and_draining_it_scales_them_down() {
     let Some(scenario) = Scenario::with_operator("t-autoscale").await else {
@@ -108,11 +121,7 @@ async fn a_backlog_scales_workers_up_and_draining_it_scales_them_down() {
     assert_eq!(replicas(&scenario).await, 1);
 
     push_backlog(&mut redis).await;
-    until("the workers to scale up", WITHIN, || async {
-        (replicas(&scenario).await == 5).then_some(())
-    })
-    .await;
-    let decision = last_scale(&scenario).await.unwrap();
+    let decision = scaled_to(&scenario, 5, "the workers to scale up").await;
     assert_eq!(
         (decision.direction.as_str(), decision.to, decision.applied),
         ("Up", 5, true)
@@ -139,11 +148,7 @@ async fn a_backlog_scales_workers_up_and_draining_it_scales_them_down() {
     assert!(status.streams.iter().any(|s| s.name == STREAM));
 
     drain(&mut redis).await;
-    until("the workers to scale down", WITHIN, || async {
-        (replicas(&scenario).await == 1).then_some(())
-    })
-    .await;
-    let decision = last_scale(&scenario).await.unwrap();
+    let decision = scaled_to(&scenario, 1, "the workers to scale down").await;
     assert_eq!((decision.direction.as_str(), decision.to), ("Down", 1));
 
     // RecommendOnly: decisions in status and Events, the Deployment as is,
