@@ -4,7 +4,7 @@
 # two workers themselves), builds the debug binaries (those `make test`
 # builds) and runs target/debug/fanout-drills, which injects each fault
 # while a writer posts and a reader reads, and fails if an acknowledged post
-# is lost or shown twice. Loopback only; it stops by itself.
+# is lost or shown twice, or a deleted or unfollowed one stays in a feed. Loopback only; it stops by itself.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 

@@ -82,14 +82,15 @@ async fn main() -> anyhow::Result<()> {
     );
     let mut failed = false;
     for (fault, written, outcome) in &rows {
-        // Removals still kept are reported, not failed on: see check().
-        failed |= outcome.lost > 0 || outcome.duplicated > 0;
+        failed |= outcome.lost > 0 || outcome.duplicated > 0 || outcome.undeleted > 0;
         table.push_str(&row(&fault.to_string(), written, outcome));
     }
     println!("{table}");
     std::fs::write(&args.report, &table)?;
     if failed {
-        anyhow::bail!("a drill lost or duplicated acknowledged posts");
+        anyhow::bail!(
+            "a drill lost or duplicated acknowledged posts, or kept deleted or unfollowed ones"
+        );
     }
     Ok(())
 }

@@ -304,10 +304,11 @@ pub struct Outcome {
     pub duplicated: usize,
     /// (reader, post) pairs that should have left the feed kept in Redis
     /// (the post deleted, or its author unfollowed) and were still there
-    /// when the check ended.
+    /// when the check gave up (0 when it converged).
     pub undeleted: usize,
-    /// How long after `since` every feed was as it should be; `None` if
-    /// not within the deadline.
+    /// How long after `since` every feed was as it should be (every post
+    /// present once, every removal gone from Redis); `None` if not within
+    /// the deadline.
     pub converged_after: Option<Duration>,
 }
 
@@ -319,16 +320,10 @@ pub struct Expectation {
     pub absent: Vec<Uuid>,
 }
 
-/// How long removals may still be catching up once every expected post is
-/// in place.
-const REMOVALS_WITHIN: Duration = Duration::from_secs(10);
-
-/// Reads each reader's feed (`GET /feed`, as they see it) until it holds
-/// their present posts, once each (or until `deadline`); then, for up to
-/// [`REMOVALS_WITHIN`] more, until the feed kept for them in the feeds'
-/// Redis holds none of their absent ones. What is still kept then is
-/// counted: removals that raced a rebuild or a fan-out can stay (invisible,
-/// every page being filtered against PostgreSQL).
+/// Reads each reader's feed (`GET /feed`, as they see it) and the feed the
+/// feeds' Redis keeps for them until the first holds their present posts,
+/// once each, and the second none of their absent ones (or until
+/// `deadline`).
 pub async fn check(
     api: &str,
     feed_redis_url: &str,
@@ -368,13 +363,11 @@ pub async fn check(
         outcome.lost = missing;
         outcome.undeleted = undeleted;
         outcome.duplicated = outcome.duplicated.max(duplicated);
-        if missing == 0 && outcome.converged_after.is_none() {
+        if missing == 0 && undeleted == 0 {
             outcome.converged_after = Some(since.elapsed());
+            return outcome;
         }
-        let settled = outcome
-            .converged_after
-            .is_some_and(|at| undeleted == 0 || since.elapsed() > at + REMOVALS_WITHIN);
-        if settled || since.elapsed() > deadline {
+        if since.elapsed() > deadline {
             return outcome;
         }
         tokio::time::sleep(Duration::from_millis(250)).await;

@@ -25,6 +25,11 @@
 //! holding any positive score, written by such a release (say, a worker not
 //! yet upgraded during a rollout), as not built, and the rebuild removes
 //! those entries: a feed is never read in a mix of the two layouts.
+//!
+//! Every script here that adds posts checks, in the same atomic step, the
+//! marks deletes and unfollows leave ([`crate::removals`]), so a write
+//! that read PostgreSQL before a removal cannot put back what the removal
+//! took out.
 
 use std::time::Duration;
 
@@ -89,16 +94,16 @@ pub struct Rebuild {
     placeholder: String,
 }
 
-/// Lua shared by the scripts below: `zadd_pairs(key, from)` adds the
-/// (score, member) pairs of `ARGV[from..]` to `key`, in slices, since Lua's
-/// `unpack` takes a few thousand values at most; returns how many were new.
-macro_rules! lua_zadd_pairs {
+/// Lua shared by the scripts below: `zadd_all(key, pairs)` adds a table of
+/// (score, member) pairs to `key`, in slices, since Lua's `unpack` takes a
+/// few thousand values at most; returns how many were new.
+macro_rules! lua_zadd_all {
     () => {
         r"
-local function zadd_pairs(key, from)
+local function zadd_all(key, pairs)
   local added = 0
-  for i = from, #ARGV, 512 do
-    added = added + redis.call('ZADD', key, unpack(ARGV, i, math.min(i + 511, #ARGV)))
+  for i = 1, #pairs, 512 do
+    added = added + redis.call('ZADD', key, unpack(pairs, i, math.min(i + 511, #pairs)))
   end
   return added
 end
@@ -106,27 +111,48 @@ end
     };
 }
 
-/// Adds the pairs of `ARGV[3..]` to each feed of `KEYS` that exists, and
-/// trims each back to `ARGV[1]` posts once it is `ARGV[2]` (the slack)
-/// over; returns how many feeds it wrote. A feed that does not exist is
-/// left alone: nobody read it lately (or Redis lost it), and its next read
-/// builds it from PostgreSQL, this post included. Writing it would fill
-/// Redis with feeds of users who are not reading. One call instead of
-/// pipelined commands per feed: Redis parses, queues and answers one
-/// command, which is most of a small command's cost.
+/// Adds posts of one author to each feed of `KEYS` that exists, and trims
+/// each back to `ARGV[1]` posts once it is `ARGV[2]` (the slack) over;
+/// returns how many feeds it wrote.
+///
+/// `KEYS[1]` holds the author's unfollow marks and `KEYS[2..n+1]` the
+/// tombstones of the `n = ARGV[3]` posts, whose (score, member) pairs are
+/// `ARGV[4..]`; the feeds follow. A deleted post is not added, nor are the
+/// author's posts to the feed of a user who unfollowed them (see
+/// [`crate::removals`]).
+///
+/// A feed that does not exist is left alone: nobody read it lately (or
+/// Redis lost it), and its next read builds it from PostgreSQL, this post
+/// included. Writing it would fill Redis with feeds of users who are not
+/// reading. One call instead of pipelined commands per feed: Redis parses,
+/// queues and answers one command, which is most of a small command's cost.
 static ADD_TO_KEPT_FEEDS: std::sync::LazyLock<redis::Script> = std::sync::LazyLock::new(|| {
     redis::Script::new(concat!(
-        lua_zadd_pairs!(),
+        lua_zadd_all!(),
         r"
 local max_len = tonumber(ARGV[1])
 local most = max_len + 1 + tonumber(ARGV[2])
+local posts = tonumber(ARGV[3])
+local live = {}
+for i = 1, posts do
+  if redis.call('EXISTS', KEYS[1 + i]) == 0 then
+    live[#live + 1] = ARGV[2 + 2 * i]
+    live[#live + 1] = ARGV[3 + 2 * i]
+  end
+end
+if #live == 0 then
+  return 0
+end
+local marked = redis.call('EXISTS', KEYS[1]) == 1
 local written = 0
-for _, key in ipairs(KEYS) do
+for k = posts + 2, #KEYS do
+  local key = KEYS[k]
+  local user = string.sub(key, string.find(key, ':', 1, true) + 1)
   -- An empty sorted set does not exist: 0 means no feed is kept. (One call
   -- instead of EXISTS, then ZCARD after the add.)
   local n = redis.call('ZCARD', key)
-  if n > 0 then
-    if n + zadd_pairs(key, 3) > most then
+  if n > 0 and not (marked and redis.call('ZSCORE', KEYS[1], user)) then
+    if n + zadd_all(key, live) > most then
       -- The last rank is the sentinel when the feed is built: keep it and
       -- the newest max_len posts. (Of posts sharing the last millisecond
       -- kept, the older stay: rare, and the feed ends there either way.)
@@ -140,26 +166,45 @@ return written
     ))
 });
 
-/// Writes a rebuilt feed (the pairs of `ARGV[4..]`, with the sentinel) over
-/// `KEYS[1]`, trimmed to `ARGV[1]` posts and living `ARGV[2]` seconds; but
-/// only if the reader's placeholder `ARGV[3]` is still there. The reader
-/// added it before reading PostgreSQL; if Redis lost the key since (a
-/// restart, an eviction), fan-out passed over the feed meanwhile, so the
-/// rebuild may lack a post committed after the read and must not be marked
-/// built, even if another reader has re-created the key since. Returns 1
-/// if written.
+/// Writes a rebuilt feed over `KEYS[1]`, trimmed to `ARGV[1]` posts and
+/// living `ARGV[2]` seconds, with the sentinel `ARGV[6]`; but only if the
+/// reader's placeholder `ARGV[3]` is still there. The reader added it
+/// before reading PostgreSQL; if Redis lost the key since (a restart, an
+/// eviction), fan-out passed over the feed meanwhile, so the rebuild may
+/// lack a post committed after the read and must not be marked built, even
+/// if another reader has re-created the key since. Returns 1 if written.
+///
+/// The `n = ARGV[4]` posts are triples in `ARGV[7..]`: score, member, and
+/// the index of their author's unfollow marks among `KEYS[n+2..]`;
+/// `KEYS[2..n+1]` are their tombstones. A post deleted, or by an author
+/// the reader (`ARGV[5]`) unfollowed, since PostgreSQL was read is left
+/// out (see [`crate::removals`]).
 static REBUILD: std::sync::LazyLock<redis::Script> = std::sync::LazyLock::new(|| {
     redis::Script::new(concat!(
-        lua_zadd_pairs!(),
+        lua_zadd_all!(),
         r"
 local key = KEYS[1]
 if not redis.call('ZSCORE', key, ARGV[3]) then
   return 0
 end
+local posts = tonumber(ARGV[4])
+local user = ARGV[5]
+local unfollowed = {}
+for k = posts + 2, #KEYS do
+  unfollowed[k - posts - 1] = redis.call('ZSCORE', KEYS[k], user) ~= false
+end
+local live = {'0', ARGV[6]}
+for i = 1, posts do
+  local at = 4 + 3 * i
+  if not unfollowed[tonumber(ARGV[at + 2])] and redis.call('EXISTS', KEYS[1 + i]) == 0 then
+    live[#live + 1] = ARGV[at]
+    live[#live + 1] = ARGV[at + 1]
+  end
+end
 -- The placeholders and whatever the older layout wrote go (scores 0 and
 -- up); the rest stays, as fan-out may have added to it meanwhile.
 redis.call('ZREMRANGEBYSCORE', key, 0, '+inf')
-zadd_pairs(key, 4)
+zadd_all(key, live)
 redis.call('ZREMRANGEBYRANK', key, tonumber(ARGV[1]), -2)
 redis.call('EXPIRE', key, ARGV[2])
 return 1
@@ -167,27 +212,56 @@ return 1
     ))
 });
 
+/// Sets a post's cached copy (`ARGV[1]`, living `ARGV[2]` seconds) unless
+/// it has a tombstone (`KEYS[2]`): a fan-out that read the post before its
+/// delete must not cache it again once the delete has dropped the copy.
+static CACHE_UNLESS_DELETED: std::sync::LazyLock<redis::Script> = std::sync::LazyLock::new(|| {
+    redis::Script::new(
+        r"
+if redis.call('EXISTS', KEYS[2]) == 1 then
+  return 0
+end
+redis.call('SET', KEYS[1], ARGV[1], 'EX', ARGV[2])
+return 1
+",
+    )
+});
+
+/// A post as a rebuild writes it to a feed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct FeedPost {
+    pub id: Uuid,
+    pub author: Uuid,
+    /// Its [`score`].
+    pub score: i64,
+}
+
 /// Adds one post to those of many feeds that exist, trimming each (see
-/// [`TRIM_SLACK`]); the calls for all of them are in flight at once.
+/// [`TRIM_SLACK`]), unless the post was deleted or the feed's user
+/// unfollowed its author since PostgreSQL was read (see
+/// [`crate::removals`]); the calls for all of them are in flight at once.
 /// Returns how many feeds were written: the others are rebuilt from
 /// PostgreSQL when next read.
 pub async fn add_to_feeds(
     conn: &(impl ConnectionLike + Clone),
     users: &[Uuid],
-    post_id: Uuid,
-    score: i64,
+    post: FeedPost,
     limits: FeedLimits,
 ) -> RedisResult<u64> {
-    let member = post_id.to_string();
+    let member = post.id.to_string();
     let calls = users.chunks(FEEDS_PER_CALL).map(|chunk| {
         let mut invocation = ADD_TO_KEPT_FEEDS.prepare_invoke();
+        invocation
+            .key(keys::unfollowed(post.author))
+            .key(keys::deleted(post.id));
         for user in chunk {
             invocation.key(keys::feed(*user));
         }
         invocation
             .arg(limits.max_len)
             .arg(TRIM_SLACK)
-            .arg(stored(score))
+            .arg(1)
+            .arg(stored(post.score))
             .arg(&member);
         let mut conn = conn.clone();
         async move { invocation.invoke_async::<u64>(&mut conn).await }
@@ -198,11 +272,13 @@ pub async fn add_to_feeds(
         .sum())
 }
 
-/// Adds many posts to one feed (a backfill after a follow), if the feed
-/// exists; returns whether it did.
+/// Adds posts of one author to one feed (a backfill after a follow), if
+/// the feed exists, leaving out what was deleted or unfollowed since
+/// PostgreSQL was read; returns whether it wrote the feed.
 pub async fn add_posts(
     conn: &mut impl ConnectionLike,
     user: Uuid,
+    author: Uuid,
     posts: &[(Uuid, i64)],
     limits: FeedLimits,
 ) -> RedisResult<bool> {
@@ -210,10 +286,15 @@ pub async fn add_posts(
         return Ok(false);
     }
     let mut invocation = ADD_TO_KEPT_FEEDS.prepare_invoke();
+    invocation.key(keys::unfollowed(author));
+    for (id, _) in posts {
+        invocation.key(keys::deleted(*id));
+    }
     invocation
         .key(keys::feed(user))
         .arg(limits.max_len)
-        .arg(TRIM_SLACK);
+        .arg(TRIM_SLACK)
+        .arg(posts.len());
     for (score, member) in entries(posts) {
         invocation.arg(score).arg(member);
     }
@@ -257,27 +338,43 @@ pub async fn begin_rebuild(conn: &mut impl ConnectionLike, user: Uuid) -> RedisR
 }
 
 /// Replaces a feed with entries read from PostgreSQL after
-/// [`begin_rebuild`], marked as built. Returns false, writing nothing, if
-/// Redis lost the feed since (it may then lack a post fan-out passed over),
-/// or if another reader's rebuild has been written since; the next read
-/// rebuilds it if it is not built.
+/// [`begin_rebuild`], marked as built, leaving out posts deleted or
+/// unfollowed since that read (see [`crate::removals`]). Returns false,
+/// writing nothing, if Redis lost the feed since (it may then lack a post
+/// fan-out passed over), or if another reader's rebuild has been written
+/// since; the next read rebuilds it if it is not built.
 pub async fn rebuild(
     conn: &mut impl ConnectionLike,
     user: Uuid,
     started: &Rebuild,
-    posts: &[(Uuid, i64)],
+    posts: &[FeedPost],
     limits: FeedLimits,
 ) -> RedisResult<bool> {
+    let mut authors: Vec<Uuid> = posts.iter().map(|p| p.author).collect();
+    authors.sort_unstable();
+    authors.dedup();
     let mut invocation = REBUILD.prepare_invoke();
+    invocation.key(keys::feed(user));
+    for post in posts {
+        invocation.key(keys::deleted(post.id));
+    }
+    for author in &authors {
+        invocation.key(keys::unfollowed(*author));
+    }
     invocation
-        .key(keys::feed(user))
         .arg(limits.max_len)
         .arg(limits.ttl.as_secs())
-        .arg(&started.placeholder);
-    for (score, member) in entries(posts) {
-        invocation.arg(score).arg(member);
+        .arg(&started.placeholder)
+        .arg(posts.len())
+        .arg(user.to_string())
+        .arg(SENTINEL);
+    for post in posts {
+        let author = authors.binary_search(&post.author).unwrap_or_default() + 1;
+        invocation
+            .arg(stored(post.score))
+            .arg(post.id.to_string())
+            .arg(author);
     }
-    invocation.arg(0).arg(SENTINEL);
     Ok(invocation.invoke_async::<u64>(conn).await? > 0)
 }
 
@@ -411,16 +508,6 @@ pub async fn like_count(conn: &mut impl ConnectionLike, post_id: Uuid) -> RedisR
         .await
 }
 
-/// Drops a deleted post's cached copy and engagement counters.
-pub async fn forget_post(conn: &mut impl ConnectionLike, post_id: Uuid) -> RedisResult<()> {
-    redis::cmd("DEL")
-        .arg(keys::likers(post_id))
-        .arg(keys::post(post_id))
-        .query_async::<i64>(conn)
-        .await?;
-    Ok(())
-}
-
 /// A post as cached for serving feeds while PostgreSQL is down.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct CachedPost {
@@ -433,20 +520,22 @@ pub struct CachedPost {
     pub like_count: i64,
 }
 
-/// Caches a post for as long as feeds live.
+/// Caches a post for as long as feeds live, unless it has been deleted
+/// since it was read (see [`crate::removals`]).
 pub async fn cache_post(
     conn: &mut impl ConnectionLike,
     post: &CachedPost,
     limits: FeedLimits,
 ) -> RedisResult<()> {
     let json = serde_json::to_string(post).expect("a cached post always serializes");
-    redis::cmd("SET")
-        .arg(keys::post(post.id))
+    CACHE_UNLESS_DELETED
+        .key(keys::post(post.id))
+        .key(keys::deleted(post.id))
         .arg(json)
-        .arg("EX")
         .arg(limits.ttl.as_secs())
-        .query_async::<()>(conn)
-        .await
+        .invoke_async::<i64>(conn)
+        .await?;
+    Ok(())
 }
 
 /// The cached copies of those posts that have one, in the order asked.

@@ -21,9 +21,23 @@ pub fn all_streams() -> Vec<String> {
 }
 
 /// A user's home feed: a sorted set of post ids scored by their negated
-/// creation time in ms, newest first (see [`crate::feed_store`]).
+/// creation time in ms, newest first (see [`crate::feed_store`]). The
+/// feed scripts read the user id back as what follows the first colon.
 pub fn feed(user_id: Uuid) -> String {
     format!("feed:{user_id}")
+}
+
+/// Marks a post deleted (see [`crate::removals`]), so that a fan-out or a
+/// rebuild that read it before the delete does not write it back.
+pub fn deleted(post_id: Uuid) -> String {
+    format!("deleted:{post_id}")
+}
+
+/// The users who recently unfollowed an author (a sorted set scored by
+/// when), so that a fan-out or a rebuild that read the follow before it
+/// went does not write the author's posts back (see [`crate::removals`]).
+pub fn unfollowed(author_id: Uuid) -> String {
+    format!("unfollowed:{author_id}")
 }
 
 /// The users who like a post (a set): the engagement counter the workers

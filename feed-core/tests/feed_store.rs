@@ -4,8 +4,8 @@
 use std::time::Duration;
 
 use fanout_testkit::RedisServer;
-use feed_core::feed_store::{self, FeedLimits, Page, TRIM_SLACK};
-use feed_core::keys;
+use feed_core::feed_store::{self, FeedLimits, FeedPost, Page, TRIM_SLACK};
+use feed_core::{keys, removals};
 use redis::aio::MultiplexedConnection;
 use uuid::Uuid;
 
@@ -13,6 +13,26 @@ const LIMITS: FeedLimits = FeedLimits {
     max_len: 5,
     ttl: Duration::from_secs(1_000),
 };
+
+/// The author of every post here, unless a test says otherwise.
+const AUTHOR: Uuid = Uuid::from_u128(1);
+
+/// Posts of [`AUTHOR`] as a rebuild or a fan-out writes them.
+fn by_author(posts: &[(Uuid, i64)]) -> Vec<FeedPost> {
+    posts
+        .iter()
+        .map(|&(id, score)| FeedPost {
+            id,
+            author: AUTHOR,
+            score,
+        })
+        .collect()
+}
+
+/// A new post of [`AUTHOR`] at `score`.
+fn new_post(score: i64) -> FeedPost {
+    by_author(&[(Uuid::now_v7(), score)])[0]
+}
 
 async fn connect(redis: &RedisServer) -> MultiplexedConnection {
     let client = redis::Client::open(redis.url()).unwrap();
@@ -42,7 +62,7 @@ async fn build(
     limits: FeedLimits,
 ) {
     let started = feed_store::begin_rebuild(conn, user).await.unwrap();
-    let written = feed_store::rebuild(conn, user, &started, posts, limits).await;
+    let written = feed_store::rebuild(conn, user, &started, &by_author(posts), limits).await;
     assert!(written.unwrap(), "a feed Redis kept is written");
 }
 
@@ -67,7 +87,9 @@ async fn fan_out_writes_the_feeds_redis_keeps_whole_and_trimmed_and_no_others() 
     for &(post, score) in &new {
         for _ in 0..2 {
             // Twice, as a redelivered event would: the same state either way.
-            let written = feed_store::add_to_feeds(&conn, &followers, post, score, LIMITS).await;
+            let written =
+                feed_store::add_to_feeds(&conn, &followers, by_author(&[(post, score)])[0], LIMITS)
+                    .await;
             assert_eq!(
                 written.unwrap(),
                 2,
@@ -94,7 +116,8 @@ async fn fan_out_writes_the_feeds_redis_keeps_whole_and_trimmed_and_no_others() 
     // what fan-out added meanwhile beside what PostgreSQL had.
     let page = feed_store::read(&mut conn, rebuilding, None, 100, LIMITS).await;
     assert_eq!(page.unwrap(), Page::NotBuilt);
-    let rebuilt = feed_store::rebuild(&mut conn, rebuilding, &started, &old, LIMITS).await;
+    let rebuilt =
+        feed_store::rebuild(&mut conn, rebuilding, &started, &by_author(&old), LIMITS).await;
     assert!(rebuilt.unwrap());
     let page = feed_store::read(&mut conn, rebuilding, None, 100, LIMITS).await;
     assert_eq!(
@@ -132,7 +155,7 @@ async fn fan_out_leaves_a_readers_ttl_alone() {
         .query_async::<i64>(&mut conn)
         .await
         .unwrap();
-    feed_store::add_to_feeds(&conn, &[user], Uuid::now_v7(), 2_000, LIMITS)
+    feed_store::add_to_feeds(&conn, &[user], new_post(2_000), LIMITS)
         .await
         .unwrap();
     let left = ttl(&mut conn, user).await;
@@ -146,7 +169,7 @@ async fn fan_out_works_again_after_redis_forgets_its_scripts() {
     let mut conn = connect(&redis).await;
     let user = Uuid::now_v7();
     build(&mut conn, user, &[], LIMITS).await;
-    feed_store::add_to_feeds(&conn, &[user], Uuid::now_v7(), 1_000, LIMITS)
+    feed_store::add_to_feeds(&conn, &[user], new_post(1_000), LIMITS)
         .await
         .unwrap();
     // As after a restart or a failover.
@@ -155,7 +178,7 @@ async fn fan_out_works_again_after_redis_forgets_its_scripts() {
         .query_async::<()>(&mut conn)
         .await
         .unwrap();
-    feed_store::add_to_feeds(&conn, &[user], Uuid::now_v7(), 2_000, LIMITS)
+    feed_store::add_to_feeds(&conn, &[user], new_post(2_000), LIMITS)
         .await
         .unwrap();
     assert_eq!(members(&mut conn, user).await.len(), 2);
@@ -173,10 +196,10 @@ async fn a_rebuild_is_not_written_over_a_feed_redis_lost_meanwhile() {
         .query_async::<()>(&mut conn)
         .await
         .unwrap();
-    let skipped = feed_store::add_to_feeds(&conn, &[user], Uuid::now_v7(), 2_000, LIMITS).await;
+    let skipped = feed_store::add_to_feeds(&conn, &[user], new_post(2_000), LIMITS).await;
     assert_eq!(skipped.unwrap(), 0);
     let backfilled =
-        feed_store::add_posts(&mut conn, user, &[(Uuid::now_v7(), 1_500)], LIMITS).await;
+        feed_store::add_posts(&mut conn, user, AUTHOR, &[(Uuid::now_v7(), 1_500)], LIMITS).await;
     assert!(!backfilled.unwrap());
 
     // Another reader marks the feed meanwhile (its read of PostgreSQL will
@@ -185,7 +208,8 @@ async fn a_rebuild_is_not_written_over_a_feed_redis_lost_meanwhile() {
 
     // The first rebuild lacks that post, so it must not be marked built.
     let older = (Uuid::now_v7(), 1_000);
-    let rebuilt = feed_store::rebuild(&mut conn, user, &started, &[older], LIMITS).await;
+    let rebuilt =
+        feed_store::rebuild(&mut conn, user, &started, &by_author(&[older]), LIMITS).await;
     assert!(!rebuilt.unwrap());
     let page = feed_store::read(&mut conn, user, None, 10, LIMITS).await;
     assert_eq!(page.unwrap(), Page::NotBuilt);
@@ -194,9 +218,10 @@ async fn a_rebuild_is_not_written_over_a_feed_redis_lost_meanwhile() {
     // it was written does not write over it.
     let late = feed_store::begin_rebuild(&mut conn, user).await.unwrap();
     let post = (Uuid::now_v7(), 2_000);
-    let rebuilt = feed_store::rebuild(&mut conn, user, &second, &[post, older], LIMITS).await;
+    let rebuilt =
+        feed_store::rebuild(&mut conn, user, &second, &by_author(&[post, older]), LIMITS).await;
     assert!(rebuilt.unwrap());
-    let rebuilt = feed_store::rebuild(&mut conn, user, &late, &[older], LIMITS).await;
+    let rebuilt = feed_store::rebuild(&mut conn, user, &late, &by_author(&[older]), LIMITS).await;
     assert!(!rebuilt.unwrap());
     let page = feed_store::read(&mut conn, user, None, 10, LIMITS).await;
     assert_eq!(
@@ -218,7 +243,7 @@ async fn a_backfill_is_added_to_a_kept_feed_and_trimmed() {
     let posts: Vec<(Uuid, i64)> = (0..(LIMITS.max_len + TRIM_SLACK + 2) as i64)
         .map(|i| (Uuid::now_v7(), 2_000 + i))
         .collect();
-    let added = feed_store::add_posts(&mut conn, user, &posts, LIMITS).await;
+    let added = feed_store::add_posts(&mut conn, user, AUTHOR, &posts, LIMITS).await;
     assert!(added.unwrap());
     let page = feed_store::read(&mut conn, user, None, 100, LIMITS).await;
     let newest: Vec<(Uuid, i64)> = posts.iter().rev().take(LIMITS.max_len).copied().collect();
@@ -336,4 +361,80 @@ async fn pages_of_a_feed_follow_the_cursor_newest_first() {
             more: true
         }
     );
+}
+
+#[tokio::test]
+async fn removals_marked_meanwhile_stay_out_of_rebuilds_fan_out_and_the_post_cache() {
+    let redis = RedisServer::start();
+    let mut conn = connect(&redis).await;
+    let (user, unfollowed) = (Uuid::now_v7(), Uuid::now_v7());
+    let started = feed_store::begin_rebuild(&mut conn, user).await.unwrap();
+    // While the reader reads PostgreSQL, a post is deleted and an author
+    // unfollowed: the rebuild has both, and writes neither.
+    let deleted = new_post(3_000);
+    removals::mark_deleted(&mut conn, deleted.id).await.unwrap();
+    removals::mark_unfollowed(&mut conn, user, unfollowed)
+        .await
+        .unwrap();
+    let theirs = FeedPost {
+        id: Uuid::now_v7(),
+        author: unfollowed,
+        score: 2_000,
+    };
+    let kept = new_post(1_000);
+    let read_before = [deleted, theirs, kept];
+    let rebuilt = feed_store::rebuild(&mut conn, user, &started, &read_before, LIMITS).await;
+    assert!(rebuilt.unwrap());
+    let page = feed_store::read(&mut conn, user, None, 10, LIMITS).await;
+    let only_kept = Page::Entries {
+        posts: vec![(kept.id, kept.score)],
+        more: false,
+    };
+    assert_eq!(page.unwrap(), only_kept);
+
+    // A fan-out or a backfill that read them before is refused too.
+    for post in [deleted, theirs] {
+        let written = feed_store::add_to_feeds(&conn, &[user], post, LIMITS).await;
+        assert_eq!(written.unwrap(), 0);
+        let backfill = [(post.id, post.score)];
+        let added = feed_store::add_posts(&mut conn, user, post.author, &backfill, LIMITS).await;
+        assert!(!added.unwrap());
+    }
+    let page = feed_store::read(&mut conn, user, None, 10, LIMITS).await;
+    assert_eq!(page.unwrap(), only_kept);
+
+    // So is caching the deleted post again.
+    let copy = feed_store::CachedPost {
+        id: deleted.id,
+        author_id: AUTHOR,
+        author_handle: "author".into(),
+        content: "gone".into(),
+        created_at: chrono::Utc::now(),
+        like_count: 0,
+    };
+    feed_store::cache_post(&mut conn, &copy, LIMITS)
+        .await
+        .unwrap();
+    let cached = feed_store::cached_posts(&mut conn, &[deleted.id]).await;
+    assert!(cached.unwrap().is_empty());
+
+    // The marks expire.
+    for key in [keys::deleted(deleted.id), keys::unfollowed(unfollowed)] {
+        let left: i64 = redis::cmd("TTL")
+            .arg(&key)
+            .query_async(&mut conn)
+            .await
+            .unwrap();
+        assert!(
+            (1..=removals::MARK_TTL.as_secs() as i64).contains(&left),
+            "{key}: TTL {left}"
+        );
+    }
+
+    // Following again lets the author's posts in.
+    removals::clear_unfollowed(&mut conn, user, unfollowed)
+        .await
+        .unwrap();
+    let written = feed_store::add_to_feeds(&conn, &[user], theirs, LIMITS).await;
+    assert_eq!(written.unwrap(), 1);
 }

@@ -5,12 +5,24 @@
 //! still stand, is the like still there) and writes set-like effects to Redis
 //! (sorted-set adds and removes). Handling an event twice, or a `post.liked`
 //! after its `post.unliked`, leaves the same state as handling it once in
-//! order. Anything a race still lets through (a post fanned out just as it is
-//! deleted) is filtered out when the feed is read, which checks PostgreSQL.
+//! order.
+//!
+//! Handlers also race each other, as events of one post or one follow may
+//! be handled by different workers at once. Two rules keep the result equal
+//! to the truth:
+//!
+//! - A removal (a delete, an unfollow) marks what it removes before it
+//!   removes it, and every feed write checks the marks atomically (see
+//!   `feed_core::removals`): an add that read PostgreSQL before the removal
+//!   committed cannot put back what the removal took out.
+//! - A handler that changed a follow's or a like's effects reads the truth
+//!   again afterwards and settles again if it changed meanwhile: a change
+//!   committed after that second read is handled by its own event, which
+//!   starts after the commit and so writes after this handler did.
 
-use feed_core::db;
 use feed_core::events::{Event, FollowChanged, LikeChanged, PostCreated, PostDeleted};
-use feed_core::feed_store::{self, FeedLimits};
+use feed_core::feed_store::{self, FeedLimits, FeedPost};
+use feed_core::{db, removals};
 use redis::aio::ConnectionManager;
 use sqlx::PgPool;
 use uuid::Uuid;
@@ -49,6 +61,12 @@ impl HandleError {
     }
 }
 
+/// How many times a handler settles a follow or a like that keeps changing
+/// while it works. Past that, the handler of the latest change, which starts
+/// after that change commits, settles it: more rounds would only repeat
+/// that handler's work.
+const SETTLE_ROUNDS: usize = 4;
+
 /// What handling an event did, for logs and metrics.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub struct Effect {
@@ -57,6 +75,13 @@ pub struct Effect {
     /// Followers whose feed Redis does not keep (nobody read it lately):
     /// not written, their next read builds it from PostgreSQL.
     pub feeds_skipped: u64,
+}
+
+impl std::ops::AddAssign for Effect {
+    fn add_assign(&mut self, other: Effect) {
+        self.feed_writes += other.feed_writes;
+        self.feeds_skipped += other.feeds_skipped;
+    }
 }
 
 /// The handlers and what they need.
@@ -76,8 +101,8 @@ impl Fanout {
         match event {
             Event::PostCreated(e) => self.post_created(e).await,
             Event::PostDeleted(e) => self.post_deleted(e).await,
-            Event::FollowCreated(e) => self.follow_created(e).await,
-            Event::FollowRemoved(e) => self.follow_removed(e).await,
+            Event::FollowCreated(e) => self.follow_changed(e, true).await,
+            Event::FollowRemoved(e) => self.follow_changed(e, false).await,
             Event::PostLiked(e) | Event::PostUnliked(e) => self.like_changed(e).await,
         }
     }
@@ -106,13 +131,15 @@ impl Fanout {
             // follower's feed would cost more than it saves.
             return Ok(Effect::default());
         };
-        let score = feed_store::score(e.created_at);
+        let post = FeedPost {
+            id: e.post_id,
+            author: e.author_id,
+            score: feed_store::score(e.created_at),
+        };
         let (followers, feed_writes) = self
             .for_each_follower_chunk(e.author_id, Some(first), |chunk| {
                 let conn = self.redis.clone();
-                async move {
-                    feed_store::add_to_feeds(&conn, &chunk, e.post_id, score, self.limits).await
-                }
+                async move { feed_store::add_to_feeds(&conn, &chunk, post, self.limits).await }
             })
             .await?;
         Ok(Effect {
@@ -122,6 +149,8 @@ impl Fanout {
     }
 
     async fn post_deleted(&self, e: &PostDeleted) -> Result<Effect, HandleError> {
+        // First the tombstone: a fan-out still writing the post skips it.
+        removals::mark_deleted(&mut self.redis.clone(), e.post_id).await?;
         let posts = [e.post_id];
         let (_, feed_writes) = self
             .for_each_follower_chunk(e.author_id, None, |chunk| {
@@ -132,52 +161,88 @@ impl Fanout {
                 }
             })
             .await?;
-        feed_store::forget_post(&mut self.redis.clone(), e.post_id).await?;
         Ok(Effect {
             feed_writes,
             ..Effect::default()
         })
     }
 
-    async fn follow_created(&self, e: &FollowChanged) -> Result<Effect, HandleError> {
-        if !db::follows::is_following(&self.db, e.follower_id, e.followee_id).await? {
-            // Unfollowed since: nothing to backfill.
+    /// Makes the follower's feed agree with whether they follow the
+    /// followee now, as `followed` (the event's direction) says they did.
+    async fn follow_changed(
+        &self,
+        e: &FollowChanged,
+        followed: bool,
+    ) -> Result<Effect, HandleError> {
+        let (follower, followee) = (e.follower_id, e.followee_id);
+        let mut following = db::follows::is_following(&self.db, follower, followee).await?;
+        if following != followed {
+            // Changed back since: that change's own event settles it.
             return Ok(Effect::default());
         }
-        if db::users::follower_count(&self.db, e.followee_id).await? >= self.celebrity_threshold {
+        let mut effect = Effect::default();
+        for _ in 0..SETTLE_ROUNDS {
+            effect += if following {
+                self.backfill(follower, followee).await?
+            } else {
+                self.prune(follower, followee).await?
+            };
+            let now = db::follows::is_following(&self.db, follower, followee).await?;
+            if now == following {
+                break;
+            }
+            following = now;
+        }
+        Ok(effect)
+    }
+
+    /// Adds the followee's newest posts to the follower's feed.
+    async fn backfill(&self, follower: Uuid, followee: Uuid) -> Result<Effect, HandleError> {
+        // Before reading the posts, so the add below is not refused for a
+        // mark of an earlier unfollow.
+        removals::clear_unfollowed(&mut self.redis.clone(), follower, followee).await?;
+        if db::users::follower_count(&self.db, followee).await? >= self.celebrity_threshold {
             return Ok(Effect::default());
         }
-        let recent =
-            db::feed::recent_by_author(&self.db, e.followee_id, self.backfill_posts).await?;
+        let recent = db::feed::recent_by_author(&self.db, followee, self.backfill_posts).await?;
         let posts: Vec<(Uuid, i64)> = recent
             .iter()
             .map(|p| (p.post_id, feed_store::score(p.created_at)))
             .collect();
-        let written =
-            feed_store::add_posts(&mut self.redis.clone(), e.follower_id, &posts, self.limits)
-                .await?;
+        let written = feed_store::add_posts(
+            &mut self.redis.clone(),
+            follower,
+            followee,
+            &posts,
+            self.limits,
+        )
+        .await?;
         Ok(Effect {
             feed_writes: u64::from(written),
             feeds_skipped: u64::from(!written && !posts.is_empty()),
         })
     }
 
-    async fn follow_removed(&self, e: &FollowChanged) -> Result<Effect, HandleError> {
-        if db::follows::is_following(&self.db, e.follower_id, e.followee_id).await? {
-            // Followed again since: keep the posts.
+    /// Takes the followee's posts out of the follower's feed, and any post
+    /// deleted since it was added.
+    async fn prune(&self, follower: Uuid, followee: Uuid) -> Result<Effect, HandleError> {
+        let mut conn = self.redis.clone();
+        // Before reading the feed: a fan-out still writing one of the
+        // followee's posts skips this feed from now on.
+        removals::mark_unfollowed(&mut conn, follower, followee).await?;
+        let held = feed_store::members(&mut conn, follower).await?;
+        if held.is_empty() {
             return Ok(Effect::default());
         }
-        // A feed holds at most `max_len` posts (and fan-out's slack), so no
-        // more than that many of the author's newest posts can be in it.
-        let limit = (self.limits.max_len + feed_store::TRIM_SLACK) as i64;
-        let posts: Vec<Uuid> = db::feed::recent_by_author(&self.db, e.followee_id, limit)
-            .await?
-            .into_iter()
-            .map(|p| p.post_id)
-            .collect();
-        feed_store::remove_from_feeds(&mut self.redis.clone(), &[e.follower_id], &posts).await?;
+        let kept: std::collections::HashSet<Uuid> =
+            db::feed::kept_after_unfollow(&self.db, &held, followee)
+                .await?
+                .into_iter()
+                .collect();
+        let gone: Vec<Uuid> = held.into_iter().filter(|id| !kept.contains(id)).collect();
+        feed_store::remove_from_feeds(&mut conn, &[follower], &gone).await?;
         Ok(Effect {
-            feed_writes: u64::from(!posts.is_empty()),
+            feed_writes: u64::from(!gone.is_empty()),
             ..Effect::default()
         })
     }
@@ -185,8 +250,15 @@ impl Fanout {
     async fn like_changed(&self, e: &LikeChanged) -> Result<Effect, HandleError> {
         // The like's current state, not the event's direction: liked and
         // unliked travel on different streams and may arrive out of order.
-        let liked = db::posts::is_liked(&self.db, e.post_id, e.user_id).await?;
-        feed_store::set_liked(&mut self.redis.clone(), e.post_id, e.user_id, liked).await?;
+        let mut liked = db::posts::is_liked(&self.db, e.post_id, e.user_id).await?;
+        for _ in 0..SETTLE_ROUNDS {
+            feed_store::set_liked(&mut self.redis.clone(), e.post_id, e.user_id, liked).await?;
+            let now = db::posts::is_liked(&self.db, e.post_id, e.user_id).await?;
+            if now == liked {
+                break;
+            }
+            liked = now;
+        }
         Ok(Effect::default())
     }
 

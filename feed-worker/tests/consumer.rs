@@ -3,103 +3,23 @@
 
 use std::time::Duration;
 
-use chrono::Utc;
 use clap::Parser;
 use fanout_testkit::{RedisServer, eventually};
 use feed_core::bus;
 use feed_core::db;
-use feed_core::events::{Envelope, Event, FollowChanged, LikeChanged, PostCreated, PostDeleted};
-use feed_core::feed_store::{self, FeedLimits};
+use feed_core::events::{Envelope, Event, FollowChanged, LikeChanged, PostDeleted};
+use feed_core::feed_store;
 use feed_core::keys;
 use feed_worker::config::Config;
 use feed_worker::fanout::Fanout;
-use redis::aio::ConnectionManager;
 use sqlx::PgPool;
 use tokio_util::sync::CancellationToken;
-use uuid::Uuid;
+
+mod common;
+
+use common::{connect, fanout, feed, follow, pending, post, reads, user};
 
 const DEADLINE: Duration = Duration::from_secs(20);
-
-async fn user(db: &PgPool, handle: &str) -> Uuid {
-    db::users::insert(db, Uuid::now_v7(), handle, handle, "unused")
-        .await
-        .unwrap()
-        .id
-}
-
-async fn follow(db: &PgPool, follower: Uuid, followee: Uuid) -> Envelope {
-    let mut conn = db.acquire().await.unwrap();
-    assert!(
-        db::follows::follow(&mut conn, follower, followee)
-            .await
-            .unwrap()
-    );
-    let event = Event::FollowCreated(FollowChanged {
-        follower_id: follower,
-        followee_id: followee,
-    });
-    Envelope::new(&event, follower, Utc::now(), None)
-}
-
-async fn post(db: &PgPool, author: Uuid, text: &str) -> (Uuid, Envelope) {
-    let (id, at) = feed_core::ids::new_with_time();
-    db::posts::insert(db, id, author, text, at).await.unwrap();
-    let event = Event::PostCreated(PostCreated {
-        post_id: id,
-        author_id: author,
-        created_at: at,
-    });
-    (
-        id,
-        Envelope::new(&event, author, at, Some(format!("req-{id}"))),
-    )
-}
-
-async fn connect(redis: &RedisServer) -> ConnectionManager {
-    let client = redis::Client::open(redis.url()).unwrap();
-    let mut conn = client.get_connection_manager().await.unwrap();
-    bus::ensure_groups(&mut conn).await.unwrap();
-    conn
-}
-
-fn limits() -> FeedLimits {
-    FeedLimits {
-        max_len: 800,
-        ttl: Duration::from_secs(3600),
-    }
-}
-
-fn fanout(db: &PgPool, conn: &ConnectionManager) -> Fanout {
-    Fanout {
-        db: db.clone(),
-        redis: conn.clone(),
-        limits: limits(),
-        celebrity_threshold: 10_000,
-        chunk: 2,
-        backfill_posts: 100,
-    }
-}
-
-/// The post ids in a user's feed in Redis, newest first.
-async fn feed(conn: &ConnectionManager, user: Uuid) -> Vec<Uuid> {
-    feed_store::members(&mut conn.clone(), user).await.unwrap()
-}
-
-/// Builds (empty) feeds for these users, as their first read does before
-/// anything is posted: fan-out writes only the feeds Redis keeps.
-async fn reads(conn: &ConnectionManager, users: &[Uuid]) {
-    for user in users {
-        let mut conn = conn.clone();
-        let started = feed_store::begin_rebuild(&mut conn, *user).await.unwrap();
-        let built = feed_store::rebuild(&mut conn, *user, &started, &[], limits()).await;
-        assert!(built.unwrap());
-    }
-}
-
-async fn pending(conn: &ConnectionManager, stream: &str) -> u64 {
-    let stats = bus::stream_stats(&mut conn.clone()).await.unwrap();
-    stats.iter().find(|s| s.stream == stream).unwrap().pending
-}
 
 fn config(redis: &RedisServer, consumer: &str) -> Config {
     Config::try_parse_from([

@@ -7,7 +7,7 @@ use std::collections::BTreeMap;
 use axum::extract::State;
 use chrono::{DateTime, Utc};
 use feed_core::events::EventType;
-use feed_core::feed_store::{self, Page};
+use feed_core::feed_store::{self, FeedPost, Page};
 use feed_core::{db, keys};
 use serde::Serialize;
 use utoipa::ToSchema;
@@ -99,9 +99,13 @@ async fn page(
         Ok(Cached::Rebuilding(started)) => {
             let all = db::feed::fanned_out(&state.db, caller.id, threshold, limits.max_len as i64)
                 .await?;
-            let scored: Vec<(Uuid, i64)> = all
+            let scored: Vec<FeedPost> = all
                 .iter()
-                .map(|e| (e.post_id, feed_store::score(e.created_at)))
+                .map(|e| FeedPost {
+                    id: e.post_id,
+                    author: e.author_id,
+                    score: feed_store::score(e.created_at),
+                })
                 .collect();
             (
                 from_database(all, before, want),

@@ -15,10 +15,12 @@ use uuid::Uuid;
 
 use super::posts::Post;
 
-/// A feed entry: a post id and its creation time (the feed's sort key).
+/// A feed entry: a post id, its author and its creation time (the feed's
+/// sort key).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Entry {
     pub post_id: Uuid,
+    pub author_id: Uuid,
     pub created_at: DateTime<Utc>,
 }
 
@@ -36,7 +38,7 @@ pub async fn fanned_out(
     // count is looked up by key (see the module documentation).
     sqlx::query_as!(
         Entry,
-        r#"SELECT p.id AS "post_id!", p.created_at AS "created_at!"
+        r#"SELECT p.id AS "post_id!", f.followee_id AS "author_id!", p.created_at AS "created_at!"
            FROM follows f
            CROSS JOIN LATERAL (
              SELECT id, created_at FROM posts WHERE author_id = f.followee_id
@@ -169,9 +171,29 @@ pub async fn recent_by_author(
 ) -> sqlx::Result<Vec<Entry>> {
     sqlx::query_as!(
         Entry,
-        "SELECT id AS post_id, created_at FROM posts WHERE author_id = $1 ORDER BY id DESC LIMIT $2",
+        "SELECT id AS post_id, author_id, created_at FROM posts
+         WHERE author_id = $1 ORDER BY id DESC LIMIT $2",
         author,
         limit
+    )
+    .fetch_all(db)
+    .await
+}
+
+/// Of the posts in `ids`, those that still exist and are not by `author`:
+/// what the feed of a user who unfollowed `author` may keep. Deleted posts
+/// go too: a post deleted after its author was unfollowed is no longer
+/// among the author's posts, and its delete no longer reaches the
+/// unfollower's feed.
+pub async fn kept_after_unfollow(
+    db: impl PgExecutor<'_>,
+    ids: &[Uuid],
+    author: Uuid,
+) -> sqlx::Result<Vec<Uuid>> {
+    sqlx::query_scalar!(
+        "SELECT id FROM posts WHERE id = ANY($1) AND author_id <> $2",
+        ids,
+        author
     )
     .fetch_all(db)
     .await
