@@ -143,15 +143,19 @@ end
 if #live == 0 then
   return 0
 end
+-- Whether the feed's user (after the key's first colon) unfollowed the
+-- author: looked up only when someone did lately.
 local marked = redis.call('EXISTS', KEYS[1]) == 1
+local function unfollowed(key)
+  return redis.call('ZSCORE', KEYS[1], string.sub(key, string.find(key, ':', 1, true) + 1))
+end
 local written = 0
 for k = posts + 2, #KEYS do
   local key = KEYS[k]
-  local user = string.sub(key, string.find(key, ':', 1, true) + 1)
   -- An empty sorted set does not exist: 0 means no feed is kept. (One call
   -- instead of EXISTS, then ZCARD after the add.)
   local n = redis.call('ZCARD', key)
-  if n > 0 and not (marked and redis.call('ZSCORE', KEYS[1], user)) then
+  if n > 0 and not (marked and unfollowed(key)) then
     if n + zadd_all(key, live) > most then
       -- The last rank is the sentinel when the feed is built: keep it and
       -- the newest max_len posts. (Of posts sharing the last millisecond
