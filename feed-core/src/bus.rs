@@ -104,7 +104,7 @@ pub async fn publish(
     let mut streams: Vec<String> = Vec::new();
     let mut stream_at = Vec::with_capacity(envelopes.len());
     for envelope in envelopes {
-        let stream = stream_of(&envelope.event_type);
+        let stream = keys::stream_named(&envelope.event_type);
         let at = match streams.iter().position(|s| *s == stream) {
             Some(at) => at,
             None => {
@@ -142,10 +142,6 @@ pub async fn publish(
         .collect()
 }
 
-fn stream_of(event_type: &str) -> String {
-    format!("events:{event_type}")
-}
-
 /// Creates the consumer group on every stream, with its epoch (see
 /// [`crate::delivery`]).
 pub use crate::delivery::ensure_groups;
@@ -173,12 +169,6 @@ impl Delivery {
             body: entry.get::<Vec<u8>>(ENVELOPE_FIELD),
             entry_id: entry.id,
         }
-    }
-
-    /// The Unix time in milliseconds at which Redis accepted the entry (the
-    /// first part of its id).
-    pub fn enqueued_at_ms(&self) -> Option<i64> {
-        entry_id_ms(&self.entry_id)
     }
 }
 
@@ -339,6 +329,19 @@ pub struct StreamStats {
     pub oldest_unfinished_ms: Option<i64>,
 }
 
+/// The entries of these streams not yet delivered to the group; `None` if
+/// any stream's lag is unknown (an unknown lag is never read as zero). A
+/// stream with no group and nothing in it has none waiting.
+pub fn total_lag<'a>(streams: impl IntoIterator<Item = &'a StreamStats>) -> Option<u64> {
+    streams
+        .into_iter()
+        .try_fold(0u64, |sum, s| match (s.lag, s.group_exists, s.length) {
+            (Some(lag), true, _) => Some(sum + lag),
+            (_, false, 0) => Some(sum),
+            _ => None,
+        })
+}
+
 /// Statistics for every event stream; a missing stream reads as empty with
 /// no group.
 pub async fn stream_stats(conn: &mut impl ConnectionLike) -> RedisResult<Vec<StreamStats>> {
@@ -446,18 +449,12 @@ pub async fn backlog(
 ) -> RedisResult<Backlog> {
     let streams = stream_stats(conn).await?;
     let mut total = Backlog {
-        lag: Some(0),
+        lag: total_lag(&streams),
         entries_read: Some(0),
         ..Default::default()
     };
     for s in &streams {
         total.entries_added += s.entries_added;
-        total.lag = match (total.lag, s.lag, s.group_exists, s.length) {
-            (Some(sum), Some(lag), true, _) => Some(sum + lag),
-            // No group and nothing in the stream: nothing waits there.
-            (sum, _, false, 0) => sum,
-            _ => None,
-        };
         total.entries_read = match (total.entries_read, s.entries_read, s.group_exists) {
             (Some(sum), Some(read), true) => Some(sum + read),
             (sum, _, false) => sum,

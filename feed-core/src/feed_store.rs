@@ -20,11 +20,8 @@
 //! complete. A reader that finds no sentinel (a feed never built, lost, or
 //! in the middle of a rebuild) rebuilds it instead of trusting it.
 //!
-//! Fanout releases before this layout scored posts by their positive
-//! creation time, under a sentinel named `built`. A reader treats a feed
-//! holding any positive score, written by such a release (say, a worker not
-//! yet upgraded during a rollout), as not built, and the rebuild removes
-//! those entries: a feed is never read in a mix of the two layouts.
+//! Placeholders score 1 and the sentinel 0, so a page, which reads only
+//! negative scores, never meets either.
 //!
 //! Every script here that adds posts checks, in the same atomic step, the
 //! marks deletes and unfollows leave ([`crate::removals`]), so a write
@@ -39,8 +36,7 @@ use uuid::Uuid;
 
 use crate::keys;
 
-/// The member that marks a feed as built from PostgreSQL (in this layout:
-/// the older one's sentinel, `built`, does not count).
+/// The member that marks a feed as built from PostgreSQL.
 pub const SENTINEL: &str = "built:newest-first";
 
 /// How feeds are kept.
@@ -78,8 +74,8 @@ pub const TRIM_SLACK: usize = 32;
 
 /// What a reader's placeholder member is called, followed by a random id:
 /// the member a reader adds before reading a feed from PostgreSQL, so that
-/// fan-out writes to the feed from then on (see [`begin_rebuild`]). Its
-/// positive score keeps the feed "not built" until a rebuild removes it.
+/// fan-out writes to the feed from then on (see [`begin_rebuild`]). The
+/// feed is not built until a rebuild adds the sentinel and removes it.
 const PLACEHOLDER_PREFIX: &str = "building:";
 
 /// The TTL of a feed that holds nothing but placeholders: a rebuild takes
@@ -205,8 +201,9 @@ for i = 1, posts do
     live[#live + 1] = ARGV[at + 1]
   end
 end
--- The placeholders and whatever the older layout wrote go (scores 0 and
--- up); the rest stays, as fan-out may have added to it meanwhile.
+-- The placeholders (and a sentinel, if another rebuild was written) go:
+-- scores 0 and up. The posts stay, as fan-out may have added to them
+-- meanwhile.
 redis.call('ZREMRANGEBYSCORE', key, 0, '+inf')
 zadd_all(key, live)
 redis.call('ZREMRANGEBYRANK', key, tonumber(ARGV[1]), -2)
@@ -409,9 +406,8 @@ pub async fn read(
     let batch = limit + 16;
     let mut found: Vec<(Uuid, i64)> = Vec::with_capacity(batch);
     loop {
-        let (sentinel, older_layout, raw): (Option<f64>, u64, Vec<(String, f64)>) = redis::pipe()
+        let (sentinel, raw): (Option<f64>, Vec<(String, f64)>) = redis::pipe()
             .zscore(&key, SENTINEL)
-            .zcount(&key, "(0", "+inf")
             .cmd("ZRANGE")
             .arg(&key)
             .arg(&min)
@@ -425,7 +421,7 @@ pub async fn read(
             .ignore()
             .query_async(conn)
             .await?;
-        if sentinel.is_none() || older_layout > 0 {
+        if sentinel.is_none() {
             return Ok(Page::NotBuilt);
         }
         let fetched = raw.len();
@@ -456,7 +452,7 @@ fn entries(posts: &[(Uuid, i64)]) -> Vec<(i64, String)> {
         .collect()
 }
 
-/// Posts and their [`score`]s from `ZRANGE ... WITHSCORES` in this layout.
+/// Posts and their [`score`]s from `ZRANGE ... WITHSCORES`.
 fn parse(raw: Vec<(String, f64)>) -> impl Iterator<Item = (Uuid, i64)> {
     raw.into_iter().filter_map(|(member, score)| {
         Uuid::try_parse(&member)
@@ -470,7 +466,7 @@ fn newest_first(posts: &mut [(Uuid, i64)]) {
     posts.sort_unstable_by(|a, b| b.1.cmp(&a.1).then(b.0.cmp(&a.0)));
 }
 
-/// Every post a feed holds in this layout, newest first, built or not: for
+/// Every post a feed holds, newest first, built or not: for
 /// tests and for operators looking into a feed.
 pub async fn members(conn: &mut impl ConnectionLike, user: Uuid) -> RedisResult<Vec<Uuid>> {
     let raw: Vec<(String, f64)> = redis::cmd("ZRANGE")
@@ -486,30 +482,38 @@ pub async fn members(conn: &mut impl ConnectionLike, user: Uuid) -> RedisResult<
     Ok(posts.into_iter().map(|(id, _)| id).collect())
 }
 
-/// Records that a user likes a post, for engagement ranking. A set, so
-/// applying the same like twice counts once.
-pub async fn set_liked(
+/// Sets the like count (`ARGV[1]`) in a post's cached copy (`KEYS[1]`),
+/// if it has one; keeps its TTL. Returns 1 if it did.
+static SET_LIKE_COUNT: std::sync::LazyLock<redis::Script> = std::sync::LazyLock::new(|| {
+    redis::Script::new(
+        r"
+local json = redis.call('GET', KEYS[1])
+if not json then
+  return 0
+end
+local post = cjson.decode(json)
+post.like_count = tonumber(ARGV[1])
+redis.call('SET', KEYS[1], cjson.encode(post), 'KEEPTTL')
+return 1
+",
+    )
+});
+
+/// Keeps a cached post's like count as PostgreSQL has it, so feeds served
+/// from Redis alone show likes as the workers last applied them. A post
+/// with no cached copy (deleted, expired, or not fanned out yet) is left
+/// alone. The engagement counter a ranking would read.
+pub async fn set_like_count(
     conn: &mut impl ConnectionLike,
     post_id: Uuid,
-    user_id: Uuid,
-    liked: bool,
+    like_count: i64,
 ) -> RedisResult<()> {
-    let key = keys::likers(post_id);
-    let cmd = if liked { "SADD" } else { "SREM" };
-    redis::cmd(cmd)
-        .arg(key)
-        .arg(user_id.to_string())
-        .query_async::<i64>(conn)
+    SET_LIKE_COUNT
+        .key(keys::post(post_id))
+        .arg(like_count)
+        .invoke_async::<i64>(conn)
         .await?;
     Ok(())
-}
-
-/// How many users like a post, as the engagement counters know it.
-pub async fn like_count(conn: &mut impl ConnectionLike, post_id: Uuid) -> RedisResult<u64> {
-    redis::cmd("SCARD")
-        .arg(keys::likers(post_id))
-        .query_async(conn)
-        .await
 }
 
 /// A post as cached for serving feeds while PostgreSQL is down.
@@ -520,7 +524,7 @@ pub struct CachedPost {
     pub author_handle: String,
     pub content: String,
     pub created_at: chrono::DateTime<chrono::Utc>,
-    /// As it was when cached.
+    /// As the workers last applied it (see [`set_like_count`]).
     pub like_count: i64,
 }
 

@@ -12,7 +12,13 @@ pub const CONSUMER_GROUP: &str = "feed-workers";
 /// The stream an event type is published to: one stream per type, so a
 /// backlog of likes never delays fan-out of new posts.
 pub fn stream(event_type: EventType) -> String {
-    format!("events:{}", event_type.as_str())
+    stream_named(event_type.as_str())
+}
+
+/// The stream of an event type given by its wire name, as an envelope
+/// carries it.
+pub fn stream_named(event_type: &str) -> String {
+    format!("events:{event_type}")
 }
 
 /// Every stream the workers consume.
@@ -38,12 +44,6 @@ pub fn deleted(post_id: Uuid) -> String {
 /// went does not write the author's posts back (see [`crate::removals`]).
 pub fn unfollowed(author_id: Uuid) -> String {
     format!("unfollowed:{author_id}")
-}
-
-/// The users who like a post (a set): the engagement counter the workers
-/// keep for ranking. A set, not a counter, so redelivery cannot double count.
-pub fn likers(post_id: Uuid) -> String {
-    format!("likers:{post_id}")
 }
 
 /// A post's public fields (JSON), so feeds can still be served while

@@ -38,8 +38,8 @@ use crate::keys;
 /// of a small key per deleted post and a set member per unfollow.
 pub const MARK_TTL: Duration = Duration::from_secs(600);
 
-/// Leaves a deleted post's tombstone, and drops its cached copy and its
-/// engagement counters. Call before removing it from feeds.
+/// Leaves a deleted post's tombstone, and drops its cached copy. Call
+/// before removing it from feeds.
 pub async fn mark_deleted(conn: &mut impl ConnectionLike, post_id: Uuid) -> RedisResult<()> {
     redis::pipe()
         .atomic()
@@ -50,7 +50,6 @@ pub async fn mark_deleted(conn: &mut impl ConnectionLike, post_id: Uuid) -> Redi
         .arg(MARK_TTL.as_secs())
         .ignore()
         .cmd("DEL")
-        .arg(keys::likers(post_id))
         .arg(keys::post(post_id))
         .ignore()
         .query_async(conn)

@@ -257,46 +257,25 @@ async fn a_backfill_is_added_to_a_kept_feed_and_trimmed() {
 }
 
 #[tokio::test]
-async fn a_feed_in_the_older_layout_is_rebuilt_never_misread() {
+async fn a_placeholder_beside_a_built_feed_is_never_read_as_a_post() {
     let redis = RedisServer::start();
     let mut conn = connect(&redis).await;
     let user = Uuid::now_v7();
-    // As a release before the newest-first layout left it: positive scores
-    // and a sentinel named `built`.
-    let old = Uuid::now_v7();
-    let _: () = redis::cmd("ZADD")
-        .arg(keys::feed(user))
-        .arg(0)
-        .arg("built")
-        .arg(1_000)
-        .arg(old.to_string())
-        .query_async(&mut conn)
-        .await
-        .unwrap();
-    let page = feed_store::read(&mut conn, user, None, 10, LIMITS).await;
-    assert_eq!(page.unwrap(), Page::NotBuilt);
-
-    let posts = [(Uuid::now_v7(), 2_000), (old, 1_000)];
+    let posts = [(Uuid::now_v7(), 2_000), (Uuid::now_v7(), 1_000)];
     build(&mut conn, user, &posts, LIMITS).await;
-    let page = feed_store::read(&mut conn, user, None, 10, LIMITS).await;
+    // A reader that found the feed unbuilt adds its placeholder just after
+    // another reader's rebuild was written.
+    let late = feed_store::begin_rebuild(&mut conn, user).await.unwrap();
     let expected = Page::Entries {
         posts: posts.to_vec(),
         more: false,
     };
+    let page = feed_store::read(&mut conn, user, None, 10, LIMITS).await;
     assert_eq!(page.unwrap(), expected);
 
-    // A writer of the older layout adding to a built feed (a worker not yet
-    // upgraded) makes it unbuilt again, not half-read.
-    let _: () = redis::cmd("ZADD")
-        .arg(keys::feed(user))
-        .arg(3_000)
-        .arg(Uuid::now_v7().to_string())
-        .query_async(&mut conn)
-        .await
-        .unwrap();
-    let page = feed_store::read(&mut conn, user, None, 10, LIMITS).await;
-    assert_eq!(page.unwrap(), Page::NotBuilt);
-    build(&mut conn, user, &posts, LIMITS).await;
+    // Its rebuild is written too, and leaves the feed as one rebuild does.
+    let rebuilt = feed_store::rebuild(&mut conn, user, &late, &by_author(&posts), LIMITS).await;
+    assert!(rebuilt.unwrap());
     let page = feed_store::read(&mut conn, user, None, 10, LIMITS).await;
     assert_eq!(page.unwrap(), expected);
     let entries: u64 = redis::cmd("ZCARD")

@@ -201,7 +201,7 @@ impl Fanout {
         // Before reading the posts, so the add below is not refused for a
         // mark of an earlier unfollow.
         removals::clear_unfollowed(&mut self.redis.clone(), follower, followee).await?;
-        if db::users::follower_count(&self.db, followee).await? >= self.celebrity_threshold {
+        if db::users::is_celebrity(&self.db, followee, self.celebrity_threshold).await? {
             return Ok(Effect::default());
         }
         let recent = db::feed::recent_by_author(&self.db, followee, self.backfill_posts).await?;
@@ -248,16 +248,17 @@ impl Fanout {
     }
 
     async fn like_changed(&self, e: &LikeChanged) -> Result<Effect, HandleError> {
-        // The like's current state, not the event's direction: liked and
+        // The post's count now, not the event's direction: liked and
         // unliked travel on different streams and may arrive out of order.
-        let mut liked = db::posts::is_liked(&self.db, e.post_id, e.user_id).await?;
+        let Some(mut count) = db::posts::like_count(&self.db, e.post_id).await? else {
+            return Ok(Effect::default());
+        };
         for _ in 0..SETTLE_ROUNDS {
-            feed_store::set_liked(&mut self.redis.clone(), e.post_id, e.user_id, liked).await?;
-            let now = db::posts::is_liked(&self.db, e.post_id, e.user_id).await?;
-            if now == liked {
-                break;
+            feed_store::set_like_count(&mut self.redis.clone(), e.post_id, count).await?;
+            match db::posts::like_count(&self.db, e.post_id).await? {
+                Some(now) if now != count => count = now,
+                _ => break,
             }
-            liked = now;
         }
         Ok(Effect::default())
     }

@@ -8,7 +8,7 @@ use axum::extract::State;
 use chrono::{DateTime, Utc};
 use feed_core::events::EventType;
 use feed_core::feed_store::{self, FeedPost, Page};
-use feed_core::{db, keys};
+use feed_core::{bus, db, keys};
 use serde::Serialize;
 use utoipa::ToSchema;
 use utoipa_axum::{router::OpenApiRouter, routes};
@@ -31,7 +31,8 @@ pub struct Freshness {
     /// `cache`: the feed in Redis; `rebuilt`: Redis had no feed, it was
     /// rebuilt from PostgreSQL now; `database`: Redis is unreachable, the
     /// page was read from PostgreSQL; `degraded`: PostgreSQL is unreachable,
-    /// the page is Redis' copy (likes as cached, recent deletes may show).
+    /// the page is Redis' copy (likes as the workers last applied them, deletes
+    /// not yet applied may show).
     pub source: &'static str,
     /// Every event committed before this time has been applied to feeds:
     /// the oldest not finished on a stream, or committed and not yet
@@ -189,7 +190,7 @@ async fn page(
 
 /// While PostgreSQL is down: the cached feed with the posts' cached copies.
 /// Nothing is filtered against the truth, so a post deleted or unfollowed
-/// since the workers last ran may show; likes are as cached.
+/// since the workers last ran may show; likes are as they last applied them.
 async fn degraded(
     state: &AppState,
     user: Uuid,
@@ -300,19 +301,16 @@ async fn freshness(state: &AppState, source: &'static str) -> Freshness {
     ]
     .map(keys::stream)
     .into();
-    let feed_streams = stats.iter().filter(|s| feed_streams.contains(&s.stream));
-    let mut pending = Some(0u64);
-    let mut oldest: Option<i64> = None;
-    for s in feed_streams {
-        pending = match (pending, s.lag, s.group_exists) {
-            (Some(p), Some(lag), true) => Some(p + lag + s.pending),
-            (p, _, false) if s.length == 0 => p,
-            _ => None,
-        };
-        if let Some(ms) = s.oldest_unfinished_ms {
-            oldest = Some(oldest.map_or(ms, |o| o.min(ms)));
-        }
-    }
+    let feed_streams: Vec<_> = stats
+        .iter()
+        .filter(|s| feed_streams.contains(&s.stream))
+        .collect();
+    let mut pending = bus::total_lag(feed_streams.iter().copied())
+        .map(|lag| lag + feed_streams.iter().map(|s| s.pending).sum::<u64>());
+    let oldest = feed_streams
+        .iter()
+        .filter_map(|s| s.oldest_unfinished_ms)
+        .min();
     // Committed events not on a stream yet (Redis was down, or the relay
     // has yet to publish them) are not applied either.
     let (unpublished, oldest_unpublished) = state.publisher.unpublished().get();

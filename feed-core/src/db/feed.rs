@@ -25,7 +25,7 @@ pub struct Entry {
 }
 
 /// The newest posts fan-out would have put in `user`'s feed: those of the
-/// users they follow with fewer than `celebrity_threshold` followers. Used to
+/// users they follow who are not celebrities. Used to
 /// rebuild a feed missing from Redis.
 pub async fn fanned_out(
     db: impl PgExecutor<'_>,
@@ -44,7 +44,7 @@ pub async fn fanned_out(
              SELECT id, created_at FROM posts WHERE author_id = f.followee_id
              ORDER BY id DESC LIMIT $3) p
            WHERE f.follower_id = $1
-             AND (SELECT follower_count FROM users WHERE id = f.followee_id) < $2
+             AND NOT is_celebrity((SELECT follower_count FROM users WHERE id = f.followee_id), $2)
            ORDER BY p.id DESC LIMIT $3"#,
         user,
         celebrity_threshold,
@@ -96,7 +96,7 @@ pub async fn page(
                    UNION ALL
                    SELECT f.followee_id FROM follows f
                    WHERE f.follower_id = $1
-                     AND (SELECT follower_count FROM users WHERE id = f.followee_id) >= $2) a
+                     AND is_celebrity((SELECT follower_count FROM users WHERE id = f.followee_id), $2)) a
              CROSS JOIN LATERAL (
                SELECT id FROM posts
                WHERE author_id = a.author_id AND ($3::uuid IS NULL OR id < $3)

@@ -120,7 +120,7 @@ pub async fn to_fan_out(
     let row = sqlx::query!(
         r#"SELECT p.id, p.author_id, u.handle AS author_handle, p.content, p.like_count,
                   p.created_at,
-                  CASE WHEN u.follower_count < $3 THEN ARRAY(
+                  CASE WHEN NOT is_celebrity(u.follower_count, $3) THEN ARRAY(
                     SELECT f.follower_id FROM follows f WHERE f.followee_id = p.author_id
                     ORDER BY f.follower_id LIMIT $2) END AS "followers?"
            FROM posts p JOIN users u ON u.id = p.author_id WHERE p.id = $1"#,
@@ -141,6 +141,13 @@ pub async fn to_fan_out(
         },
         followers: r.followers,
     }))
+}
+
+/// A post's like count; `None` if the post does not exist.
+pub async fn like_count(db: impl PgExecutor<'_>, id: Uuid) -> sqlx::Result<Option<i64>> {
+    sqlx::query_scalar!("SELECT like_count FROM posts WHERE id = $1", id)
+        .fetch_optional(db)
+        .await
 }
 
 /// A post by id.
@@ -229,16 +236,4 @@ pub async fn unlike(db: &mut PgConnection, post_id: Uuid, user_id: Uuid) -> sqlx
     .fetch_optional(db)
     .await?;
     Ok(counted.is_some())
-}
-
-/// Whether a user likes a post now.
-pub async fn is_liked(db: impl PgExecutor<'_>, post_id: Uuid, user_id: Uuid) -> sqlx::Result<bool> {
-    let found = sqlx::query_scalar!(
-        r#"SELECT EXISTS (SELECT 1 FROM likes WHERE post_id = $1 AND user_id = $2) AS "found!""#,
-        post_id,
-        user_id
-    )
-    .fetch_one(db)
-    .await?;
-    Ok(found)
 }

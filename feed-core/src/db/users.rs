@@ -72,12 +72,21 @@ pub async fn credentials(
     Ok(row.map(|r| (r.id, r.password_hash)))
 }
 
-/// How many followers a user has (0 for an unknown user).
-pub async fn follower_count(db: impl PgExecutor<'_>, id: Uuid) -> sqlx::Result<i64> {
-    let count = sqlx::query_scalar!("SELECT follower_count FROM users WHERE id = $1", id)
-        .fetch_optional(db)
-        .await?;
-    Ok(count.unwrap_or(0))
+/// Whether a user is a celebrity at this threshold (the rule is the
+/// migrations' `is_celebrity`); false for an unknown user.
+pub async fn is_celebrity(
+    db: impl PgExecutor<'_>,
+    id: Uuid,
+    celebrity_threshold: i64,
+) -> sqlx::Result<bool> {
+    let celebrity = sqlx::query_scalar!(
+        r#"SELECT is_celebrity(follower_count, $2) AS "celebrity!" FROM users WHERE id = $1"#,
+        id,
+        celebrity_threshold
+    )
+    .fetch_optional(db)
+    .await?;
+    Ok(celebrity.unwrap_or(false))
 }
 
 /// A user's password hash, to confirm a sensitive action.

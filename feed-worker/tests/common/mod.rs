@@ -95,3 +95,12 @@ pub async fn pending(conn: &ConnectionManager, stream: &str) -> u64 {
     let stats = bus::stream_stats(&mut conn.clone()).await.unwrap();
     stats.iter().find(|s| s.stream == stream).unwrap().pending
 }
+
+/// The like count of a post's cached copy, if it has one.
+pub async fn cached_like_count(conn: &ConnectionManager, post_id: Uuid) -> Option<i64> {
+    feed_store::cached_posts(&mut conn.clone(), &[post_id])
+        .await
+        .unwrap()
+        .first()
+        .map(|p| p.like_count)
+}
