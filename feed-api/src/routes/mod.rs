@@ -8,15 +8,11 @@ pub mod users;
 
 use chrono::{DateTime, Utc};
 use feed_core::cursor::Cursor;
-use feed_core::events::{Envelope, Event};
 use serde::Deserialize;
-use sqlx::{Postgres, Transaction};
 use utoipa::IntoParams;
 use uuid::Uuid;
 
 use crate::error::ApiError;
-use crate::extract::RequestId;
-use crate::state::AppState;
 
 /// `?limit=&cursor=` of every list.
 #[derive(Debug, Deserialize, IntoParams)]
@@ -60,32 +56,4 @@ pub fn caller_gone(e: sqlx::Error) -> ApiError {
     } else {
         e.into()
     }
-}
-
-/// Writes an event to the outbox in the caller's transaction.
-pub async fn record(
-    tx: &mut Transaction<'_, Postgres>,
-    events: &mut Vec<Envelope>,
-    event: Event,
-    actor: Uuid,
-    request_id: &RequestId,
-) -> Result<(), ApiError> {
-    let envelope = Envelope::new(&event, actor, Utc::now(), request_id.0.clone());
-    feed_core::db::outbox::insert(&mut **tx, &envelope).await?;
-    events.push(envelope);
-    Ok(())
-}
-
-/// Commits a change with its outbox events, then hands the events to the
-/// publisher (they are safe in the outbox whatever happens next).
-pub async fn commit(
-    state: &AppState,
-    tx: Transaction<'_, Postgres>,
-    events: Vec<Envelope>,
-) -> Result<(), ApiError> {
-    tx.commit().await?;
-    if !events.is_empty() {
-        state.publisher.publish(events);
-    }
-    Ok(())
 }

@@ -11,12 +11,13 @@ use utoipa::ToSchema;
 use utoipa_axum::{router::OpenApiRouter, routes};
 use uuid::Uuid;
 
-use super::{caller_gone, commit, record};
+use super::caller_gone;
 use crate::audit::{self, Action, Origin};
 use crate::auth::{AuthUser, SignedCaller};
 use crate::error::{ApiError, Problem};
 use crate::extract::{ApiJson, RequestId, parse_id};
 use crate::state::AppState;
+use crate::write_tx::WriteTx;
 
 pub fn router() -> OpenApiRouter<AppState> {
     OpenApiRouter::new()
@@ -164,8 +165,9 @@ async fn delete_post(
     Path(id): Path<String>,
 ) -> Result<StatusCode, ApiError> {
     let id = parse_id(&id, "post")?;
-    let mut tx = state.db.begin().await?;
-    let (author, _) = db::posts::lock(&mut tx, id)
+    let mut write =
+        WriteTx::begin(&state.db, &state.publisher, caller.id, &origin.request_id).await?;
+    let (author, _) = db::posts::lock(write.conn(), id)
         .await?
         .ok_or_else(|| ApiError::not_found("post", id))?;
     if author != caller.id {
@@ -173,22 +175,22 @@ async fn delete_post(
             "only the author may delete a post".into(),
         ));
     }
-    db::posts::delete(&mut *tx, id).await?;
-    let mut events = Vec::new();
-    let event = Event::PostDeleted(PostDeleted {
-        post_id: id,
-        author_id: author,
-    });
-    record(&mut tx, &mut events, event, caller.id, &origin.request_id).await?;
+    db::posts::delete(write.conn(), id).await?;
+    write
+        .record(Event::PostDeleted(PostDeleted {
+            post_id: id,
+            author_id: author,
+        }))
+        .await?;
     audit::record(
-        &mut *tx,
+        write.conn(),
         Action::PostDeleted,
         Some(caller.id),
         Some(id.to_string()),
         &origin,
     )
     .await?;
-    commit(&state, tx, events).await?;
+    write.commit().await?;
     Ok(StatusCode::NO_CONTENT)
 }
 
@@ -208,18 +210,17 @@ async fn set_like(
     liked: bool,
 ) -> Result<axum::Json<LikeState>, ApiError> {
     let id = parse_id(id, "post")?;
-    let mut tx = state.db.begin().await?;
-    if db::posts::lock(&mut tx, id).await?.is_none() {
+    let mut write = WriteTx::begin(&state.db, &state.publisher, caller.id, request_id).await?;
+    if db::posts::lock(write.conn(), id).await?.is_none() {
         return Err(ApiError::not_found("post", id));
     }
     let changed = if liked {
-        db::posts::like(&mut tx, id, caller.id)
+        db::posts::like(write.conn(), id, caller.id)
             .await
             .map_err(caller_gone)?
     } else {
-        db::posts::unlike(&mut tx, id, caller.id).await?
+        db::posts::unlike(write.conn(), id, caller.id).await?
     };
-    let mut events = Vec::new();
     if changed {
         let change = LikeChanged {
             post_id: id,
@@ -230,12 +231,12 @@ async fn set_like(
         } else {
             Event::PostUnliked(change)
         };
-        record(&mut tx, &mut events, event, caller.id, request_id).await?;
+        write.record(event).await?;
     }
-    let like_count = db::posts::by_id(&mut *tx, id)
+    let like_count = db::posts::by_id(write.conn(), id)
         .await?
         .map_or(0, |p| p.like_count);
-    commit(state, tx, events).await?;
+    write.commit().await?;
     Ok(axum::Json(LikeState {
         post_id: id,
         liked,

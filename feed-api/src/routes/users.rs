@@ -12,12 +12,13 @@ use utoipa_axum::{router::OpenApiRouter, routes};
 use uuid::Uuid;
 
 use super::posts::{PostPage, PostView};
-use super::{PageQuery, caller_gone, commit, cursor_after, record};
+use super::{PageQuery, caller_gone, cursor_after};
 use crate::audit::{self, Action, Origin};
 use crate::auth::{AuthUser, hash_password, verify_password};
 use crate::error::{ApiError, Problem};
 use crate::extract::{ApiJson, ApiQuery, RequestId, parse_id};
 use crate::state::AppState;
+use crate::write_tx::WriteTx;
 
 pub fn router() -> OpenApiRouter<AppState> {
     OpenApiRouter::new()
@@ -161,28 +162,29 @@ async fn delete_me(
     {
         return Err(ApiError::Forbidden("the password is not right".into()));
     }
-    let mut tx = state.db.begin().await?;
-    let Some(posts) = db::users::delete(&mut tx, caller.id).await? else {
+    let mut write =
+        WriteTx::begin(&state.db, &state.publisher, caller.id, &origin.request_id).await?;
+    let Some(posts) = db::users::delete(write.conn(), caller.id).await? else {
         return Err(ApiError::account_gone());
     };
     // Each post leaves the feeds and caches it reached.
-    let mut events = Vec::with_capacity(posts.len());
     for post_id in posts {
-        let event = Event::PostDeleted(PostDeleted {
-            post_id,
-            author_id: caller.id,
-        });
-        record(&mut tx, &mut events, event, caller.id, &origin.request_id).await?;
+        write
+            .record(Event::PostDeleted(PostDeleted {
+                post_id,
+                author_id: caller.id,
+            }))
+            .await?;
     }
     audit::record(
-        &mut *tx,
+        write.conn(),
         Action::UserDeleted,
         Some(caller.id),
         Some(caller.id.to_string()),
         &origin,
     )
     .await?;
-    commit(&state, tx, events).await?;
+    write.commit().await?;
     Ok(StatusCode::NO_CONTENT)
 }
 
@@ -213,22 +215,22 @@ async fn follow(
             message: "you cannot follow yourself".into(),
         });
     }
-    let mut tx = state.db.begin().await?;
-    if !db::users::exists(&mut *tx, followee).await? {
+    let mut write = WriteTx::begin(&state.db, &state.publisher, caller.id, &request_id).await?;
+    if !db::users::exists(write.conn(), followee).await? {
         return Err(ApiError::not_found("user", followee));
     }
-    let mut events = Vec::new();
-    let followed = db::follows::follow(&mut tx, caller.id, followee)
+    let followed = db::follows::follow(write.conn(), caller.id, followee)
         .await
         .map_err(caller_gone)?;
     if followed {
-        let event = Event::FollowCreated(FollowChanged {
-            follower_id: caller.id,
-            followee_id: followee,
-        });
-        record(&mut tx, &mut events, event, caller.id, &request_id).await?;
+        write
+            .record(Event::FollowCreated(FollowChanged {
+                follower_id: caller.id,
+                followee_id: followee,
+            }))
+            .await?;
     }
-    commit(&state, tx, events).await?;
+    write.commit().await?;
     Ok(axum::Json(FollowState {
         follower_id: caller.id,
         followee_id: followee,
@@ -248,19 +250,19 @@ async fn unfollow(
     Path(id): Path<String>,
 ) -> Result<axum::Json<FollowState>, ApiError> {
     let followee = parse_id(&id, "user")?;
-    let mut tx = state.db.begin().await?;
-    if !db::users::exists(&mut *tx, followee).await? {
+    let mut write = WriteTx::begin(&state.db, &state.publisher, caller.id, &request_id).await?;
+    if !db::users::exists(write.conn(), followee).await? {
         return Err(ApiError::not_found("user", followee));
     }
-    let mut events = Vec::new();
-    if db::follows::unfollow(&mut tx, caller.id, followee).await? {
-        let event = Event::FollowRemoved(FollowChanged {
-            follower_id: caller.id,
-            followee_id: followee,
-        });
-        record(&mut tx, &mut events, event, caller.id, &request_id).await?;
+    if db::follows::unfollow(write.conn(), caller.id, followee).await? {
+        write
+            .record(Event::FollowRemoved(FollowChanged {
+                follower_id: caller.id,
+                followee_id: followee,
+            }))
+            .await?;
     }
-    commit(&state, tx, events).await?;
+    write.commit().await?;
     Ok(axum::Json(FollowState {
         follower_id: caller.id,
         followee_id: followee,
