@@ -38,8 +38,11 @@ pub struct PostView {
     pub like_count: i64,
 }
 
-impl From<db::posts::Post> for PostView {
-    fn from(p: db::posts::Post) -> Self {
+/// The one field-by-field copy: the API shows a post as it is cached, and
+/// a post read from PostgreSQL goes through the same conversion
+/// (`feed_core` maps it to its cached shape).
+impl From<feed_store::CachedPost> for PostView {
+    fn from(p: feed_store::CachedPost) -> Self {
         PostView {
             id: p.id,
             author_id: p.author_id,
@@ -51,16 +54,9 @@ impl From<db::posts::Post> for PostView {
     }
 }
 
-impl From<feed_store::CachedPost> for PostView {
-    fn from(p: feed_store::CachedPost) -> Self {
-        PostView {
-            id: p.id,
-            author_id: p.author_id,
-            author_handle: p.author_handle,
-            content: p.content,
-            created_at: p.created_at,
-            like_count: p.like_count,
-        }
+impl From<db::posts::Post> for PostView {
+    fn from(p: db::posts::Post) -> Self {
+        feed_store::CachedPost::from(p).into()
     }
 }
 
@@ -270,4 +266,32 @@ async fn unlike(
     Path(id): Path<String>,
 ) -> Result<axum::Json<LikeState>, ApiError> {
     set_like(&state, caller, &request_id, &id, false).await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A post cached by a worker of an earlier version still reads, and is
+    /// shown with the same fields as one read from PostgreSQL.
+    #[test]
+    fn a_cached_post_reads_as_the_post_it_copies() {
+        let written = r#"{"id":"01970000-0000-7000-8000-000000000001","author_id":"01970000-0000-7000-8000-000000000002","author_handle":"ada","content":"hello","created_at":"2025-06-01T12:00:00Z","like_count":3}"#;
+        let cached: feed_store::CachedPost = serde_json::from_str(written).unwrap();
+        let stored = db::posts::Post {
+            id: cached.id,
+            author_id: cached.author_id,
+            author_handle: "ada".into(),
+            content: "hello".into(),
+            like_count: 3,
+            created_at: cached.created_at,
+        };
+        let from_cache = serde_json::to_value(PostView::from(cached)).unwrap();
+        let from_db = serde_json::to_value(PostView::from(stored)).unwrap();
+        assert_eq!(from_cache, from_db);
+        assert_eq!(
+            from_cache,
+            serde_json::from_str::<serde_json::Value>(written).unwrap()
+        );
+    }
 }
