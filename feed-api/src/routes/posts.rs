@@ -8,6 +8,7 @@ use feed_core::validate;
 use feed_core::{db, feed_store};
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
+use utoipa::openapi::schema::{Object, ObjectBuilder, Type};
 use utoipa_axum::{router::OpenApiRouter, routes};
 use uuid::Uuid;
 
@@ -72,14 +73,27 @@ pub struct PostPage {
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct CreatePost {
-    /// 1 to 500 characters, not all blank; no control characters other
-    /// than newlines and tabs.
-    #[schema(
-        min_length = 1,
-        max_length = 500,
-        pattern = r"^[^\u0000-\u0008\u000B\u000C\u000E-\u001F\u007F-\u009F]*\S[^\u0000-\u0008\u000B\u000C\u000E-\u001F\u007F-\u009F]*$"
-    )]
+    /// The text, as [`validate::content`] accepts it (documented by
+    /// `content_schema`).
+    #[schema(schema_with = content_schema)]
     pub content: String,
+}
+
+/// `content` of a new post, its limit from [`validate::CONTENT_MAX`] (utoipa's
+/// `max_length` takes only a literal).
+fn content_schema() -> Object {
+    let max = validate::CONTENT_MAX;
+    ObjectBuilder::new()
+        .schema_type(Type::String)
+        .description(Some(format!(
+            "1 to {max} characters, not all blank; no control characters other\nthan newlines and tabs."
+        )))
+        .min_length(Some(1))
+        .max_length(Some(max))
+        .pattern(Some(
+            r"^[^\u0000-\u0008\u000B\u000C\u000E-\u001F\u007F-\u009F]*\S[^\u0000-\u0008\u000B\u000C\u000E-\u001F\u007F-\u009F]*$",
+        ))
+        .build()
 }
 
 /// Publishes a post. The author sees it in their feed at once; followers

@@ -8,6 +8,7 @@ use feed_core::events::{Event, FollowChanged, PostDeleted};
 use feed_core::validate;
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
+use utoipa::openapi::schema::{Object, ObjectBuilder, SchemaType, Type};
 use utoipa_axum::{router::OpenApiRouter, routes};
 use uuid::Uuid;
 
@@ -59,20 +60,59 @@ impl From<db::users::User> for UserView {
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct CreateUser {
-    /// 3 to 30 of letters, digits and `_`; stored lower case.
-    #[schema(pattern = "^[A-Za-z0-9_]{3,30}$")]
+    /// As [`validate::handle`] accepts it (`handle_schema`).
+    #[schema(schema_with = handle_schema)]
     pub handle: String,
-    /// 8 to 64 characters.
-    #[schema(min_length = 8, max_length = 64)]
+    /// As [`validate::password`] accepts it (`password_schema`).
+    #[schema(schema_with = password_schema)]
     pub password: String,
-    /// Shown instead of the handle (the default): 1 to 64 characters once
-    /// trimmed, not blank, no control characters.
-    #[schema(
-        min_length = 1,
-        max_length = 64,
-        pattern = r"^[^\u0000-\u001F\u007F-\u009F]*\S[^\u0000-\u001F\u007F-\u009F]*$"
-    )]
+    /// As [`validate::display_name`] accepts it (`display_name_schema`).
+    #[schema(schema_with = display_name_schema)]
     pub display_name: Option<String>,
+}
+
+// The sign-up fields' schemas take their limits from `feed_core::validate`:
+// utoipa's `min_length`/`max_length` attributes accept only literals.
+
+/// `handle`: [`validate::HANDLE_MIN`] to [`validate::HANDLE_MAX`] characters.
+fn handle_schema() -> Object {
+    let (min, max) = (validate::HANDLE_MIN, validate::HANDLE_MAX);
+    ObjectBuilder::new()
+        .schema_type(Type::String)
+        .description(Some(format!(
+            "{min} to {max} of letters, digits and `_`; stored lower case."
+        )))
+        .pattern(Some(format!("^[A-Za-z0-9_]{{{min},{max}}}$")))
+        .build()
+}
+
+/// `password`: [`validate::PASSWORD_MIN`] to [`validate::PASSWORD_MAX`]
+/// characters.
+fn password_schema() -> Object {
+    let (min, max) = (validate::PASSWORD_MIN, validate::PASSWORD_MAX);
+    ObjectBuilder::new()
+        .schema_type(Type::String)
+        .description(Some(format!("{min} to {max} characters.")))
+        .min_length(Some(min))
+        .max_length(Some(max))
+        .build()
+}
+
+/// `display_name`, optional: up to [`validate::DISPLAY_NAME_MAX`]
+/// characters.
+fn display_name_schema() -> Object {
+    let max = validate::DISPLAY_NAME_MAX;
+    ObjectBuilder::new()
+        .schema_type(SchemaType::from_iter([Type::String, Type::Null]))
+        .description(Some(format!(
+            "Shown instead of the handle (the default): 1 to {max} characters once\ntrimmed, not blank, no control characters."
+        )))
+        .min_length(Some(1))
+        .max_length(Some(max))
+        .pattern(Some(
+            r"^[^\u0000-\u001F\u007F-\u009F]*\S[^\u0000-\u001F\u007F-\u009F]*$",
+        ))
+        .build()
 }
 
 /// Creates a user.
