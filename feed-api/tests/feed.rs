@@ -4,6 +4,7 @@
 mod common;
 
 use common::{DEADLINE, Stack, eventually, ids};
+use fanout_testkit::connect;
 use reqwest::Method;
 use sqlx::PgPool;
 use uuid::Uuid;
@@ -105,8 +106,7 @@ async fn unfollow_removes_follow_backfills_delete_removes_and_likes_count(db: Pg
     let feed = stack.feed(&bob, "").await;
     assert_eq!(feed["items"][1]["like_count"], 1);
     eventually(DEADLINE, "the worker to count the like", || async {
-        let client = redis::Client::open(stack.redis.url()).unwrap();
-        let mut conn = client.get_multiplexed_async_connection().await.unwrap();
+        let mut conn = connect::redis(&stack.redis).await;
         let n = feed_core::feed_store::like_count(&mut conn, first)
             .await
             .unwrap();
@@ -305,8 +305,7 @@ async fn a_feed_lost_from_redis_is_rebuilt_from_postgres(db: PgPool) {
     })
     .await;
 
-    let client = redis::Client::open(stack.redis.url()).unwrap();
-    let mut conn = client.get_multiplexed_async_connection().await.unwrap();
+    let mut conn = connect::redis(&stack.redis).await;
     let _: () = redis::cmd("FLUSHALL").query_async(&mut conn).await.unwrap();
 
     let page = stack.feed(&bob, "").await;
