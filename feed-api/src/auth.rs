@@ -270,3 +270,73 @@ where
         })
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use axum::http::HeaderValue;
+
+    fn with_authorization(value: &str) -> HeaderMap {
+        let mut headers = HeaderMap::new();
+        headers.insert(header::AUTHORIZATION, HeaderValue::from_str(value).unwrap());
+        headers
+    }
+
+    #[test]
+    fn the_bearer_token_is_read_once_for_everyone() {
+        assert!(matches!(
+            bearer_token(&HeaderMap::new()),
+            Err(AuthError::MissingHeader)
+        ));
+        for malformed in ["Basic dXNlcjpwdw==", "bearer abc", "Bearer ", "Bearer    "] {
+            assert!(
+                matches!(
+                    bearer_token(&with_authorization(malformed)),
+                    Err(AuthError::MalformedHeader)
+                ),
+                "{malformed:?}"
+            );
+        }
+        assert_eq!(
+            bearer_token(&with_authorization("Bearer abc")).unwrap(),
+            "abc"
+        );
+        assert_eq!(
+            bearer_token(&with_authorization("Bearer  abc")).unwrap(),
+            "abc"
+        );
+    }
+
+    #[test]
+    fn token_failures_answer_401_and_crypto_failures_500() {
+        let keys = TokenKeys::new(
+            b"a-secret-that-is-at-least-32-bytes-long",
+            "fanout",
+            "fanout-api",
+            Duration::from_secs(60),
+            Duration::from_secs(60),
+        );
+        let user = Uuid::now_v7();
+        let token = keys.access_token(user).unwrap();
+        let headers = with_authorization(&format!("Bearer {token}"));
+        assert_eq!(keys.caller(&headers).unwrap(), user);
+
+        let other = TokenKeys::new(
+            b"a-secret-that-is-at-least-32-bytes-long",
+            "fanout",
+            "another-api",
+            Duration::from_secs(60),
+            Duration::from_secs(60),
+        );
+        let refused = other.caller(&headers).unwrap_err();
+        assert!(matches!(refused, AuthError::WrongIssuer));
+        assert!(matches!(
+            ApiError::from(refused),
+            ApiError::Unauthorized(why) if why == "the access token was not issued for this API"
+        ));
+        assert!(matches!(
+            ApiError::from(AuthError::Hashing("broken".into())),
+            ApiError::Internal(_)
+        ));
+    }
+}
