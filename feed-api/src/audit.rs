@@ -4,6 +4,8 @@
 
 use std::time::Duration;
 
+use axum::extract::{FromRef, FromRequestParts};
+use axum::http::request::Parts;
 use feed_core::db;
 use sqlx::{PgExecutor, PgPool};
 use tokio_util::sync::CancellationToken;
@@ -12,7 +14,7 @@ use uuid::Uuid;
 
 use crate::error::ApiError;
 use crate::extract::RequestId;
-use crate::ratelimit::ClientIp;
+use crate::ratelimit::{ClientIp, TrustedProxies};
 
 /// Longest subject recorded, in characters: ids and handles fit.
 const SUBJECT_MAX_CHARS: usize = 64;
@@ -114,13 +116,14 @@ pub async fn prune(db: PgPool, retention: Duration, shutdown: CancellationToken)
     }
 }
 
-impl axum::extract::FromRequestParts<crate::state::AppState> for Origin {
+impl<S> FromRequestParts<S> for Origin
+where
+    S: Send + Sync,
+    TrustedProxies: FromRef<S>,
+{
     type Rejection = std::convert::Infallible;
 
-    async fn from_request_parts(
-        parts: &mut axum::http::request::Parts,
-        state: &crate::state::AppState,
-    ) -> Result<Self, Self::Rejection> {
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
         let ip = ClientIp::from_request_parts(parts, state).await?;
         let request_id = RequestId::from_request_parts(parts, state).await?;
         Ok(Origin { ip, request_id })

@@ -10,6 +10,8 @@
 //! - [`auth`]: passwords, tokens and the authenticated-caller extractor.
 //! - [`ratelimit`]: write and login limits (429), the client's address.
 //! - [`audit`]: the audit log of security-relevant actions.
+//! - [`write_tx`]: a write and the outbox events it publishes once
+//!   committed.
 //! - [`group_commit`]: new posts written together under load.
 //! - [`publish`]: the fast-path publisher and the outbox relay.
 //! - [`recover`]: events the streams lost before they were applied,
@@ -30,6 +32,7 @@ pub mod ratelimit;
 pub mod recover;
 pub mod routes;
 pub mod state;
+pub mod write_tx;
 
 use std::sync::Arc;
 use std::time::Duration;

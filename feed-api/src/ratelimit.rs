@@ -8,9 +8,10 @@
 
 use std::net::{IpAddr, SocketAddr};
 use std::num::NonZeroU32;
+use std::sync::Arc;
 use std::time::Duration;
 
-use axum::extract::{ConnectInfo, FromRequestParts, Request, State};
+use axum::extract::{ConnectInfo, FromRef, FromRequestParts, Request, State};
 use axum::http::request::Parts;
 use axum::http::{HeaderMap, Method};
 use axum::middleware::Next;
@@ -19,9 +20,10 @@ use governor::clock::{Clock, DefaultClock};
 use governor::{DefaultKeyedRateLimiter, Quota};
 use uuid::Uuid;
 
+use crate::auth::TokenKeys;
 use crate::config::Config;
 use crate::error::ApiError;
-use crate::state::AppState;
+use crate::metrics::Metrics;
 
 /// The window of the per-handle login limit: attempts beyond it wait for
 /// the oldest to age out of a quarter of an hour.
@@ -127,54 +129,71 @@ pub fn client_ip(headers: &HeaderMap, peer: Option<IpAddr>, trusted_hops: usize)
         .or(peer)
 }
 
+/// How many proxies in front of the API are trusted to append the client's
+/// address to `X-Forwarded-For` (`FANOUT_TRUSTED_PROXY_HOPS`).
+#[derive(Debug, Clone, Copy)]
+pub struct TrustedProxies(pub usize);
+
 /// The caller's address, for limits and the audit log.
 #[derive(Debug, Clone, Copy)]
 pub struct ClientIp(pub Option<IpAddr>);
 
 impl ClientIp {
-    fn of(parts_headers: &HeaderMap, extensions: &axum::http::Extensions, config: &Config) -> Self {
+    fn of(headers: &HeaderMap, extensions: &axum::http::Extensions, hops: TrustedProxies) -> Self {
         let peer = extensions
             .get::<ConnectInfo<SocketAddr>>()
             .map(|c| c.0.ip());
-        ClientIp(client_ip(parts_headers, peer, config.trusted_proxy_hops))
+        ClientIp(client_ip(headers, peer, hops.0))
     }
 }
 
-impl FromRequestParts<AppState> for ClientIp {
+impl<S> FromRequestParts<S> for ClientIp
+where
+    S: Send + Sync,
+    TrustedProxies: FromRef<S>,
+{
     type Rejection = std::convert::Infallible;
 
-    async fn from_request_parts(
-        parts: &mut Parts,
-        state: &AppState,
-    ) -> Result<Self, Self::Rejection> {
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
         Ok(ClientIp::of(
             &parts.headers,
             &parts.extensions,
-            &state.config,
+            TrustedProxies::from_ref(state),
         ))
     }
 }
 
 /// Middleware: applies the write limits before a handler runs.
-pub async fn limit(State(state): State<AppState>, request: Request, next: Next) -> Response {
+pub async fn limit(
+    State(limits): State<Arc<Limits>>,
+    State(tokens): State<Arc<TokenKeys>>,
+    State(hops): State<TrustedProxies>,
+    State(metrics): State<Arc<Metrics>>,
+    request: Request,
+    next: Next,
+) -> Response {
     if matches!(
         *request.method(),
         Method::GET | Method::HEAD | Method::OPTIONS
     ) {
         return next.run(request).await;
     }
-    match admit(&state, &request) {
+    match admit(&limits, &tokens, hops, &request) {
         Ok(()) => next.run(request).await,
         Err((scope, e)) => {
-            state.metrics.rate_limited.with_label_values(&[scope]).inc();
+            metrics.rate_limited.with_label_values(&[scope]).inc();
             e.into_response()
         }
     }
 }
 
-fn admit(state: &AppState, request: &Request) -> Result<(), (&'static str, ApiError)> {
-    let limits = &state.limits;
-    let ClientIp(ip) = ClientIp::of(request.headers(), request.extensions(), &state.config);
+fn admit(
+    limits: &Limits,
+    tokens: &TokenKeys,
+    hops: TrustedProxies,
+    request: &Request,
+) -> Result<(), (&'static str, ApiError)> {
+    let ClientIp(ip) = ClientIp::of(request.headers(), request.extensions(), hops);
     if let Some(ip) = ip {
         limits
             .check(&limits.address_writes, &ip, "requests from this address")
@@ -195,13 +214,7 @@ fn admit(state: &AppState, request: &Request) -> Result<(), (&'static str, ApiEr
     if limits.user_writes.is_none() {
         return Ok(());
     }
-    let user = request
-        .headers()
-        .get(axum::http::header::AUTHORIZATION)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.strip_prefix("Bearer "))
-        .and_then(|token| state.tokens.verify(token.trim()).ok());
-    if let Some(user) = user {
+    if let Ok(user) = tokens.caller(request.headers()) {
         limits
             .check(&limits.user_writes, &user, "writes by this user")
             .map_err(|e| ("user", e))?;

@@ -1,9 +1,15 @@
 //! What every handler shares.
+//!
+//! Arrows point one way: this module assembles the state from the others
+//! ([`crate::auth`], [`crate::metrics`], [`crate::publish`],
+//! [`crate::ratelimit`]), and hands each extractor and middleware the part
+//! it needs through axum's [`FromRef`]; none of them knows [`AppState`].
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use axum::extract::FromRef;
 use feed_core::bus::{self, Redis, StreamStats};
 use feed_core::runtime::RedisConfigError;
 use sqlx::PgPool;
@@ -13,7 +19,7 @@ use crate::config::Config;
 use crate::group_commit::PostWriter;
 use crate::metrics::Metrics;
 use crate::publish::Publisher;
-use crate::ratelimit::Limits;
+use crate::ratelimit::{Limits, TrustedProxies};
 
 /// The longest a Redis command of a request may take: a request answers
 /// 503 rather than hang on a Redis that stopped answering.
@@ -110,6 +116,42 @@ impl AppState {
                 }
             }
         }
+    }
+}
+
+impl FromRef<AppState> for PgPool {
+    fn from_ref(state: &AppState) -> PgPool {
+        state.db.clone()
+    }
+}
+
+impl FromRef<AppState> for Arc<TokenKeys> {
+    fn from_ref(state: &AppState) -> Arc<TokenKeys> {
+        state.tokens.clone()
+    }
+}
+
+impl FromRef<AppState> for Arc<Metrics> {
+    fn from_ref(state: &AppState) -> Arc<Metrics> {
+        state.metrics.clone()
+    }
+}
+
+impl FromRef<AppState> for Arc<Limits> {
+    fn from_ref(state: &AppState) -> Arc<Limits> {
+        state.limits.clone()
+    }
+}
+
+impl FromRef<AppState> for Publisher {
+    fn from_ref(state: &AppState) -> Publisher {
+        state.publisher.clone()
+    }
+}
+
+impl FromRef<AppState> for TrustedProxies {
+    fn from_ref(state: &AppState) -> TrustedProxies {
+        TrustedProxies(state.config.trusted_proxy_hops)
     }
 }
 

@@ -4,6 +4,7 @@
 mod common;
 
 use common::{DEADLINE, Stack, eventually, ids};
+use fanout_testkit::connect;
 use reqwest::Method;
 use sqlx::PgPool;
 use uuid::Uuid;
@@ -108,8 +109,7 @@ async fn unfollow_removes_follow_backfills_delete_removes_and_likes_count(db: Pg
         DEADLINE,
         "the worker to count the like in the cached copy",
         || async {
-            let client = redis::Client::open(stack.redis.url()).unwrap();
-            let mut conn = client.get_multiplexed_async_connection().await.unwrap();
+            let mut conn = connect::redis(&stack.redis).await;
             let cached = feed_core::feed_store::cached_posts(&mut conn, &[first])
                 .await
                 .unwrap();
@@ -309,8 +309,7 @@ async fn a_feed_lost_from_redis_is_rebuilt_from_postgres(db: PgPool) {
     })
     .await;
 
-    let client = redis::Client::open(stack.redis.url()).unwrap();
-    let mut conn = client.get_multiplexed_async_connection().await.unwrap();
+    let mut conn = connect::redis(&stack.redis).await;
     let _: () = redis::cmd("FLUSHALL").query_async(&mut conn).await.unwrap();
 
     let page = stack.feed(&bob, "").await;

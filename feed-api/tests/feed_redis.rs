@@ -5,22 +5,17 @@
 mod common;
 
 use common::{DEADLINE, Stack, eventually, ids};
-use fanout_testkit::RedisServer;
+use fanout_testkit::{RedisServer, connect};
 use feed_core::events::EventType;
 use feed_core::{feed_store, keys};
 use reqwest::StatusCode;
 use serde_json::Value;
 use sqlx::PgPool;
 
-async fn connect(redis: &RedisServer) -> redis::aio::MultiplexedConnection {
-    let client = redis::Client::open(redis.url()).unwrap();
-    client.get_multiplexed_async_connection().await.unwrap()
-}
-
 async fn exists(redis: &RedisServer, key: &str) -> bool {
     redis::cmd("EXISTS")
         .arg(key)
-        .query_async::<bool>(&mut connect(redis).await)
+        .query_async::<bool>(&mut connect::redis(redis).await)
         .await
         .unwrap()
 }
@@ -39,7 +34,7 @@ async fn feeds_live_on_their_own_redis_and_losing_it_loses_nothing(db: PgPool) {
     let first = stack.post(&alice, "kept apart").await;
 
     eventually(DEADLINE, "fan-out to the feeds' Redis", || async {
-        let members = feed_store::members(&mut connect(&feeds).await, bob.id)
+        let members = feed_store::members(&mut connect::redis(&feeds).await, bob.id)
             .await
             .unwrap();
         (members == vec![first]).then_some(())
@@ -62,7 +57,7 @@ async fn feeds_live_on_their_own_redis_and_losing_it_loses_nothing(db: PgPool) {
 
     // The feeds' Redis keeps nothing on disk: it comes back empty.
     let _: () = redis::cmd("FLUSHALL")
-        .query_async(&mut connect(&feeds).await)
+        .query_async(&mut connect::redis(&feeds).await)
         .await
         .unwrap();
     feeds.restart();
@@ -90,7 +85,7 @@ async fn deliveries(redis: &RedisServer, stream: &str) -> u64 {
         .arg("-")
         .arg("+")
         .arg(1)
-        .query_async(&mut connect(redis).await)
+        .query_async(&mut connect::redis(redis).await)
         .await
         .unwrap();
     pending.first().map_or(0, |p| p.3)
@@ -134,7 +129,7 @@ async fn an_outage_of_the_feeds_redis_is_waited_out_not_dead_lettered(db: PgPool
         DEADLINE,
         "fan-out once the feeds' Redis is back",
         || async {
-            let members = feed_store::members(&mut connect(&feeds).await, bob.id)
+            let members = feed_store::members(&mut connect::redis(&feeds).await, bob.id)
                 .await
                 .unwrap();
             (members == vec![post]).then_some(())

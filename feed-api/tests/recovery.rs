@@ -5,14 +5,9 @@
 mod common;
 
 use common::{DEADLINE, Stack, eventually};
-use fanout_testkit::RedisServer;
+use fanout_testkit::{RedisServer, connect};
 use sqlx::PgPool;
 use uuid::Uuid;
-
-async fn connect(redis: &RedisServer) -> redis::aio::MultiplexedConnection {
-    let client = redis::Client::open(redis.url()).unwrap();
-    client.get_multiplexed_async_connection().await.unwrap()
-}
 
 /// The outbox row of the event about `post`: (published, applied).
 async fn outbox_state(db: &PgPool, post: Uuid) -> (bool, bool) {
@@ -65,7 +60,7 @@ async fn events_the_streams_lost_before_they_were_applied_are_published_again(db
     .await;
     // ...when the streams' Redis comes back empty (its data lost).
     let _: () = redis::cmd("FLUSHALL")
-        .query_async(&mut connect(&stack.redis).await)
+        .query_async(&mut connect::redis(&stack.redis).await)
         .await
         .unwrap();
 
@@ -74,7 +69,7 @@ async fn events_the_streams_lost_before_they_were_applied_are_published_again(db
         DEADLINE,
         "the lost post to reach bob's cached feed",
         || async {
-            let members = feed_core::feed_store::members(&mut connect(&feeds).await, bob.id)
+            let members = feed_core::feed_store::members(&mut connect::redis(&feeds).await, bob.id)
                 .await
                 .unwrap();
             (members == vec![post]).then_some(())

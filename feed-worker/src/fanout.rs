@@ -115,16 +115,8 @@ impl Fanout {
             // Deleted before we got to it.
             return Ok(Effect::default());
         };
-        let post = to_fan_out.post;
         // Readers fall back on this copy while PostgreSQL is down.
-        let cached = feed_store::CachedPost {
-            id: post.id,
-            author_id: post.author_id,
-            author_handle: post.author_handle,
-            content: post.content,
-            created_at: post.created_at,
-            like_count: post.like_count,
-        };
+        let cached = feed_store::CachedPost::from(to_fan_out.post);
         feed_store::cache_post(&mut self.redis.clone(), &cached, self.limits).await?;
         let Some(first) = to_fan_out.followers else {
             // A celebrity: readers pull their posts; writing to every

@@ -3,6 +3,8 @@
 //! with a deadline instead of sleeping.
 #![forbid(unsafe_code)]
 
+pub mod connect;
+
 use std::net::TcpListener;
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};

@@ -73,12 +73,33 @@ async fn home_feed(
     let limit = limit as usize;
     let before = cursor.map(|c| (c.id, c.at_micros.div_euclid(1000)));
     match page(&state, caller, limit, before).await {
-        // PostgreSQL is down, so the caller could not be checked: the
-        // signature is trusted, as `AuthUser` does.
-        Err(ApiError::Unavailable(_)) => degraded(&state, caller.id, limit, before).await,
-        other => other,
+        Ok(page) => Ok(page),
+        // The caller could not be checked: the signature is trusted, as
+        // `AuthUser` does.
+        Err(Unserved::DatabaseDown) => degraded(&state, caller.id, limit, before).await,
+        Err(Unserved::Failed(e)) => Err(e),
     }
     .map(axum::Json)
+}
+
+/// Why [`page`] served nothing: the decision to fall back on Redis alone
+/// rests on this, not on which HTTP error a failure would become.
+enum Unserved {
+    /// PostgreSQL is unreachable: [`degraded`] may still serve the page.
+    DatabaseDown,
+    /// Any other failure, as it is answered.
+    Failed(ApiError),
+}
+
+impl From<sqlx::Error> for Unserved {
+    fn from(e: sqlx::Error) -> Unserved {
+        if db::is_unavailable(&e) {
+            tracing::warn!(error = %e, "PostgreSQL unavailable");
+            Unserved::DatabaseDown
+        } else {
+            Unserved::Failed(e.into())
+        }
+    }
 }
 
 /// A page built from Redis and PostgreSQL together: the pushed feed from
@@ -88,7 +109,7 @@ async fn page(
     caller: SignedCaller,
     limit: usize,
     before: Option<(Uuid, i64)>,
-) -> Result<FeedPage, ApiError> {
+) -> Result<FeedPage, Unserved> {
     let threshold = state.config.feed.celebrity_threshold;
     let limits = state.config.feed.limits();
     // Over-read: entries of deleted posts or unfollowed authors drop out
@@ -131,7 +152,7 @@ async fn page(
     )
     .await?;
     if !rows.viewer_exists {
-        return Err(ApiError::account_gone());
+        return Err(Unserved::Failed(ApiError::account_gone()));
     }
     // Written back only now, so a deleted account's token cannot leave a
     // built (empty) feed behind, only its placeholder, which expires.

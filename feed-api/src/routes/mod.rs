@@ -8,31 +8,63 @@ pub mod users;
 
 use chrono::{DateTime, Utc};
 use feed_core::cursor::Cursor;
-use feed_core::events::{Envelope, Event};
+use feed_core::validate;
 use serde::Deserialize;
-use sqlx::{Postgres, Transaction};
 use utoipa::IntoParams;
+use utoipa::openapi::Required;
+use utoipa::openapi::path::{Parameter, ParameterBuilder, ParameterIn};
+use utoipa::openapi::schema::{KnownFormat, ObjectBuilder, SchemaFormat, Type};
 use uuid::Uuid;
 
 use crate::error::ApiError;
-use crate::extract::RequestId;
-use crate::state::AppState;
 
 /// `?limit=&cursor=` of every list.
-#[derive(Debug, Deserialize, IntoParams)]
-#[into_params(parameter_in = Query)]
+#[derive(Debug, Deserialize)]
 pub struct PageQuery {
-    /// Items per page, 1 to 100 (default 20).
-    #[param(minimum = 1, maximum = 100)]
+    /// Items per page, 1 to [`validate::PAGE_MAX`] (default
+    /// [`validate::PAGE_DEFAULT`]).
     pub limit: Option<u32>,
     /// `next_cursor` of the previous page; absent for the first page.
     pub cursor: Option<String>,
 }
 
+/// Written out rather than derived, so the documented page sizes are
+/// [`validate`]'s (utoipa's `maximum` attribute takes only a literal).
+impl IntoParams for PageQuery {
+    fn into_params(_: impl Fn() -> Option<ParameterIn>) -> Vec<Parameter> {
+        let (max, default) = (validate::PAGE_MAX, validate::PAGE_DEFAULT);
+        let limit = ParameterBuilder::new()
+            .name("limit")
+            .parameter_in(ParameterIn::Query)
+            .description(Some(format!(
+                "Items per page, 1 to {max} (default {default})."
+            )))
+            .required(Required::False)
+            .schema(Some(
+                ObjectBuilder::new()
+                    .schema_type(Type::Integer)
+                    .format(Some(SchemaFormat::KnownFormat(KnownFormat::Int32)))
+                    .minimum(Some(1))
+                    .maximum(Some(max)),
+            ))
+            .build();
+        let cursor = ParameterBuilder::new()
+            .name("cursor")
+            .parameter_in(ParameterIn::Query)
+            .description(Some(
+                "`next_cursor` of the previous page; absent for the first page.",
+            ))
+            .required(Required::False)
+            .schema(Some(ObjectBuilder::new().schema_type(Type::String)))
+            .build();
+        vec![limit, cursor]
+    }
+}
+
 impl PageQuery {
     /// The validated page size and decoded cursor.
     pub fn parse(&self) -> Result<(u32, Option<Cursor>), ApiError> {
-        let limit = feed_core::validate::page_size(self.limit)?;
+        let limit = validate::page_size(self.limit)?;
         let cursor = match self.cursor.as_deref() {
             None | Some("") => None,
             Some(raw) => {
@@ -60,32 +92,4 @@ pub fn caller_gone(e: sqlx::Error) -> ApiError {
     } else {
         e.into()
     }
-}
-
-/// Writes an event to the outbox in the caller's transaction.
-pub async fn record(
-    tx: &mut Transaction<'_, Postgres>,
-    events: &mut Vec<Envelope>,
-    event: Event,
-    actor: Uuid,
-    request_id: &RequestId,
-) -> Result<(), ApiError> {
-    let envelope = Envelope::new(&event, actor, Utc::now(), request_id.0.clone());
-    feed_core::db::outbox::insert(&mut **tx, &envelope).await?;
-    events.push(envelope);
-    Ok(())
-}
-
-/// Commits a change with its outbox events, then hands the events to the
-/// publisher (they are safe in the outbox whatever happens next).
-pub async fn commit(
-    state: &AppState,
-    tx: Transaction<'_, Postgres>,
-    events: Vec<Envelope>,
-) -> Result<(), ApiError> {
-    tx.commit().await?;
-    if !events.is_empty() {
-        state.publisher.publish(events);
-    }
-    Ok(())
 }

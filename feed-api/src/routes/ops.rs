@@ -14,6 +14,7 @@ use sha2::{Digest, Sha256};
 use utoipa::ToSchema;
 use utoipa_axum::{router::OpenApiRouter, routes};
 
+use crate::auth::bearer_token;
 use crate::config::RedactedConfig;
 use crate::error::{ApiError, Problem};
 use crate::state::AppState;
@@ -38,12 +39,7 @@ impl FromRequestParts<AppState> for DebugAccess {
         if expected.is_empty() {
             return Ok(DebugAccess);
         }
-        let given = parts
-            .headers
-            .get(header::AUTHORIZATION)
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.strip_prefix("Bearer "))
-            .unwrap_or("");
+        let given = bearer_token(&parts.headers).unwrap_or("");
         // Compared as digests: the time taken says nothing about how much
         // of a guess was right.
         if Sha256::digest(given.as_bytes()) == Sha256::digest(expected) {

@@ -8,16 +8,18 @@ use feed_core::events::{Event, FollowChanged, PostDeleted};
 use feed_core::validate;
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
+use utoipa::openapi::schema::{Object, ObjectBuilder, SchemaType, Type};
 use utoipa_axum::{router::OpenApiRouter, routes};
 use uuid::Uuid;
 
 use super::posts::{PostPage, PostView};
-use super::{PageQuery, caller_gone, commit, cursor_after, record};
+use super::{PageQuery, caller_gone, cursor_after};
 use crate::audit::{self, Action, Origin};
 use crate::auth::{AuthUser, hash_password, verify_password};
 use crate::error::{ApiError, Problem};
 use crate::extract::{ApiJson, ApiQuery, RequestId, parse_id};
 use crate::state::AppState;
+use crate::write_tx::WriteTx;
 
 pub fn router() -> OpenApiRouter<AppState> {
     OpenApiRouter::new()
@@ -58,20 +60,59 @@ impl From<db::users::User> for UserView {
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct CreateUser {
-    /// 3 to 30 of letters, digits and `_`; stored lower case.
-    #[schema(pattern = "^[A-Za-z0-9_]{3,30}$")]
+    /// As [`validate::handle`] accepts it (`handle_schema`).
+    #[schema(schema_with = handle_schema)]
     pub handle: String,
-    /// 8 to 64 characters.
-    #[schema(min_length = 8, max_length = 64)]
+    /// As [`validate::password`] accepts it (`password_schema`).
+    #[schema(schema_with = password_schema)]
     pub password: String,
-    /// Shown instead of the handle (the default): 1 to 64 characters once
-    /// trimmed, not blank, no control characters.
-    #[schema(
-        min_length = 1,
-        max_length = 64,
-        pattern = r"^[^\u0000-\u001F\u007F-\u009F]*\S[^\u0000-\u001F\u007F-\u009F]*$"
-    )]
+    /// As [`validate::display_name`] accepts it (`display_name_schema`).
+    #[schema(schema_with = display_name_schema)]
     pub display_name: Option<String>,
+}
+
+// The sign-up fields' schemas take their limits from `feed_core::validate`:
+// utoipa's `min_length`/`max_length` attributes accept only literals.
+
+/// `handle`: [`validate::HANDLE_MIN`] to [`validate::HANDLE_MAX`] characters.
+fn handle_schema() -> Object {
+    let (min, max) = (validate::HANDLE_MIN, validate::HANDLE_MAX);
+    ObjectBuilder::new()
+        .schema_type(Type::String)
+        .description(Some(format!(
+            "{min} to {max} of letters, digits and `_`; stored lower case."
+        )))
+        .pattern(Some(format!("^[A-Za-z0-9_]{{{min},{max}}}$")))
+        .build()
+}
+
+/// `password`: [`validate::PASSWORD_MIN`] to [`validate::PASSWORD_MAX`]
+/// characters.
+fn password_schema() -> Object {
+    let (min, max) = (validate::PASSWORD_MIN, validate::PASSWORD_MAX);
+    ObjectBuilder::new()
+        .schema_type(Type::String)
+        .description(Some(format!("{min} to {max} characters.")))
+        .min_length(Some(min))
+        .max_length(Some(max))
+        .build()
+}
+
+/// `display_name`, optional: up to [`validate::DISPLAY_NAME_MAX`]
+/// characters.
+fn display_name_schema() -> Object {
+    let max = validate::DISPLAY_NAME_MAX;
+    ObjectBuilder::new()
+        .schema_type(SchemaType::from_iter([Type::String, Type::Null]))
+        .description(Some(format!(
+            "Shown instead of the handle (the default): 1 to {max} characters once\ntrimmed, not blank, no control characters."
+        )))
+        .min_length(Some(1))
+        .max_length(Some(max))
+        .pattern(Some(
+            r"^[^\u0000-\u001F\u007F-\u009F]*\S[^\u0000-\u001F\u007F-\u009F]*$",
+        ))
+        .build()
 }
 
 /// Creates a user.
@@ -161,28 +202,29 @@ async fn delete_me(
     {
         return Err(ApiError::Forbidden("the password is not right".into()));
     }
-    let mut tx = state.db.begin().await?;
-    let Some(posts) = db::users::delete(&mut tx, caller.id).await? else {
+    let mut write =
+        WriteTx::begin(&state.db, &state.publisher, caller.id, &origin.request_id).await?;
+    let Some(posts) = db::users::delete(write.conn(), caller.id).await? else {
         return Err(ApiError::account_gone());
     };
     // Each post leaves the feeds and caches it reached.
-    let mut events = Vec::with_capacity(posts.len());
     for post_id in posts {
-        let event = Event::PostDeleted(PostDeleted {
-            post_id,
-            author_id: caller.id,
-        });
-        record(&mut tx, &mut events, event, caller.id, &origin.request_id).await?;
+        write
+            .record(Event::PostDeleted(PostDeleted {
+                post_id,
+                author_id: caller.id,
+            }))
+            .await?;
     }
     audit::record(
-        &mut *tx,
+        write.conn(),
         Action::UserDeleted,
         Some(caller.id),
         Some(caller.id.to_string()),
         &origin,
     )
     .await?;
-    commit(&state, tx, events).await?;
+    write.commit().await?;
     Ok(StatusCode::NO_CONTENT)
 }
 
@@ -213,22 +255,22 @@ async fn follow(
             message: "you cannot follow yourself".into(),
         });
     }
-    let mut tx = state.db.begin().await?;
-    if !db::users::exists(&mut *tx, followee).await? {
+    let mut write = WriteTx::begin(&state.db, &state.publisher, caller.id, &request_id).await?;
+    if !db::users::exists(write.conn(), followee).await? {
         return Err(ApiError::not_found("user", followee));
     }
-    let mut events = Vec::new();
-    let followed = db::follows::follow(&mut tx, caller.id, followee)
+    let followed = db::follows::follow(write.conn(), caller.id, followee)
         .await
         .map_err(caller_gone)?;
     if followed {
-        let event = Event::FollowCreated(FollowChanged {
-            follower_id: caller.id,
-            followee_id: followee,
-        });
-        record(&mut tx, &mut events, event, caller.id, &request_id).await?;
+        write
+            .record(Event::FollowCreated(FollowChanged {
+                follower_id: caller.id,
+                followee_id: followee,
+            }))
+            .await?;
     }
-    commit(&state, tx, events).await?;
+    write.commit().await?;
     Ok(axum::Json(FollowState {
         follower_id: caller.id,
         followee_id: followee,
@@ -248,19 +290,19 @@ async fn unfollow(
     Path(id): Path<String>,
 ) -> Result<axum::Json<FollowState>, ApiError> {
     let followee = parse_id(&id, "user")?;
-    let mut tx = state.db.begin().await?;
-    if !db::users::exists(&mut *tx, followee).await? {
+    let mut write = WriteTx::begin(&state.db, &state.publisher, caller.id, &request_id).await?;
+    if !db::users::exists(write.conn(), followee).await? {
         return Err(ApiError::not_found("user", followee));
     }
-    let mut events = Vec::new();
-    if db::follows::unfollow(&mut tx, caller.id, followee).await? {
-        let event = Event::FollowRemoved(FollowChanged {
-            follower_id: caller.id,
-            followee_id: followee,
-        });
-        record(&mut tx, &mut events, event, caller.id, &request_id).await?;
+    if db::follows::unfollow(write.conn(), caller.id, followee).await? {
+        write
+            .record(Event::FollowRemoved(FollowChanged {
+                follower_id: caller.id,
+                followee_id: followee,
+            }))
+            .await?;
     }
-    commit(&state, tx, events).await?;
+    write.commit().await?;
     Ok(axum::Json(FollowState {
         follower_id: caller.id,
         followee_id: followee,

@@ -269,8 +269,7 @@ impl Stack {
 
     /// The post ids fan-out put in the user's feed in Redis, newest first.
     pub async fn cached_feed(&self, user: &User) -> Vec<Uuid> {
-        let client = redis::Client::open(self.redis.url()).unwrap();
-        let mut conn = client.get_multiplexed_async_connection().await.unwrap();
+        let mut conn = fanout_testkit::connect::redis(&self.redis).await;
         feed_core::feed_store::members(&mut conn, user.id)
             .await
             .unwrap()

@@ -15,6 +15,22 @@ pub struct Post {
     pub created_at: DateTime<Utc>,
 }
 
+/// The copy fan-out caches for feed reads while PostgreSQL is down: the
+/// same fields, so one conversion serves every writer of the cache.
+#[cfg(feature = "redis")]
+impl From<Post> for crate::feed_store::CachedPost {
+    fn from(p: Post) -> Self {
+        crate::feed_store::CachedPost {
+            id: p.id,
+            author_id: p.author_id,
+            author_handle: p.author_handle,
+            content: p.content,
+            created_at: p.created_at,
+            like_count: p.like_count,
+        }
+    }
+}
+
 /// Inserts a post; an unknown author is a foreign-key violation.
 pub async fn insert(
     db: impl PgExecutor<'_>,
