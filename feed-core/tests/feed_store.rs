@@ -4,6 +4,7 @@
 use std::time::Duration;
 
 use fanout_testkit::RedisServer;
+use fanout_testkit::connect::redis as connect;
 use feed_core::feed_store::{self, FeedLimits, FeedPost, Page, TRIM_SLACK};
 use feed_core::{keys, removals};
 use redis::aio::MultiplexedConnection;
@@ -32,11 +33,6 @@ fn by_author(posts: &[(Uuid, i64)]) -> Vec<FeedPost> {
 /// A new post of [`AUTHOR`] at `score`.
 fn new_post(score: i64) -> FeedPost {
     by_author(&[(Uuid::now_v7(), score)])[0]
-}
-
-async fn connect(redis: &RedisServer) -> MultiplexedConnection {
-    let client = redis::Client::open(redis.url()).unwrap();
-    client.get_multiplexed_async_connection().await.unwrap()
 }
 
 async fn ttl(conn: &mut MultiplexedConnection, user: Uuid) -> i64 {

@@ -3,14 +3,10 @@
 #![cfg(feature = "redis")]
 
 use fanout_testkit::RedisServer;
+use fanout_testkit::connect::redis as connect;
 use feed_core::bus;
 use feed_core::events::EventType;
 use feed_core::keys;
-
-async fn connect(redis: &RedisServer) -> redis::aio::MultiplexedConnection {
-    let client = redis::Client::open(redis.url()).unwrap();
-    client.get_multiplexed_async_connection().await.unwrap()
-}
 
 async fn add(conn: &mut redis::aio::MultiplexedConnection, stream: &str, n: usize) -> Vec<String> {
     let mut ids = Vec::new();

@@ -346,9 +346,7 @@ async fn sigterm_finishes_the_batch_and_exits_cleanly(db: PgPool) {
     }
     bus::publish(&mut conn.clone(), &envelopes).await.unwrap();
 
-    let database = db.connect_options().get_database().unwrap().to_owned();
-    let server = std::env::var("DATABASE_URL").unwrap();
-    let url = format!("{}/{database}", server.rsplit_once('/').unwrap().0);
+    let url = fanout_testkit::connect::database_url(&db);
     let mut child = tokio::process::Command::new(env!("CARGO_BIN_EXE_feed-worker"))
         .env("FANOUT_DATABASE_URL", url)
         .env("FANOUT_REDIS_URL", redis.url())
