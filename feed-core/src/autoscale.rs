@@ -1,7 +1,9 @@
 //! The worker autoscaling policy: a pure function from what Redis says about
 //! the streams (and what the policy remembers) to a worker count, with the
 //! reason. The operator runs it every poll interval; the simulator replays
-//! traces through the very same code.
+//! traces through the very same code. [`step`] (with the `redis` feature)
+//! is the loop around it: observe, decide, scale, generic over what is
+//! scaled and where the backlog is read.
 //!
 //! # The policy
 //!
@@ -460,5 +462,7 @@ fn reason(
     format!("{load}; {why}")
 }
 
+#[cfg(feature = "redis")]
+pub mod step;
 #[cfg(test)]
 mod tests;
