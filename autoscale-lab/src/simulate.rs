@@ -1,4 +1,4 @@
-//! `fanout-operator simulate`: replays a trace of arrivals, second by
+//! `autoscale-lab simulate`: replays a trace of arrivals, second by
 //! second, through an autoscaling policy and a model of the workers' queue,
 //! so a FeedCluster's `spec.autoscaling` can be tuned before it is deployed.
 //!

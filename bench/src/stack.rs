@@ -7,7 +7,8 @@ use std::process::Stdio;
 use std::time::Duration;
 
 use anyhow::{Context as _, bail};
-use operator::scale_target::{LocalWorkers, ScaleTarget};
+use autoscale_lab::local_workers::LocalWorkers;
+use feed_core::autoscale::step::ScaleTarget;
 use tokio::process::{Child, Command};
 
 /// Where the binaries and the datastores are.

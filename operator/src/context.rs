@@ -57,18 +57,6 @@ fn summary(e: &kube::Error) -> String {
     }
 }
 
-impl From<crate::scale_target::ScaleError> for Error {
-    fn from(e: crate::scale_target::ScaleError) -> Self {
-        match e {
-            crate::scale_target::ScaleError::Kube(e) => Error::Kube(e),
-            // A Deployment target starts no processes.
-            crate::scale_target::ScaleError::Process(e) => {
-                Error::InvalidSpec(format!("unexpected process error: {e}"))
-            }
-        }
-    }
-}
-
 impl Error {
     pub(crate) fn label(&self) -> &'static str {
         match self {
