@@ -34,11 +34,12 @@ use std::collections::VecDeque;
 use std::path::Path;
 
 use feed_core::autoscale::Observation;
+use feed_core::bus;
 use serde::Serialize;
 
 /// Entries a worker holds delivered but unacknowledged at a time, at most:
 /// the workers' default `FANOUT_BATCH_SIZE`.
-const IN_FLIGHT_PER_WORKER: u64 = 64;
+const IN_FLIGHT_PER_WORKER: u64 = bus::DEFAULT_BATCH_SIZE as u64;
 
 /// Why a trace or a setting was refused.
 #[derive(Debug, thiserror::Error)]

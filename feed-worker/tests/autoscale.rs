@@ -34,7 +34,9 @@ struct Streams<'a>(&'a bus::Redis);
 impl BacklogSource for Streams<'_> {
     async fn backlog(&self) -> Option<bus::Backlog> {
         let mut conn = self.0.conn().await.ok()?;
-        bus::backlog(&mut conn, 5).await.ok()
+        bus::backlog(&mut conn, bus::DEFAULT_MAX_DELIVERIES)
+            .await
+            .ok()
     }
 }
 
@@ -194,7 +196,9 @@ async fn a_burst_scales_real_workers_up_and_down_and_every_event_lands_once(db: 
         assert_eq!(ids.len(), expected.len(), "fan {fan}");
         assert_eq!(ids, expected, "fan {fan}");
     }
-    let backlog = bus::backlog(&mut conn, 5).await.unwrap();
+    let backlog = bus::backlog(&mut conn, bus::DEFAULT_MAX_DELIVERIES)
+        .await
+        .unwrap();
     assert_eq!(backlog.entries_added, (BURST + SECOND_WAVE) as u64);
     assert_eq!(backlog.pending, 0);
     let dead: i64 = sqlx::query_scalar("SELECT count(*) FROM dead_letters")

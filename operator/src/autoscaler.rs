@@ -30,10 +30,6 @@ use crate::scale_target::DeploymentScale;
 /// cache, no API call) for those due a poll: the finest poll interval
 /// worth honouring.
 const TICK: Duration = Duration::from_secs(2);
-/// Entries delivered more often than this are poison (the workers' default
-/// `FANOUT_MAX_DELIVERIES`): they are about to be dead-lettered, and more
-/// workers would not help.
-const MAX_DELIVERIES: usize = 5;
 
 /// What the autoscaler keeps per FeedCluster.
 struct Tracked {
@@ -260,7 +256,7 @@ impl BacklogSource for ClusterBacklog<'_> {
     async fn backlog(&self) -> Option<Backlog> {
         let read = async {
             let mut conn = self.redis.conn().await?;
-            bus::backlog(&mut conn, MAX_DELIVERIES).await
+            bus::backlog(&mut conn, bus::DEFAULT_MAX_DELIVERIES).await
         };
         match read.await {
             Ok(b) => Some(b),
