@@ -23,7 +23,7 @@ use tracing::{info, warn};
 
 use crate::context::{AUTOSCALER_FIELD_MANAGER, Context, Error, key, patch_status, publish};
 use crate::crd::{AutoscalingMode, FeedCluster, StreamStatus};
-use crate::resources::Names;
+use crate::resources::{Names, Reach, label_selector, selector};
 use crate::scale_target::DeploymentScale;
 
 /// How often the loop looks through the FeedClusters (the controller's
@@ -43,11 +43,7 @@ struct Tracked {
 async fn redis_url(ctx: &Context, fc: &FeedCluster) -> Result<String, Error> {
     let names = Names::of(fc);
     match &fc.spec.redis.external {
-        None => Ok(format!(
-            "redis://{}.{}.svc:6379",
-            names.redis(),
-            names.namespace
-        )),
+        None => Ok(names.redis_url(Reach::Cluster)),
         Some(ext) => {
             let secrets: Api<Secret> = Api::namespaced(ctx.client.clone(), &names.namespace);
             let secret = secrets.get(&ext.secret_name).await?;
@@ -108,8 +104,8 @@ async fn poll(
     let k = key(fc);
     let url = redis_url(ctx, fc).await?;
     if tracked.get(&k).is_none_or(|t| t.redis_url != url) {
-        let redis = feed_core::bus::Redis::new(&url, Duration::from_secs(2))
-            .map_err(|e| Error::InvalidSpec(format!("Redis URL: {e}")))?;
+        let redis =
+            feed_core::bus::Redis::new(&url, Duration::from_secs(2)).map_err(Error::RedisUrl)?;
         tracked.insert(
             k.clone(),
             Tracked {
@@ -182,10 +178,7 @@ const DELETION_COST: &str = "controller.kubernetes.io/pod-deletion-cost";
 async fn worker_pods(ctx: &Context, fc: &FeedCluster) -> Result<Vec<Pod>, Error> {
     let names = Names::of(fc);
     let pods: Api<Pod> = Api::namespaced(ctx.client.clone(), &names.namespace);
-    let selector = format!(
-        "app.kubernetes.io/instance={},app.kubernetes.io/component=worker",
-        names.cluster
-    );
+    let selector = label_selector(&selector(fc, "worker"));
     Ok(pods
         .list(&ListParams::default().labels(&selector))
         .await?
