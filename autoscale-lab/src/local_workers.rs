@@ -3,21 +3,16 @@
 //! the real-worker test scale them too).
 
 use std::path::PathBuf;
-use std::process::Stdio;
-use std::time::Duration;
 
+use fanout_testkit::process::Process;
 use feed_core::autoscale::step::{Replicas, ScaleTarget};
-use tokio::process::{Child, Command};
 use tokio::sync::Mutex;
-
-/// How long a stopped worker may take to finish its batch before it is
-/// killed (its unacknowledged entries are then reclaimed by the others):
-/// Kubernetes' default termination grace period.
-const STOP_GRACE: Duration = Duration::from_secs(30);
 
 /// `feed-worker` processes on this machine. Scaling up starts more; scaling
 /// down sends the newest SIGTERM, as Kubernetes does, and waits for each to
-/// finish its batch and exit.
+/// finish its batch and exit (killing it after Kubernetes' default grace
+/// period, `fanout_testkit::process::STOP_GRACE`: its unacknowledged
+/// entries are then reclaimed by the others).
 pub struct LocalWorkers {
     binary: PathBuf,
     env: Vec<(String, String)>,
@@ -29,7 +24,7 @@ pub struct LocalWorkers {
 
 #[derive(Default)]
 struct Running {
-    children: Vec<Child>,
+    children: Vec<Process>,
     started: u64,
 }
 
@@ -67,29 +62,13 @@ impl LocalWorkers {
     /// The running workers' process ids.
     pub async fn pids(&self) -> Vec<u32> {
         let running = self.running.lock().await;
-        running.children.iter().filter_map(Child::id).collect()
+        running.children.iter().filter_map(Process::id).collect()
     }
 
     /// Stops every worker, gracefully.
     pub async fn stop_all(&self) -> std::io::Result<()> {
         self.scale(0).await
     }
-}
-
-async fn stop(mut child: Child) -> std::io::Result<()> {
-    if let Some(pid) = child.id() {
-        Command::new("kill")
-            .args(["-TERM", &pid.to_string()])
-            .status()
-            .await?;
-    }
-    if tokio::time::timeout(STOP_GRACE, child.wait())
-        .await
-        .is_err()
-    {
-        child.kill().await?;
-    }
-    Ok(())
 }
 
 impl ScaleTarget for LocalWorkers {
@@ -101,7 +80,7 @@ impl ScaleTarget for LocalWorkers {
         let desired = running.children.len() as u32;
         let mut ready = 0;
         for child in &mut running.children {
-            if child.try_wait()?.is_none() {
+            if child.is_running()? {
                 ready += 1;
             }
         }
@@ -116,19 +95,21 @@ impl ScaleTarget for LocalWorkers {
             let port = self
                 .probe_port_base
                 .map_or(0, |base| usize::from(base) + running.children.len());
-            let child = Command::new(&self.binary)
-                .envs(self.env.iter().map(|(k, v)| (k, v)))
-                .env("FANOUT_CONSUMER_NAME", format!("local-{}", running.started))
-                .env("FANOUT_WORKER_HTTP_ADDR", format!("127.0.0.1:{port}"))
-                .stdin(Stdio::null())
-                .kill_on_drop(true)
-                .spawn()?;
+            let name = format!("local-{}", running.started);
+            let mut child = Process::new(&name, &self.binary)
+                .envs(self.env.iter().cloned())
+                .envs([
+                    ("FANOUT_CONSUMER_NAME", name),
+                    ("FANOUT_WORKER_HTTP_ADDR", format!("127.0.0.1:{port}")),
+                ]);
+            child.start()?;
             running.children.push(child);
         }
         let keep = to.min(running.children.len());
-        let stopping: Vec<Child> = running.children.drain(keep..).collect();
+        let mut stopping: Vec<Process> = running.children.drain(keep..).collect();
         // Stopped together, as a ReplicaSet would.
-        let results = futures_util::future::join_all(stopping.into_iter().map(stop)).await;
+        let results =
+            futures_util::future::join_all(stopping.iter_mut().map(Process::terminate)).await;
         results.into_iter().collect()
     }
 }
