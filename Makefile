@@ -58,11 +58,11 @@ drills: deps
 
 ## autoscale-lab: every shipped trace through the autoscaler and the KEDA + HPA model: docs/autoscaling/ (table and plots)
 autoscale-lab:
-	FANOUT_REGENERATE=1 cargo test -p fanout-operator --test lab
-	cargo build --bin fanout-operator
-	for trace in operator/traces/*.csv; do \
+	FANOUT_REGENERATE=1 cargo test -p fanout-autoscale-lab --test lab
+	cargo build -p fanout-autoscale-lab --bin autoscale-lab
+	for trace in autoscale-lab/traces/*.csv; do \
 	  name=$$(basename $$trace .csv); \
-	  target/debug/fanout-operator simulate --trace $$trace --autoscaling operator/traces/autoscaling.yaml \
+	  target/debug/autoscale-lab simulate --trace $$trace --autoscaling autoscale-lab/traces/autoscaling.yaml \
 	    --start-delay 10 --service-rate 200 --initial-replicas 0 --baseline keda-hpa \
 	    --out /dev/null --plot docs/autoscaling/$$name.png; \
 	done

@@ -30,7 +30,7 @@ use clap::Parser;
 use jsonwebtoken::{EncodingKey, Header};
 use serde_json::json;
 
-use operator::scale_target::ScaleTarget;
+use feed_core::autoscale::step::ScaleTarget;
 
 use crate::seed::{Graph, GraphParams};
 use crate::stack::{Setup, Stack};

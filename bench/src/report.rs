@@ -5,7 +5,7 @@
 use std::path::Path;
 
 use anyhow::Context as _;
-use operator::simulate::plot::{self, draw_legend, line_mark};
+use autoscale_lab::simulate::plot::{self, draw_legend, line_mark};
 use plotters::prelude::*;
 use serde::Serialize;
 use serde_json::{Value, json};

@@ -4,9 +4,9 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context as _, bail};
+use feed_core::autoscale::step::ScaleTarget;
 use feed_core::events::{Envelope, Event, PostCreated};
 use feed_core::{bus, db, keys};
-use operator::scale_target::ScaleTarget;
 use rand::Rng;
 use serde::Serialize;
 use serde_json::json;

@@ -3,12 +3,17 @@
 //! what can be read off them (metrics, memory).
 
 use std::path::{Path, PathBuf};
-use std::process::Stdio;
 use std::time::Duration;
 
-use anyhow::{Context as _, bail};
-use operator::scale_target::{LocalWorkers, ScaleTarget};
-use tokio::process::{Child, Command};
+use anyhow::bail;
+use autoscale_lab::local_workers::LocalWorkers;
+use fanout_testkit::process::{Output, Process};
+use feed_core::autoscale::step::ScaleTarget;
+
+/// How long the API may take to exit after SIGTERM before it is killed:
+/// the measurements are over by then, so waiting longer would only delay
+/// the next run.
+const API_STOP_GRACE: Duration = Duration::from_secs(10);
 
 /// Where the binaries and the datastores are.
 #[derive(Debug, Clone)]
@@ -27,7 +32,7 @@ pub struct Setup {
 /// The API and the workers, running.
 pub struct Stack {
     pub api_url: String,
-    api: Child,
+    api: Process,
     pub workers: LocalWorkers,
 }
 
@@ -61,20 +66,20 @@ impl Stack {
             }
         }
         let api_url = format!("http://127.0.0.1:{}", setup.api_port);
-        let api = Command::new(&api_bin)
-            .arg("--migrate")
+        let mut api = Process::new("feed-api", &api_bin)
+            .args(["--migrate"])
             .envs(common_env(setup))
-            .env("FANOUT_HTTP_ADDR", format!("127.0.0.1:{}", setup.api_port))
-            .env("FANOUT_JWT_SECRET", &setup.jwt_secret)
-            .env("FANOUT_RATE_LIMIT_USER_PER_MIN", "0")
-            .env("FANOUT_RATE_LIMIT_ADDRESS_PER_MIN", "0")
-            .env("FANOUT_LOGIN_ATTEMPTS_PER_ADDRESS_PER_MIN", "0")
-            .env("FANOUT_LOGIN_ATTEMPTS_PER_HANDLE", "0")
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .kill_on_drop(true)
-            .spawn()
-            .with_context(|| format!("starting {}", api_bin.display()))?;
+            .envs([
+                ("FANOUT_HTTP_ADDR", format!("127.0.0.1:{}", setup.api_port)),
+                ("FANOUT_JWT_SECRET", setup.jwt_secret.clone()),
+                ("FANOUT_RATE_LIMIT_USER_PER_MIN", "0".into()),
+                ("FANOUT_RATE_LIMIT_ADDRESS_PER_MIN", "0".into()),
+                ("FANOUT_LOGIN_ATTEMPTS_PER_ADDRESS_PER_MIN", "0".into()),
+                ("FANOUT_LOGIN_ATTEMPTS_PER_HANDLE", "0".into()),
+            ])
+            .output(Output::DiscardStdout)
+            .grace(API_STOP_GRACE);
+        api.start()?;
         let workers_target = LocalWorkers::new(worker_bin, common_env(setup))
             .with_probe_ports(setup.worker_port_base);
         let stack = Stack {
@@ -132,13 +137,7 @@ impl Stack {
 
     pub async fn stop(mut self) -> anyhow::Result<()> {
         self.workers.stop_all().await?;
-        if let Some(pid) = self.api.id() {
-            Command::new("kill")
-                .args(["-TERM", &pid.to_string()])
-                .status()
-                .await?;
-        }
-        let _ = tokio::time::timeout(Duration::from_secs(10), self.api.wait()).await;
+        self.api.terminate().await?;
         Ok(())
     }
 }

@@ -48,16 +48,16 @@ impl Fault {
 
     pub async fn inject(self, system: &mut System) -> anyhow::Result<()> {
         match self {
-            Fault::WorkerKilled => system.workers[0].kill9().await,
-            Fault::ApiKilled => system.api.kill9().await,
+            Fault::WorkerKilled => system.workers[0].kill().await,
+            Fault::ApiKilled => system.api.kill().await,
             Fault::RedisTerminated => system.redis.terminate().await?,
-            Fault::RedisKilled => system.redis.kill9().await,
+            Fault::RedisKilled => system.redis.kill().await,
             Fault::RedisLostWithBacklog => {
                 for worker in &mut system.workers {
                     worker.terminate().await?;
                 }
                 tokio::time::sleep(HOLD).await;
-                system.redis.kill9().await;
+                system.redis.kill().await;
             }
             Fault::GroupDeleted => {
                 let client = redis::Client::open(system.setup.redis_url())?;
@@ -71,7 +71,7 @@ impl Fault {
                         .await;
                 }
             }
-            Fault::FeedRedisKilled => system.feed_redis.kill9().await,
+            Fault::FeedRedisKilled => system.feed_redis.kill().await,
             Fault::PostgresStopped => system.stop_postgres().await?,
         }
         tokio::time::sleep(HOLD).await;

@@ -7,8 +7,9 @@ use std::path::{Path, PathBuf};
 use std::process::Stdio;
 use std::time::Duration;
 
-use anyhow::{Context as _, bail};
-use tokio::process::{Child, Command};
+use anyhow::bail;
+use fanout_testkit::process::{Output, Process};
+use tokio::process::Command;
 
 /// Where everything is.
 #[derive(Debug, Clone)]
@@ -38,70 +39,15 @@ impl Setup {
     }
 }
 
-/// A process that can be killed, stopped and started again.
-pub struct Process {
-    name: String,
-    command: Vec<String>,
-    env: Vec<(String, String)>,
-    log: PathBuf,
-    child: Option<Child>,
-}
-
-impl Process {
-    fn new(name: &str, command: Vec<String>, env: Vec<(String, String)>, data: &Path) -> Process {
-        Process {
-            name: name.to_owned(),
-            command,
-            env,
-            log: data.join(format!("{name}.log")),
-            child: None,
-        }
-    }
-
-    pub fn start(&mut self) -> anyhow::Result<()> {
-        let log = std::fs::OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(&self.log)?;
-        let child = Command::new(&self.command[0])
-            .args(&self.command[1..])
-            .envs(self.env.iter().map(|(k, v)| (k, v)))
-            .stdin(Stdio::null())
-            .stdout(log.try_clone()?)
-            .stderr(log)
-            .kill_on_drop(true)
-            .spawn()
-            .with_context(|| format!("starting {}", self.name))?;
-        self.child = Some(child);
-        Ok(())
-    }
-
-    /// SIGKILL: no goodbye.
-    pub async fn kill9(&mut self) {
-        if let Some(mut child) = self.child.take() {
-            let _ = child.kill().await;
-        }
-    }
-
-    /// SIGTERM, and wait (SIGKILL after 30 s).
-    pub async fn terminate(&mut self) -> anyhow::Result<()> {
-        let Some(mut child) = self.child.take() else {
-            return Ok(());
-        };
-        if let Some(pid) = child.id() {
-            Command::new("kill")
-                .args(["-TERM", &pid.to_string()])
-                .status()
-                .await?;
-        }
-        if tokio::time::timeout(Duration::from_secs(30), child.wait())
-            .await
-            .is_err()
-        {
-            child.kill().await?;
-        }
-        Ok(())
-    }
+/// One of the drill's processes: its output appended to `<name>.log` in the
+/// data folder, which every restart keeps adding to.
+fn process(name: &str, command: Vec<String>, env: Vec<(String, String)>, data: &Path) -> Process {
+    let mut command = command.into_iter();
+    let program = command.next().expect("a command names its program");
+    Process::new(name, program)
+        .args(command)
+        .envs(env)
+        .output(Output::AppendTo(data.join(format!("{name}.log"))))
 }
 
 /// Everything running.
@@ -126,13 +72,13 @@ impl System {
         }
         let redis_dir = setup.data.join("streams-redis");
         std::fs::create_dir_all(&redis_dir)?;
-        let redis = Process::new(
+        let redis = process(
             "streams-redis",
             redis_args(setup.redis_port, &redis_dir, true),
             Vec::new(),
             &setup.data,
         );
-        let feed_redis = Process::new(
+        let feed_redis = process(
             "feeds-redis",
             redis_args(setup.feed_redis_port, &setup.data, false),
             Vec::new(),
@@ -158,7 +104,7 @@ impl System {
             ]
             .map(|(k, v)| (k.to_owned(), v)),
         );
-        let api = Process::new(
+        let api = process(
             "api",
             vec![setup.bin_dir.join("feed-api").display().to_string()],
             api_env,
@@ -175,7 +121,7 @@ impl System {
                 // Quick reclaiming of a killed worker's entries.
                 env.push(("FANOUT_CLAIM_IDLE_MS".into(), "2000".into()));
                 env.push(("FANOUT_CLAIM_INTERVAL_MS".into(), "500".into()));
-                Process::new(
+                process(
                     &format!("worker-{n}"),
                     vec![setup.bin_dir.join("feed-worker").display().to_string()],
                     env,
@@ -236,8 +182,8 @@ impl System {
             let _ = worker.terminate().await;
         }
         let _ = self.api.terminate().await;
-        self.redis.kill9().await;
-        self.feed_redis.kill9().await;
+        self.redis.kill().await;
+        self.feed_redis.kill().await;
     }
 }
 

@@ -1,7 +1,9 @@
 //! The worker autoscaling policy: a pure function from what Redis says about
 //! the streams (and what the policy remembers) to a worker count, with the
 //! reason. The operator runs it every poll interval; the simulator replays
-//! traces through the very same code.
+//! traces through the very same code. [`step`] (with the `redis` feature)
+//! is the loop around it: observe, decide, scale, generic over what is
+//! scaled and where the backlog is read.
 //!
 //! # The policy
 //!
@@ -69,24 +71,31 @@ pub struct Settings {
     pub activation_backlog: u64,
 }
 
+impl Settings {
+    /// The defaults, the one place they are written: a FeedCluster's
+    /// `spec.workers` and `spec.autoscaling` default to these (the operator's
+    /// CRD reads them), and so does the simulator without settings.
+    pub const DEFAULT: Settings = Settings {
+        min_replicas: 1,
+        max_replicas: 10,
+        drain_seconds: 30.0,
+        target_utilization: 0.8,
+        lag_per_replica: 1_000,
+        pending_per_replica: 500,
+        assumed_rate_per_replica: 200.0,
+        scale_up_window_secs: 0.0,
+        scale_down_window_secs: 300.0,
+        max_scale_up_step: 4,
+        max_scale_down_step: 2,
+        scale_to_zero: false,
+        idle_seconds: 300.0,
+        activation_backlog: 0,
+    };
+}
+
 impl Default for Settings {
     fn default() -> Self {
-        Settings {
-            min_replicas: 1,
-            max_replicas: 10,
-            drain_seconds: 30.0,
-            target_utilization: 0.8,
-            lag_per_replica: 1_000,
-            pending_per_replica: 500,
-            assumed_rate_per_replica: 200.0,
-            scale_up_window_secs: 0.0,
-            scale_down_window_secs: 300.0,
-            max_scale_up_step: 4,
-            max_scale_down_step: 2,
-            scale_to_zero: false,
-            idle_seconds: 300.0,
-            activation_backlog: 0,
-        }
+        Settings::DEFAULT
     }
 }
 
@@ -460,5 +469,7 @@ fn reason(
     format!("{load}; {why}")
 }
 
+#[cfg(feature = "redis")]
+pub mod step;
 #[cfg(test)]
 mod tests;

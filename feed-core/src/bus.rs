@@ -420,6 +420,16 @@ async fn one_stream_stats(
     Ok(stats)
 }
 
+/// Deliveries after which a worker dead-letters an entry, by default
+/// (`FANOUT_MAX_DELIVERIES`). The autoscaler reads pending entries
+/// delivered more often as poison: about to be dead-lettered, they are
+/// work more workers would not help with.
+pub const DEFAULT_MAX_DELIVERIES: usize = 5;
+/// Entries a worker reads per stream per round trip, by default
+/// (`FANOUT_BATCH_SIZE`); the autoscale lab's queue model takes it for
+/// what one worker holds delivered but unacknowledged.
+pub const DEFAULT_BATCH_SIZE: usize = 64;
+
 /// The backlog the autoscaler acts on, summed over every stream.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Backlog {

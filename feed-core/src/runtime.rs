@@ -186,12 +186,23 @@ impl RedisArgs {
 const URL_VAR: &str = "FANOUT_REDIS_URL";
 const FEED_URL_VAR: &str = "FANOUT_FEED_REDIS_URL";
 
+/// Posts kept per home feed by default (`FANOUT_FEED_MAX_LEN`, and a
+/// FeedCluster's `spec.feed.maxLength`): a feed ends there, as timelines
+/// commonly do (docs/architecture.md), which bounds each feed's memory in
+/// Redis and the cost of every write into it.
+pub const DEFAULT_FEED_MAX_LEN: usize = 800;
+/// Followers from which an author's posts are merged into feeds at read
+/// time instead of fanned out, by default (`FANOUT_CELEBRITY_THRESHOLD`,
+/// and a FeedCluster's `spec.feed.celebrityThreshold`): past it one post
+/// would be that many feed writes.
+pub const DEFAULT_CELEBRITY_THRESHOLD: i64 = 10_000;
+
 /// How home feeds are kept; the API and the workers must agree.
 #[derive(Debug, Clone, Args)]
 pub struct FeedArgs {
     /// Posts kept in a user's feed in Redis. Fan-out trims in steps, so a
     /// feed may hold up to 32 more.
-    #[arg(long, env = "FANOUT_FEED_MAX_LEN", default_value_t = 800)]
+    #[arg(long, env = "FANOUT_FEED_MAX_LEN", default_value_t = DEFAULT_FEED_MAX_LEN)]
     pub feed_max_len: usize,
     /// A feed nobody reads for this many seconds leaves Redis (it is rebuilt
     /// from PostgreSQL on the next read).
@@ -199,7 +210,7 @@ pub struct FeedArgs {
     pub feed_ttl_secs: u64,
     /// Authors with at least this many followers are not fanned out on
     /// write; their posts are merged into feeds at read time.
-    #[arg(long, env = "FANOUT_CELEBRITY_THRESHOLD", default_value_t = 10_000)]
+    #[arg(long, env = "FANOUT_CELEBRITY_THRESHOLD", default_value_t = DEFAULT_CELEBRITY_THRESHOLD)]
     pub celebrity_threshold: i64,
 }
 

@@ -4,6 +4,7 @@ use std::net::SocketAddr;
 use std::time::Duration;
 
 use clap::Parser;
+use feed_core::bus;
 use feed_core::runtime::{FeedArgs, LogArgs, PostgresArgs, RedisArgs};
 
 /// Consumes Fanout's event streams and fans posts out to followers' feeds.
@@ -33,7 +34,7 @@ pub struct Config {
     )]
     pub http_addr: SocketAddr,
     /// Most entries read per stream per round trip.
-    #[arg(long, env = "FANOUT_BATCH_SIZE", default_value_t = 64)]
+    #[arg(long, env = "FANOUT_BATCH_SIZE", default_value_t = bus::DEFAULT_BATCH_SIZE)]
     pub batch_size: usize,
     /// Events handled at once; another read goes out whenever half of
     /// these slots are free.
@@ -52,7 +53,7 @@ pub struct Config {
     pub claim_interval_ms: u64,
     /// An entry delivered this many times without success goes to the dead
     /// letters.
-    #[arg(long, env = "FANOUT_MAX_DELIVERIES", default_value_t = 5)]
+    #[arg(long, env = "FANOUT_MAX_DELIVERIES", default_value_t = bus::DEFAULT_MAX_DELIVERIES)]
     pub max_deliveries: usize,
     /// Followers read from PostgreSQL and written to Redis per round trip.
     #[arg(long, env = "FANOUT_FANOUT_CHUNK", default_value_t = 1_000)]

@@ -1,18 +1,19 @@
 //! The autoscaler on real workers: a burst of events on real streams, the
-//! operator's policy deciding, and `feed-worker` processes started and
-//! stopped (SIGTERM) through the same `ScaleTarget` trait the operator scales
-//! Deployments with. Every event must reach every feed once, whatever was
-//! scaled down under it.
+//! operator's autoscaling step (`feed_core::autoscale::step`: observe,
+//! decide, scale) run on `feed-worker` processes started and stopped
+//! (SIGTERM) by the autoscale lab's `LocalWorkers`, a `ScaleTarget` as the
+//! operator's Deployment is. Every event must reach every feed once,
+//! whatever was scaled down under it.
 
 use std::time::{Duration, Instant};
 
+use autoscale_lab::local_workers::LocalWorkers;
 use chrono::Utc;
 use fanout_testkit::RedisServer;
-use feed_core::autoscale::{Memory, Settings, decide};
+use feed_core::autoscale::step::{self, BacklogSource, ScaleTarget, Step};
+use feed_core::autoscale::{Memory, Settings};
 use feed_core::events::{Envelope, Event, PostCreated};
 use feed_core::{bus, db, feed_store};
-use operator::autoscaler::observe;
-use operator::scale_target::{LocalWorkers, ScaleTarget};
 use sqlx::PgPool;
 use uuid::Uuid;
 
@@ -25,6 +26,19 @@ const SECOND_WAVE: usize = 300;
 /// The policy polls this often.
 const POLL: Duration = Duration::from_millis(500);
 const DEADLINE: Duration = Duration::from_secs(180);
+
+/// The streams, read as the operator reads them; a failed read is an
+/// unknown backlog.
+struct Streams<'a>(&'a bus::Redis);
+
+impl BacklogSource for Streams<'_> {
+    async fn backlog(&self) -> Option<bus::Backlog> {
+        let mut conn = self.0.conn().await.ok()?;
+        bus::backlog(&mut conn, bus::DEFAULT_MAX_DELIVERIES)
+            .await
+            .ok()
+    }
+}
 
 async fn posts(db: &PgPool, author: Uuid, n: usize) -> (Vec<Uuid>, Vec<Envelope>) {
     let mut ids = Vec::with_capacity(n);
@@ -88,9 +102,7 @@ async fn a_burst_scales_real_workers_up_and_down_and_every_event_lands_once(db: 
     let (second_ids, second_wave) = posts(&db, author, SECOND_WAVE).await;
     all.extend(second_ids);
 
-    let database = db.connect_options().get_database().unwrap().to_owned();
-    let server = std::env::var("DATABASE_URL").unwrap();
-    let url = format!("{}/{database}", server.rsplit_once('/').unwrap().0);
+    let url = fanout_testkit::connect::database_url(&db);
     let env = [
         ("FANOUT_DATABASE_URL", url.as_str()),
         ("FANOUT_REDIS_URL", &redis.url()),
@@ -131,8 +143,16 @@ async fn a_burst_scales_real_workers_up_and_down_and_every_event_lands_once(db: 
             started.elapsed() < DEADLINE,
             "the backlog did not drain with the workers back at 1 (most: {most})"
         );
-        let backlog = bus::backlog(&mut probe.conn().await.unwrap(), 5).await.ok();
-        let replicas = workers.replicas().await.unwrap().unwrap();
+        let Step {
+            backlog,
+            replicas,
+            decision,
+        } = step::decide_step(&settings, &mut memory, &Streams(&probe), &workers, || {
+            started.elapsed().as_secs_f64()
+        })
+        .await
+        .unwrap()
+        .expect("local workers always exist");
         // Judged on what was just read: after the second wave went out and
         // a scale-down happened, nothing left and one worker.
         let drained = backlog.as_ref().is_some_and(|b| {
@@ -141,8 +161,6 @@ async fn a_burst_scales_real_workers_up_and_down_and_every_event_lands_once(db: 
         if second_wave_sent && scaled_down && drained && replicas.desired == 1 {
             break;
         }
-        let observation = observe(backlog.as_ref(), replicas, started.elapsed().as_secs_f64());
-        let decision = decide(&settings, &mut memory, observation);
         most = most.max(decision.desired);
         if decision.desired < replicas.desired && !second_wave_sent {
             // Work arrives just as workers are being stopped: what they
@@ -159,8 +177,8 @@ async fn a_burst_scales_real_workers_up_and_down_and_every_event_lands_once(db: 
                 decision.reason
             );
             scaled_down |= decision.desired < replicas.desired;
-            workers.scale(decision.desired).await.unwrap();
         }
+        step::apply(&workers, &decision).await.unwrap();
         tokio::time::sleep(POLL).await;
     }
     assert!(most > 1, "the burst never scaled the workers up");
@@ -176,7 +194,9 @@ async fn a_burst_scales_real_workers_up_and_down_and_every_event_lands_once(db: 
         assert_eq!(ids.len(), expected.len(), "fan {fan}");
         assert_eq!(ids, expected, "fan {fan}");
     }
-    let backlog = bus::backlog(&mut conn, 5).await.unwrap();
+    let backlog = bus::backlog(&mut conn, bus::DEFAULT_MAX_DELIVERIES)
+        .await
+        .unwrap();
     assert_eq!(backlog.entries_added, (BURST + SECOND_WAVE) as u64);
     assert_eq!(backlog.pending, 0);
     let dead: i64 = sqlx::query_scalar("SELECT count(*) FROM dead_letters")

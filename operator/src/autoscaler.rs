@@ -9,7 +9,8 @@ use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use feed_core::autoscale::{self, Decision, Direction, Memory, Observation};
+use feed_core::autoscale::step::{self, BacklogSource, Step};
+use feed_core::autoscale::{Decision, Direction, Memory};
 use feed_core::bus::{self, Backlog};
 use k8s_openapi::api::core::v1::{Pod, Secret};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
@@ -22,17 +23,13 @@ use tracing::{info, warn};
 
 use crate::context::{AUTOSCALER_FIELD_MANAGER, Context, Error, key, patch_status, publish};
 use crate::crd::{AutoscalingMode, FeedCluster, StreamStatus};
-use crate::resources::Names;
-use crate::scale_target::{DeploymentScale, Replicas, ScaleTarget};
+use crate::resources::{Names, Reach, label_selector, selector};
+use crate::scale_target::DeploymentScale;
 
 /// How often the loop looks through the FeedClusters (the controller's
 /// cache, no API call) for those due a poll: the finest poll interval
 /// worth honouring.
 const TICK: Duration = Duration::from_secs(2);
-/// Entries delivered more often than this are poison (the workers' default
-/// `FANOUT_MAX_DELIVERIES`): they are about to be dead-lettered, and more
-/// workers would not help.
-const MAX_DELIVERIES: usize = 5;
 
 /// What the autoscaler keeps per FeedCluster.
 struct Tracked {
@@ -46,11 +43,7 @@ struct Tracked {
 async fn redis_url(ctx: &Context, fc: &FeedCluster) -> Result<String, Error> {
     let names = Names::of(fc);
     match &fc.spec.redis.external {
-        None => Ok(format!(
-            "redis://{}.{}.svc:6379",
-            names.redis(),
-            names.namespace
-        )),
+        None => Ok(names.redis_url(Reach::Cluster)),
         Some(ext) => {
             let secrets: Api<Secret> = Api::namespaced(ctx.client.clone(), &names.namespace);
             let secret = secrets.get(&ext.secret_name).await?;
@@ -111,8 +104,8 @@ async fn poll(
     let k = key(fc);
     let url = redis_url(ctx, fc).await?;
     if tracked.get(&k).is_none_or(|t| t.redis_url != url) {
-        let redis = feed_core::bus::Redis::new(&url, Duration::from_secs(2))
-            .map_err(|e| Error::InvalidSpec(format!("Redis URL: {e}")))?;
+        let redis =
+            feed_core::bus::Redis::new(&url, Duration::from_secs(2)).map_err(Error::RedisUrl)?;
         tracked.insert(
             k.clone(),
             Tracked {
@@ -123,26 +116,26 @@ async fn poll(
         );
     }
     let t = tracked.get_mut(&k).expect("inserted above");
-    let backlog = async {
-        let mut conn = t.redis.conn().await?;
-        bus::backlog(&mut conn, MAX_DELIVERIES).await
-    }
-    .await;
-    let backlog = match backlog {
-        Ok(b) => Some(b),
-        Err(e) => {
-            // Unreachable Redis: unknown backlog, which the policy never
-            // reads as zero.
-            warn!(feedcluster = %k, error = %e, "reading the backlog failed");
-            None
-        }
+    let source = ClusterBacklog {
+        redis: &t.redis,
+        feedcluster: &k,
     };
     let target = workers(ctx, fc);
-    let Some(replicas) = target.replicas().await? else {
+    let Some(Step {
+        backlog,
+        replicas,
+        decision,
+    }) = step::decide_step(
+        &fc.spec.policy(),
+        &mut t.memory,
+        &source,
+        &target,
+        uptime_secs,
+    )
+    .await?
+    else {
         return Ok(());
     };
-    let observation = observe(backlog.as_ref(), replicas, uptime_secs());
-    let decision = autoscale::decide(&fc.spec.policy(), &mut t.memory, observation);
     let consumers = match t.redis.conn().await {
         Ok(mut conn) => bus::consumers(&mut conn).await.ok(),
         Err(_) => None,
@@ -154,14 +147,7 @@ async fn poll(
     {
         warn!(feedcluster = %k, error = %e, "marking workers' deletion costs failed");
     }
-    act(
-        ctx,
-        fc,
-        backlog.as_ref(),
-        &decision,
-        observation.current_replicas,
-    )
-    .await?;
+    act(ctx, fc, backlog.as_ref(), &decision, replicas.desired).await?;
     if let (Some(consumers), Ok(mut conn)) = (&consumers, t.redis.conn().await) {
         let pods = worker_pods(ctx, fc).await?;
         for (name, consumer) in consumers {
@@ -192,10 +178,7 @@ const DELETION_COST: &str = "controller.kubernetes.io/pod-deletion-cost";
 async fn worker_pods(ctx: &Context, fc: &FeedCluster) -> Result<Vec<Pod>, Error> {
     let names = Names::of(fc);
     let pods: Api<Pod> = Api::namespaced(ctx.client.clone(), &names.namespace);
-    let selector = format!(
-        "app.kubernetes.io/instance={},app.kubernetes.io/component=worker",
-        names.cluster
-    );
+    let selector = label_selector(&selector(fc, "worker"));
     Ok(pods
         .list(&ListParams::default().labels(&selector))
         .await?
@@ -255,17 +238,28 @@ fn workers(ctx: &Context, fc: &FeedCluster) -> DeploymentScale {
     }
 }
 
-/// What the policy sees: the backlog (unknown when Redis could not be read)
-/// and the workers' replicas. The operator and a local run build it alike.
-pub fn observe(backlog: Option<&Backlog>, replicas: Replicas, at_secs: f64) -> Observation {
-    Observation {
-        at_secs,
-        lag: backlog.and_then(|b| b.lag),
-        pending: backlog.map_or(0, |b| b.pending),
-        entries_added: backlog.map_or(0, |b| b.entries_added),
-        entries_read: backlog.and_then(|b| b.entries_read),
-        current_replicas: replicas.desired,
-        ready_replicas: replicas.ready,
+/// A FeedCluster's streams as the step's backlog source: an unreadable
+/// backlog is logged under the FeedCluster's name, and unknown to the policy.
+struct ClusterBacklog<'a> {
+    redis: &'a bus::Redis,
+    feedcluster: &'a str,
+}
+
+impl BacklogSource for ClusterBacklog<'_> {
+    async fn backlog(&self) -> Option<Backlog> {
+        let read = async {
+            let mut conn = self.redis.conn().await?;
+            bus::backlog(&mut conn, bus::DEFAULT_MAX_DELIVERIES).await
+        };
+        match read.await {
+            Ok(b) => Some(b),
+            Err(e) => {
+                // Unreachable Redis: unknown backlog, which the policy never
+                // reads as zero.
+                warn!(feedcluster = %self.feedcluster, error = %e, "reading the backlog failed");
+                None
+            }
+        }
     }
 }
 
@@ -279,8 +273,8 @@ pub async fn act(
 ) -> Result<(), Error> {
     let apply = fc.spec.autoscaling.mode == AutoscalingMode::Scale;
     let change = decision.direction != Direction::None;
-    if change && apply {
-        workers(ctx, fc).scale(decision.desired).await?;
+    if apply {
+        step::apply(&workers(ctx, fc), decision).await?;
     }
     let direction = match decision.direction {
         Direction::Up => "Up",

@@ -41,6 +41,11 @@ pub enum Error {
     Kube(#[from] kube::Error),
     #[error("invalid FeedCluster: {0}")]
     InvalidSpec(String),
+    /// The Redis URL the FeedCluster leads to (its external Secret's) is
+    /// not one a client can be made for. The URL itself is not shown: it
+    /// may hold a password.
+    #[error("unusable Redis URL: {0}")]
+    RedisUrl(#[source] redis::RedisError),
     /// A generated credential is gone while the data it protects remains.
     #[error("{0}")]
     CredentialLost(String),
@@ -57,23 +62,12 @@ fn summary(e: &kube::Error) -> String {
     }
 }
 
-impl From<crate::scale_target::ScaleError> for Error {
-    fn from(e: crate::scale_target::ScaleError) -> Self {
-        match e {
-            crate::scale_target::ScaleError::Kube(e) => Error::Kube(e),
-            // A Deployment target starts no processes.
-            crate::scale_target::ScaleError::Process(e) => {
-                Error::InvalidSpec(format!("unexpected process error: {e}"))
-            }
-        }
-    }
-}
-
 impl Error {
     pub(crate) fn label(&self) -> &'static str {
         match self {
             Error::Object { .. } | Error::Kube(_) => "kube",
             Error::InvalidSpec(_) => "invalid_spec",
+            Error::RedisUrl(_) => "redis_url",
             Error::CredentialLost(_) => "credential_lost",
         }
     }

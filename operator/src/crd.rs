@@ -5,7 +5,8 @@
 //! fc.spec.autoscaling`); defaults and CEL rules are in the schema, so the
 //! API server rejects a bad FeedCluster before the operator sees it.
 
-use feed_core::autoscale;
+use feed_core::autoscale::{self, Settings};
+use feed_core::runtime;
 use k8s_openapi::api::core::v1::ResourceRequirements;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
 use kube::{CustomResource, KubeSchema};
@@ -186,12 +187,16 @@ pub struct WorkersSpec {
     pub resources: Option<ResourceRequirements>,
 }
 
+// Defaults are the policy's own (`autoscale::Settings::DEFAULT`) and the
+// feed settings' (`feed_core::runtime`), written once there; serde and the
+// schema's `default`s both read them through these functions.
+
 fn default_min_workers() -> i32 {
-    1
+    Settings::DEFAULT.min_replicas as i32
 }
 
 fn default_max_workers() -> i32 {
-    10
+    Settings::DEFAULT.max_replicas as i32
 }
 
 impl Default for WorkersSpec {
@@ -257,23 +262,26 @@ pub struct AutoscalingSpec {
 fn yes() -> bool {
     true
 }
+/// Seconds between two polls by default: the one autoscaling default that
+/// is the operator's own (the policy is told the time, not the pace), half
+/// the default drain time so a backlog is seen before it is late.
 fn default_poll() -> i32 {
     15
 }
 fn default_drain() -> i32 {
-    30
+    Settings::DEFAULT.drain_seconds as i32
 }
 fn default_utilization() -> i32 {
-    80
+    (Settings::DEFAULT.target_utilization * 100.0).round() as i32
 }
 fn default_lag_per_replica() -> i64 {
-    1_000
+    Settings::DEFAULT.lag_per_replica as i64
 }
 fn default_pending_per_replica() -> i64 {
-    500
+    Settings::DEFAULT.pending_per_replica as i64
 }
 fn default_assumed_rate() -> i32 {
-    200
+    Settings::DEFAULT.assumed_rate_per_replica as i32
 }
 
 impl Default for AutoscalingSpec {
@@ -319,16 +327,16 @@ impl ScalingRules {
     /// Scale up at once, four workers at a time.
     pub fn up() -> Self {
         ScalingRules {
-            stabilization_window_seconds: 0,
-            max_step: 4,
+            stabilization_window_seconds: Settings::DEFAULT.scale_up_window_secs as i32,
+            max_step: Settings::DEFAULT.max_scale_up_step as i32,
         }
     }
 
     /// Scale down after five minutes of lower recommendations, two at a time.
     pub fn down() -> Self {
         ScalingRules {
-            stabilization_window_seconds: 300,
-            max_step: 2,
+            stabilization_window_seconds: Settings::DEFAULT.scale_down_window_secs as i32,
+            max_step: Settings::DEFAULT.max_scale_down_step as i32,
         }
     }
 }
@@ -351,15 +359,15 @@ pub struct ScaleToZero {
 }
 
 fn default_idle() -> i32 {
-    300
+    Settings::DEFAULT.idle_seconds as i32
 }
 
 impl Default for ScaleToZero {
     fn default() -> Self {
         ScaleToZero {
-            enabled: false,
+            enabled: Settings::DEFAULT.scale_to_zero,
             idle_seconds: default_idle(),
-            activation_backlog: 0,
+            activation_backlog: Settings::DEFAULT.activation_backlog as i64,
         }
     }
 }
@@ -435,10 +443,10 @@ pub struct FeedSpec {
 }
 
 fn default_max_length() -> i32 {
-    800
+    runtime::DEFAULT_FEED_MAX_LEN as i32
 }
 fn default_celebrity() -> i64 {
-    10_000
+    runtime::DEFAULT_CELEBRITY_THRESHOLD
 }
 
 impl Default for FeedSpec {

@@ -9,13 +9,13 @@
 //!   context, field managers, errors, status patches and Events.
 //! - [`controller`]: the reconciler (server-side apply, status, events).
 //! - [`autoscaler`]: scales workers by stream backlog with the shared policy.
-//! - [`scale_target`]: what it scales: a Deployment, or local processes.
+//! - [`scale_target`]: what it scales: the worker Deployment.
 //! - [`metrics`]: the operator's Prometheus metrics.
-//! - [`simulate`]: `fanout-operator simulate`, the policy replayed offline.
 //! - [`config`] and [`run`]: settings, probes, leader election, wiring.
 //!
-//! The autoscaling policy itself is plain Rust in `feed_core::autoscale`, so
-//! the simulator and the operator run the same code.
+//! The autoscaling policy and the step around it (observe, decide, scale)
+//! are plain Rust in `feed_core::autoscale`, so the autoscale lab (its
+//! simulator and local workers) and the operator run the same code.
 #![forbid(unsafe_code)]
 
 pub mod autoscaler;
@@ -28,7 +28,6 @@ mod fixtures;
 pub mod metrics;
 pub mod resources;
 pub mod scale_target;
-pub mod simulate;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU8, Ordering};
 

@@ -4,8 +4,12 @@
 
 use std::path::PathBuf;
 
+use feed_core::autoscale::Settings;
+use feed_core::runtime;
 use kube::CustomResourceExt;
-use operator::crd::{AutoscalingMode, FeedCluster, ServiceType};
+use operator::crd::{
+    AutoscalingMode, AutoscalingSpec, FeedCluster, FeedSpec, ServiceType, WorkersSpec, policy,
+};
 
 fn repo(path: &str) -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
@@ -82,4 +86,39 @@ fn the_sample_is_a_valid_feedcluster_with_defaults_filled_in() {
     policy.validate().unwrap();
     assert_eq!((policy.min_replicas, policy.max_replicas), (1, 5));
     assert_eq!(policy.scale_down_window_secs, 60.0);
+}
+
+#[test]
+fn an_empty_spec_defaults_to_the_policys_and_the_binaries_defaults() {
+    let empty = || serde_json::json!({});
+    let workers: WorkersSpec = serde_json::from_value(empty()).unwrap();
+    let autoscaling: AutoscalingSpec = serde_json::from_value(empty()).unwrap();
+    assert_eq!(policy(&workers, &autoscaling), Settings::DEFAULT);
+    let feed: FeedSpec = serde_json::from_value(empty()).unwrap();
+    assert_eq!(feed.max_length as usize, runtime::DEFAULT_FEED_MAX_LEN);
+    assert_eq!(
+        feed.celebrity_threshold,
+        runtime::DEFAULT_CELEBRITY_THRESHOLD
+    );
+
+    // The schema's defaults, which the API server fills in, say the same.
+    let schema = serde_json::to_value(FeedCluster::crd()).unwrap();
+    let spec = &schema["spec"]["versions"][0]["schema"]["openAPIV3Schema"]["properties"]["spec"]["properties"];
+    let default_of = |block: &str, field: &str| {
+        spec[block]["properties"][field]["default"]
+            .as_f64()
+            .unwrap_or_else(|| panic!("{block}.{field} has no default in the schema"))
+    };
+    assert_eq!(
+        default_of("workers", "maxReplicas"),
+        f64::from(Settings::DEFAULT.max_replicas)
+    );
+    assert_eq!(
+        default_of("autoscaling", "drainSeconds"),
+        Settings::DEFAULT.drain_seconds
+    );
+    assert_eq!(
+        default_of("feed", "maxLength"),
+        runtime::DEFAULT_FEED_MAX_LEN as f64
+    );
 }

@@ -2,6 +2,7 @@
 //! isolation there is, and one a test can stop and restart), and polling
 //! with a deadline instead of sleeping.
 #![forbid(unsafe_code)]
+pub mod process;
 
 pub mod connect;
 

@@ -7,6 +7,7 @@ use super::*;
 use crate::crd::AutoscalingMode;
 use crate::fixtures::{Expect, Reply, test_context, within_a_second};
 use crate::scale_target::replicas_of;
+use feed_core::autoscale::{self, step::observe};
 use k8s_openapi::api::apps::v1::Deployment;
 
 const SCALE: &str = "/apis/apps/v1/namespaces/feeds/deployments/demo-workers/scale";

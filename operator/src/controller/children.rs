@@ -168,10 +168,7 @@ pub(crate) async fn remove_network_policies(
     ns: &str,
 ) -> Result<(), Error> {
     let api: Api<NetworkPolicy> = Api::namespaced(client.clone(), ns);
-    let ours = format!(
-        "app.kubernetes.io/instance={},app.kubernetes.io/managed-by=fanout-operator",
-        fc.name_any()
-    );
+    let ours = resources::label_selector(&resources::managed(fc));
     let listed = api
         .list(&ListParams::default().labels(&ours))
         .await

@@ -7,7 +7,7 @@ use k8s_openapi::api::policy::v1::PodDisruptionBudget;
 use serde_json::{Value, json};
 
 use super::{
-    API_PORT, NONROOT_UID, Names, REDIS_PORT, WORKER_PORT, fnv1a, labels, meta_json, metadata,
+    API_PORT, NONROOT_UID, Names, Reach, WORKER_PORT, fnv1a, labels, meta_json, metadata,
     restricted_container, restricted_pod, selector, typed,
 };
 use crate::crd::{DatastoreSpec, FeedCluster, ServiceType};
@@ -58,7 +58,7 @@ fn env(fc: &FeedCluster) -> Vec<Value> {
     let redis = url_source(
         &fc.spec.redis,
         None,
-        Some(format!("redis://{}:{REDIS_PORT}", names.redis())),
+        Some(names.redis_url(Reach::Namespace)),
     );
     let var = |name: &str, source: Value| match source {
         Value::String(value) => json!({"name": name, "value": value}),

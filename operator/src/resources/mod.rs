@@ -89,6 +89,27 @@ impl Names {
     }
 }
 
+/// Where a managed datastore is reached from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Reach {
+    /// A pod in the FeedCluster's namespace (the API and the workers): the
+    /// Service's short name.
+    Namespace,
+    /// Any namespace (the operator's own): the namespace-qualified name.
+    Cluster,
+}
+
+impl Names {
+    /// The managed Redis' URL, as a client at `reach` dials it.
+    pub fn redis_url(&self, reach: Reach) -> String {
+        let host = match reach {
+            Reach::Namespace => self.redis(),
+            Reach::Cluster => format!("{}.{}.svc", self.redis(), self.namespace),
+        };
+        format!("redis://{host}:{REDIS_PORT}")
+    }
+}
+
 /// A stable hash for names and rollout annotations (not for security).
 pub(crate) fn fnv1a(bytes: &[u8]) -> u64 {
     bytes.iter().fold(0xcbf2_9ce4_8422_2325, |h, b| {
@@ -96,15 +117,34 @@ pub(crate) fn fnv1a(bytes: &[u8]) -> u64 {
     })
 }
 
-/// The labels of every object of a component.
+/// The label naming the FeedCluster an object belongs to.
+const INSTANCE_LABEL: &str = "app.kubernetes.io/instance";
+
+/// The labels of every object of a component: its [`selector`] and
+/// [`managed`] labels, and the application's name.
 pub fn labels(fc: &FeedCluster, component: &str) -> BTreeMap<String, String> {
+    let mut labels = selector(fc, component);
+    labels.extend(managed(fc));
+    labels.insert("app.kubernetes.io/name".to_owned(), "fanout".to_owned());
+    labels
+}
+
+/// The labels that select a component's pods (a subset that never changes).
+pub fn selector(fc: &FeedCluster, component: &str) -> BTreeMap<String, String> {
     BTreeMap::from([
-        ("app.kubernetes.io/name".to_owned(), "fanout".to_owned()),
-        ("app.kubernetes.io/instance".to_owned(), fc.name_any()),
+        (INSTANCE_LABEL.to_owned(), fc.name_any()),
         (
             "app.kubernetes.io/component".to_owned(),
             component.to_owned(),
         ),
+    ])
+}
+
+/// The labels every object this operator made for a FeedCluster carries,
+/// whatever its component: to list them all.
+pub fn managed(fc: &FeedCluster) -> BTreeMap<String, String> {
+    BTreeMap::from([
+        (INSTANCE_LABEL.to_owned(), fc.name_any()),
         (
             "app.kubernetes.io/managed-by".to_owned(),
             "fanout-operator".to_owned(),
@@ -112,15 +152,14 @@ pub fn labels(fc: &FeedCluster, component: &str) -> BTreeMap<String, String> {
     ])
 }
 
-/// The labels that select a component's pods (a subset that never changes).
-pub fn selector(fc: &FeedCluster, component: &str) -> BTreeMap<String, String> {
-    BTreeMap::from([
-        ("app.kubernetes.io/instance".to_owned(), fc.name_any()),
-        (
-            "app.kubernetes.io/component".to_owned(),
-            component.to_owned(),
-        ),
-    ])
+/// Labels as a list call's label selector: `key=value`, comma-separated,
+/// every one required.
+pub fn label_selector(labels: &BTreeMap<String, String>) -> String {
+    labels
+        .iter()
+        .map(|(k, v)| format!("{k}={v}"))
+        .collect::<Vec<_>>()
+        .join(",")
 }
 
 /// Metadata of an owned object: name, namespace, labels, controller owner.

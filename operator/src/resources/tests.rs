@@ -534,3 +534,37 @@ fn the_operator_peer_matches_the_charts_operator_pods() {
         "fanout.selector lacks {key}: {value}:\n{selector}"
     );
 }
+
+#[test]
+fn labels_are_the_selector_and_managed_labels_and_list_as_selectors() {
+    let fc = sample();
+    let name = fc.name_any();
+    let all = labels(&fc, "worker");
+    for (k, v) in selector(&fc, "worker").iter().chain(managed(&fc).iter()) {
+        assert_eq!(all.get(k), Some(v), "{k}");
+    }
+    assert_eq!(all["app.kubernetes.io/name"], "fanout");
+    assert_eq!(all.len(), 4);
+    assert_eq!(
+        label_selector(&selector(&fc, "worker")),
+        format!("app.kubernetes.io/component=worker,app.kubernetes.io/instance={name}")
+    );
+    assert_eq!(
+        label_selector(&managed(&fc)),
+        format!("app.kubernetes.io/instance={name},app.kubernetes.io/managed-by=fanout-operator")
+    );
+}
+
+#[test]
+fn the_managed_redis_url_names_the_service_as_each_reader_reaches_it() {
+    let names = Names::of(&sample());
+    let redis = names.redis();
+    assert_eq!(
+        names.redis_url(Reach::Namespace),
+        format!("redis://{redis}:{REDIS_PORT}")
+    );
+    assert_eq!(
+        names.redis_url(Reach::Cluster),
+        format!("redis://{redis}.feeds.svc:{REDIS_PORT}")
+    );
+}

@@ -13,7 +13,7 @@ fn lab_settings() -> (Settings, u64) {
     let (workers, autoscaling) =
         command::read_settings(&traces().join("autoscaling.yaml")).unwrap();
     (
-        crate::crd::policy(&workers, &autoscaling),
+        operator::crd::policy(&workers, &autoscaling),
         autoscaling.poll_interval_seconds as u64,
     )
 }

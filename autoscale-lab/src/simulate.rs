@@ -1,4 +1,4 @@
-//! `fanout-operator simulate`: replays a trace of arrivals, second by
+//! `autoscale-lab simulate`: replays a trace of arrivals, second by
 //! second, through an autoscaling policy and a model of the workers' queue,
 //! so a FeedCluster's `spec.autoscaling` can be tuned before it is deployed.
 //!
@@ -34,11 +34,12 @@ use std::collections::VecDeque;
 use std::path::Path;
 
 use feed_core::autoscale::Observation;
+use feed_core::bus;
 use serde::Serialize;
 
 /// Entries a worker holds delivered but unacknowledged at a time, at most:
 /// the workers' default `FANOUT_BATCH_SIZE`.
-const IN_FLIGHT_PER_WORKER: u64 = 64;
+const IN_FLIGHT_PER_WORKER: u64 = bus::DEFAULT_BATCH_SIZE as u64;
 
 /// Why a trace or a setting was refused.
 #[derive(Debug, thiserror::Error)]

@@ -11,7 +11,7 @@ use serde_json::Value;
 
 use super::policies::{Fanout, KedaHpa};
 use super::{Facts, Run, Trace, plot, run};
-use crate::crd::{AutoscalingSpec, WorkersSpec, policy};
+use operator::crd::{AutoscalingSpec, WorkersSpec, policy};
 
 /// Replays a trace of arrivals through the worker autoscaler (the code the
 /// operator runs) and a model of the workers' queue, to tune
@@ -139,7 +139,7 @@ pub fn simulate(args: &SimulateArgs) -> anyhow::Result<Output> {
     })
 }
 
-/// `fanout-operator simulate`.
+/// `autoscale-lab simulate`.
 pub fn execute(args: &SimulateArgs) -> anyhow::Result<()> {
     let output = simulate(args)?;
     if let Some(png) = &args.plot {

@@ -7,9 +7,9 @@
 use std::fmt::Write as _;
 use std::path::PathBuf;
 
-use operator::simulate::command::read_settings;
-use operator::simulate::policies::{Fanout, KedaHpa};
-use operator::simulate::{Facts, Summary, Trace, run};
+use autoscale_lab::simulate::command::read_settings;
+use autoscale_lab::simulate::policies::{Fanout, KedaHpa};
+use autoscale_lab::simulate::{Facts, Summary, Trace, run};
 
 /// The traces, in the order the table shows them.
 const TRACES: &[&str] = &["steady", "burst", "diurnal", "sawtooth", "idle-then-one"];
@@ -42,7 +42,8 @@ fn cells(s: &Summary) -> String {
 }
 
 fn table() -> String {
-    let (workers, autoscaling) = read_settings(&repo("operator/traces/autoscaling.yaml")).unwrap();
+    let (workers, autoscaling) =
+        read_settings(&repo("autoscale-lab/traces/autoscaling.yaml")).unwrap();
     let settings = operator::crd::policy(&workers, &autoscaling);
     let poll = autoscaling.poll_interval_seconds as u64;
     let mut out = String::from(
@@ -51,7 +52,7 @@ fn table() -> String {
     );
     let mut savings = Vec::new();
     for name in TRACES {
-        let trace = Trace::read(&repo(&format!("operator/traces/{name}.csv"))).unwrap();
+        let trace = Trace::read(&repo(&format!("autoscale-lab/traces/{name}.csv"))).unwrap();
         let ours = run(&mut Fanout::new(settings.clone(), poll), &trace, &FACTS);
         let keda = run(
             &mut KedaHpa::new(&settings, settings.lag_per_replica, KEDA_ACTIVATION_LAG),

@@ -1,0 +1,24 @@
+#![forbid(unsafe_code)]
+
+use autoscale_lab::simulate::command::{SimulateArgs, execute};
+use clap::{Parser, Subcommand};
+
+/// The worker autoscaler tried away from Kubernetes.
+#[derive(Debug, Parser)]
+#[command(name = "autoscale-lab", version)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Replay a trace of arrivals through the worker autoscaler, offline.
+    Simulate(SimulateArgs),
+}
+
+fn main() -> anyhow::Result<()> {
+    match Cli::parse().command {
+        Command::Simulate(args) => execute(&args),
+    }
+}
