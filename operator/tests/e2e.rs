@@ -24,7 +24,6 @@ use kube::{Client, ResourceExt};
 use operator::crd::FeedCluster;
 use reqwest::StatusCode;
 use serde_json::{Value, json};
-use tokio::time::{Instant, sleep};
 
 const NAME: &str = "demo";
 /// Entries pushed onto a stream to make a backlog: well beyond what one
@@ -37,22 +36,14 @@ fn env_or(name: &str, default: &str) -> String {
 
 /// Polls `check` every `every` until it returns `Some`, or fails naming
 /// `what` after `limit`.
-async fn until<T, F, Fut>(what: &str, limit: Duration, every: Duration, mut check: F) -> T
+async fn until<T, F, Fut>(what: &str, limit: Duration, every: Duration, check: F) -> T
 where
     F: FnMut() -> Fut,
     Fut: std::future::Future<Output = Option<T>>,
 {
-    let deadline = Instant::now() + limit;
-    loop {
-        if let Some(value) = check().await {
-            return value;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "timed out after {limit:?} waiting for {what}"
-        );
-        sleep(every).await;
-    }
+    fanout_testkit::eventually_every(limit, every, what, check)
+        .await
+        .0
 }
 
 fn is_ready(fc: &FeedCluster) -> bool {

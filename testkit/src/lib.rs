@@ -246,9 +246,24 @@ pub fn free_port() -> u16 {
         .expect("a free port")
 }
 
-/// Polls `check` until it returns `Some`, or panics with `what` after
-/// `timeout`. Returns the value and how long it took.
-pub async fn eventually<T, F, Fut>(timeout: Duration, what: &str, mut check: F) -> (T, Duration)
+/// Polls `check` every 10 ms until it returns `Some`, failing the test
+/// with `what` after `timeout`; returns the value and how long it took.
+pub async fn eventually<T, F, Fut>(timeout: Duration, what: &str, check: F) -> (T, Duration)
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Option<T>>,
+{
+    eventually_every(timeout, Duration::from_millis(10), what, check).await
+}
+
+/// [`eventually`], polling every `every`: for checks that cost a server
+/// round trip or a process (the Kubernetes API server, `kubectl`).
+pub async fn eventually_every<T, F, Fut>(
+    timeout: Duration,
+    every: Duration,
+    what: &str,
+    mut check: F,
+) -> (T, Duration)
 where
     F: FnMut() -> Fut,
     Fut: std::future::Future<Output = Option<T>>,
@@ -262,7 +277,7 @@ where
             started.elapsed() < timeout,
             "timed out after {timeout:?} waiting for {what}"
         );
-        tokio::time::sleep(Duration::from_millis(10)).await;
+        tokio::time::sleep(every).await;
     }
 }
 

@@ -26,7 +26,6 @@ use operator::crd::FeedCluster;
 
 use crate::process::Operator;
 use serde_json::Value;
-use tokio::time::{Instant, sleep};
 
 /// Where the chart is installed, as users are told to.
 pub const RELEASE_NAMESPACE: &str = "fanout-system";
@@ -182,22 +181,14 @@ pub fn run(command: &mut Command) -> String {
 
 /// Polls `check` every 250 ms until it returns `Some`, or fails naming
 /// `what` after `limit`.
-pub async fn until<T, F, Fut>(what: &str, limit: Duration, mut check: F) -> T
+pub async fn until<T, F, Fut>(what: &str, limit: Duration, check: F) -> T
 where
     F: FnMut() -> Fut,
     Fut: std::future::Future<Output = Option<T>>,
 {
-    let deadline = Instant::now() + limit;
-    loop {
-        if let Some(value) = check().await {
-            return value;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "timed out after {limit:?} waiting for {what}"
-        );
-        sleep(Duration::from_millis(250)).await;
-    }
+    fanout_testkit::eventually_every(limit, Duration::from_millis(250), what, check)
+        .await
+        .0
 }
 
 /// One test's world: its namespace (named after the test), a Redis, the
