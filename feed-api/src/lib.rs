@@ -13,8 +13,10 @@
 //! - [`write_tx`]: a write and the outbox events it publishes once
 //!   committed.
 //! - [`group_commit`]: new posts written together under load.
-//! - [`publish`]: the fast-path publisher and the outbox relay.
-//! - [`recover`]: events the streams lost before they were applied,
+//! - [`publish`]: the fast-path publisher, and the marks every publishing
+//!   path writes to the outbox.
+//! - [`relay`]: the slow path: what the fast path missed, and the checks
+//!   of [`recover`]: events the streams lost before they were applied,
 //!   published again.
 //! - [`state`], [`metrics`]: what handlers share, and what they count.
 #![forbid(unsafe_code)]
@@ -30,6 +32,7 @@ pub mod openapi;
 pub mod publish;
 pub mod ratelimit;
 pub mod recover;
+pub mod relay;
 pub mod routes;
 pub mod state;
 pub mod write_tx;
@@ -122,12 +125,12 @@ pub async fn serve(
         Duration::from_secs(config.refresh_token_ttl_secs),
     );
     tokio::spawn(publish::ensure_groups(redis.clone(), shutdown.clone()));
-    let relay = tokio::spawn(publish::relay(
+    let relay = tokio::spawn(relay::relay(
         db.clone(),
         redis.clone(),
         metrics.clone(),
         publisher.unpublished(),
-        publish::RelayTiming {
+        relay::RelayTiming {
             interval: config.relay_interval(),
             grace: Duration::from_millis(config.relay_grace_ms),
             retention: Duration::from_secs(config.outbox_retention_secs),

@@ -3,11 +3,11 @@
 //! The fast path: after a request commits a change and its outbox row, the
 //! envelope goes to the [`Publisher`], a background task that XADDs batches;
 //! beside it, another marks them published, one `UPDATE` for what queued.
-//! The slow path: the [`relay`] finds outbox rows still unpublished after a
-//! grace period (Redis was down, the process died, the publisher's queue was
-//! full) and publishes them, and then checks what was published
-//! ([`crate::recover`]): applied events are marked so, lost ones published
-//! again. Any of them may publish an event twice; consumers are idempotent.
+//! The slow path is the relay (`relay.rs`): it publishes outbox rows still
+//! unpublished after a grace period (Redis was down, the process died, the
+//! publisher's queue was full), and checks what was published (`recover.rs`).
+//! Both mark what they publish with this module's [`Marks`]. Any of them may
+//! publish an event twice; consumers are idempotent.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -18,7 +18,7 @@ use feed_core::events::Envelope;
 use sqlx::PgPool;
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
-use tracing::{debug, info, warn};
+use tracing::{debug, warn};
 use uuid::Uuid;
 
 use crate::metrics::Metrics;
@@ -33,10 +33,6 @@ const MARK_QUEUE: usize = 1_024;
 /// Most batches merged into one `UPDATE` (16 × 256 ids at most), so a
 /// backlog is marked in statements of bounded size.
 const MARK_MERGE: usize = 16;
-/// Most outbox rows the relay moves per transaction.
-const RELAY_BATCH: i64 = 500;
-/// How often the relay deletes published events past retention.
-const PRUNE_EVERY: Duration = Duration::from_secs(600);
 
 /// Hands committed events to the publishing task.
 #[derive(Clone)]
@@ -53,7 +49,7 @@ pub struct Publisher {
 pub struct Unpublished(std::sync::Mutex<(i64, Option<chrono::DateTime<chrono::Utc>>)>);
 
 impl Unpublished {
-    fn set(&self, count: i64, oldest: Option<chrono::DateTime<chrono::Utc>>) {
+    pub(crate) fn set(&self, count: i64, oldest: Option<chrono::DateTime<chrono::Utc>>) {
         *self.0.lock().expect("not poisoned") = (count, oldest);
     }
 
@@ -183,104 +179,6 @@ async fn publish_batch(
     bus::publish(&mut conn, batch).await
 }
 
-/// The relay's pace: how often it runs, how long an event may wait for the
-/// fast path before the relay publishes (or checks) it, how long applied
-/// events are kept.
-#[derive(Debug, Clone, Copy)]
-pub struct RelayTiming {
-    pub interval: Duration,
-    pub grace: Duration,
-    pub retention: Duration,
-}
-
-/// Every `interval` until `shutdown`: publishes events committed but not
-/// published within `grace`, checks those published (marking the applied,
-/// publishing again the lost: [`crate::recover`]), counts what is left
-/// unpublished into `unpublished`, and prunes applied events past
-/// retention. Several API replicas may run it: each locks the rows it moves
-/// (`SKIP LOCKED`).
-pub async fn relay(
-    db: PgPool,
-    redis: Redis,
-    metrics: Arc<Metrics>,
-    unpublished: Arc<Unpublished>,
-    timing: RelayTiming,
-    shutdown: CancellationToken,
-) {
-    let RelayTiming {
-        interval,
-        grace,
-        retention,
-    } = timing;
-    let mut last_prune = tokio::time::Instant::now();
-    loop {
-        let moved = match relay_once(&db, &redis, grace).await {
-            Ok(n) => {
-                if n > 0 {
-                    info!(events = n, "relay published events the fast path missed");
-                    metrics
-                        .published
-                        .with_label_values(&["relay"])
-                        .inc_by(n as u64);
-                }
-                n
-            }
-            Err(e) => {
-                debug!(error = %e, "relay pass failed");
-                0
-            }
-        };
-        let unapplied = db::outbox::unapplied(&db).await.ok();
-        if let Some(count) = unapplied {
-            metrics.outbox_unapplied.set(count);
-        }
-        // Nothing published awaits its verdict: no pass over the streams.
-        let recovered = if unapplied == Some(0) {
-            crate::recover::Recovered::default()
-        } else {
-            match crate::recover::recover_once(&db, &redis, grace).await {
-                Ok(done) => {
-                    if done.republished > 0 {
-                        warn!(
-                            events = done.republished,
-                            "published again events the streams lost before they were applied"
-                        );
-                        metrics
-                            .published
-                            .with_label_values(&["recovered"])
-                            .inc_by(done.republished as u64);
-                    }
-                    done
-                }
-                Err(e) => {
-                    debug!(error = %e, "checking published events failed");
-                    crate::recover::Recovered::default()
-                }
-            }
-        };
-        if let Ok((count, oldest)) = db::outbox::backlog(&db).await {
-            metrics.outbox_backlog.set(count);
-            unpublished.set(count, oldest);
-        }
-        if last_prune.elapsed() >= PRUNE_EVERY {
-            let before = chrono::Utc::now() - retention;
-            if let Ok(n) = db::outbox::prune(&db, before, 10_000).await {
-                debug!(events = n, "pruned published events past retention");
-            }
-            last_prune = tokio::time::Instant::now();
-        }
-        // A full batch means more are waiting: go again at once.
-        if moved < RELAY_BATCH as usize && !recovered.more {
-            tokio::select! {
-                _ = tokio::time::sleep(interval) => {}
-                _ = shutdown.cancelled() => return,
-            }
-        } else if shutdown.is_cancelled() {
-            return;
-        }
-    }
-}
-
 /// Creates the workers' consumer group on every stream as soon as Redis
 /// answers, so backlog and lag are known (and kept for the workers) even
 /// before the first worker starts.
@@ -301,26 +199,11 @@ pub async fn ensure_groups(redis: Redis, shutdown: CancellationToken) {
     }
 }
 
-/// Why a relay pass failed.
+/// Why a pass over the outbox (the relay's, or recovery's) failed.
 #[derive(Debug, thiserror::Error)]
 pub enum RelayError {
     #[error("PostgreSQL: {0}")]
     Db(#[from] sqlx::Error),
     #[error("Redis: {0}")]
     Redis(#[from] redis::RedisError),
-}
-
-/// One relay pass; returns how many events it published.
-pub async fn relay_once(db: &PgPool, redis: &Redis, grace: Duration) -> Result<usize, RelayError> {
-    let older_than = chrono::Utc::now() - grace;
-    let mut tx = db.begin().await?;
-    let events = db::outbox::lock_unpublished(&mut tx, older_than, RELAY_BATCH).await?;
-    if events.is_empty() {
-        return Ok(0);
-    }
-    let mut conn = redis.conn().await?;
-    let published = bus::publish(&mut conn, &events).await?;
-    Marks::of(&events, published).write(&mut *tx).await?;
-    tx.commit().await?;
-    Ok(events.len())
 }
