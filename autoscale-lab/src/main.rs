@@ -1,5 +1,6 @@
 #![forbid(unsafe_code)]
 
+use autoscale_lab::generate::{self, TracesArgs};
 use autoscale_lab::simulate::command::{SimulateArgs, execute};
 use clap::{Parser, Subcommand};
 
@@ -15,10 +16,14 @@ struct Cli {
 enum Command {
     /// Replay a trace of arrivals through the worker autoscaler, offline.
     Simulate(SimulateArgs),
+    /// Write the trace set (steady, spiky, ramp, diurnal, sawtooth, flash
+    /// crowd, trickle, long idle) from a seed.
+    Traces(TracesArgs),
 }
 
 fn main() -> anyhow::Result<()> {
     match Cli::parse().command {
         Command::Simulate(args) => execute(&args),
+        Command::Traces(args) => Ok(generate::execute(&args)?),
     }
 }
