@@ -9,6 +9,9 @@
 //!   own ([`policies::Fanout`], which calls `feed_core::autoscale::decide`,
 //!   the code the operator runs) and a model of KEDA's redis-streams scaler
 //!   with the HPA's defaults ([`policies::KedaHpa`]);
+//! - [`floor`]: the replica-seconds physics sets as a lower bound, which
+//!   each run's cost is measured against;
+//! - [`sweep`]: the KEDA + HPA model over a range of `lagCount`s;
 //! - [`plot`]: backlog and replicas over time, as a PNG;
 //! - [`command`]: the subcommand (reading settings, writing JSON).
 //!
@@ -25,8 +28,10 @@
 //! and entries-read counters.
 
 pub mod command;
+pub mod floor;
 pub mod plot;
 pub mod policies;
+pub mod sweep;
 #[cfg(test)]
 mod tests;
 
@@ -40,6 +45,11 @@ use serde::Serialize;
 /// Entries a worker holds delivered but unacknowledged at a time, at most:
 /// the workers' default `FANOUT_BATCH_SIZE`.
 const IN_FLIGHT_PER_WORKER: u64 = bus::DEFAULT_BATCH_SIZE as u64;
+
+/// Direction changes closer than this count in
+/// [`Summary::reversals_within_300s`]: the HPA's default scale-down window,
+/// the yardstick issue 17 uses for both policies whatever their own windows.
+pub const REVERSAL_HORIZON_SECS: u64 = 300;
 
 /// Why a trace or a setting was refused.
 #[derive(Debug, thiserror::Error)]
@@ -232,11 +242,21 @@ pub struct Summary {
     /// Changes in the opposite direction of the previous one, less than a
     /// stabilization window after it.
     pub reversals_inside_window: u64,
+    /// Changes in the opposite direction of the previous one, less than
+    /// [`REVERSAL_HORIZON_SECS`] after it: flapping on one scale for every
+    /// policy.
+    pub reversals_within_300s: u64,
     /// Worst time from the first event after idle (no ready worker) to the
     /// first ready worker; `None` when the trace never woke the workers.
     pub wake_seconds: Option<u64>,
     /// Events left waiting when the trace ended.
     pub backlog_at_end: u64,
+    /// The trace's floor: no policy can pay for fewer replica-seconds
+    /// ([`floor::replica_seconds`]).
+    pub floor_replica_seconds: f64,
+    /// `replica_seconds` over the floor; `None` when the trace has no
+    /// events (and so no floor).
+    pub ratio_to_floor: Option<f64>,
 }
 
 /// A whole run.
@@ -343,8 +363,11 @@ pub fn run(policy: &mut dyn Policy, trace: &Trace, facts: &Facts) -> Run {
         drain_target_missed_seconds: 0,
         scale_changes: 0,
         reversals_inside_window: 0,
+        reversals_within_300s: 0,
         wake_seconds: None,
         backlog_at_end: 0,
+        floor_replica_seconds: floor::replica_seconds(trace, facts),
+        ratio_to_floor: None,
     };
     let mut last_change: Option<(u64, bool)> = None;
     let mut asleep_since: Option<u64> = None;
@@ -374,9 +397,13 @@ pub fn run(policy: &mut dyn Policy, trace: &Trace, facts: &Facts) -> Run {
                 summary.scale_changes += 1;
                 if let Some((at, was_up)) = last_change
                     && was_up != up
-                    && ((t - at) as f64) < window
                 {
-                    summary.reversals_inside_window += 1;
+                    if ((t - at) as f64) < window {
+                        summary.reversals_inside_window += 1;
+                    }
+                    if t - at < REVERSAL_HORIZON_SECS {
+                        summary.reversals_within_300s += 1;
+                    }
                 }
                 last_change = Some((t, up));
             }
@@ -399,6 +426,7 @@ pub fn run(policy: &mut dyn Policy, trace: &Trace, facts: &Facts) -> Run {
         });
     }
     summary.backlog_at_end = model.backlog;
+    summary.ratio_to_floor = floor::ratio(summary.replica_seconds, summary.floor_replica_seconds);
     Run {
         policy: policy.name(),
         summary,

@@ -10,7 +10,8 @@ use serde::Serialize;
 use serde_json::Value;
 
 use super::policies::{Fanout, KedaHpa};
-use super::{Facts, Run, Trace, plot, run};
+use super::sweep::{self, LAG_COUNTS};
+use super::{Facts, Run, Trace, floor, plot, run};
 use operator::crd::{AutoscalingSpec, WorkersSpec, policy};
 
 /// Replays a trace of arrivals through the worker autoscaler (the code the
@@ -48,6 +49,12 @@ pub struct SimulateArgs {
     /// the FeedCluster's `lagPerReplica`.
     #[arg(long)]
     pub keda_lag_count: Option<u64>,
+    /// Also run the KEDA + HPA model at each of these `lagCount`s and
+    /// report the best (fewest seconds over the drain target, then
+    /// cheapest); `--keda-sweep` alone sweeps 50, 100, 200, 500, 1000,
+    /// 2000, 5000 and 10000.
+    #[arg(long, value_delimiter = ',', num_args = 0.., default_missing_value = "50,100,200,500,1000,2000,5000,10000")]
+    pub keda_sweep: Option<Vec<u64>>,
     /// Write the result here instead of standard output.
     #[arg(long)]
     pub out: Option<PathBuf>,
@@ -68,7 +75,13 @@ pub enum Baseline {
 pub struct Output {
     pub trace: String,
     pub facts: Facts,
+    /// Replica-seconds no policy can go below on this trace
+    /// ([`floor::replica_seconds`]); each run's summary has its ratio.
+    pub floor_replica_seconds: f64,
     pub runs: Vec<Run>,
+    /// The KEDA + HPA model at each `lagCount` of `--keda-sweep`.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub keda_sweep: Vec<sweep::Point>,
 }
 
 /// The `workers` and `autoscaling` blocks from a FeedCluster manifest or a
@@ -132,10 +145,27 @@ pub fn simulate(args: &SimulateArgs) -> anyhow::Result<Output> {
             &facts,
         ));
     }
+    let keda_sweep = match &args.keda_sweep {
+        Some(counts) if counts.is_empty() => LAG_COUNTS.to_vec(),
+        Some(counts) => counts.clone(),
+        None => Vec::new(),
+    };
+    if keda_sweep.contains(&0) {
+        anyhow::bail!("--keda-sweep: a lagCount must be at least 1");
+    }
+    let keda_sweep = sweep::keda_lag_counts(
+        &trace,
+        &facts,
+        &settings,
+        args.keda_activation_lag,
+        &keda_sweep,
+    );
     Ok(Output {
         trace: args.trace.display().to_string(),
+        floor_replica_seconds: floor::replica_seconds(&trace, &facts),
         facts,
         runs,
+        keda_sweep,
     })
 }
 
@@ -156,19 +186,35 @@ pub fn execute(args: &SimulateArgs) -> anyhow::Result<()> {
             .with_context(|| format!("writing {}", path.display()))?,
         None => println!("{json}"),
     }
+    eprintln!(
+        "    floor: {:.0} pod-seconds (events / per-worker rate)",
+        output.floor_replica_seconds
+    );
     for r in &output.runs {
-        let s = &r.summary;
-        eprintln!(
-            "{:>9}: {} pod-seconds, peak backlog {}, drain target missed {} s, {} scale changes, {} reversals inside a window, wake {}",
-            r.policy,
-            s.replica_seconds,
-            s.peak_backlog,
-            s.drain_target_missed_seconds,
-            s.scale_changes,
-            s.reversals_inside_window,
-            s.wake_seconds
-                .map_or_else(|| "-".to_owned(), |w| format!("{w} s")),
-        );
+        eprintln!("{:>9}: {}", r.policy, describe(&r.summary));
+    }
+    for p in &output.keda_sweep {
+        eprintln!("lagCount {:>6}: {}", p.lag_count, describe(&p.summary));
+    }
+    if let Some(best) = sweep::best(&output.keda_sweep) {
+        eprintln!("KEDA + HPA at its best: lagCount {}", best.lag_count);
     }
     Ok(())
+}
+
+/// A run's summary on one line.
+fn describe(s: &super::Summary) -> String {
+    format!(
+        "{} pod-seconds ({} the floor), peak backlog {}, drain target missed {} s, {} scale changes, {} reversals inside a window, {} within 300 s, wake {}",
+        s.replica_seconds,
+        s.ratio_to_floor
+            .map_or_else(|| "no".to_owned(), |r| format!("{r:.2}x")),
+        s.peak_backlog,
+        s.drain_target_missed_seconds,
+        s.scale_changes,
+        s.reversals_inside_window,
+        s.reversals_within_300s,
+        s.wake_seconds
+            .map_or_else(|| "-".to_owned(), |w| format!("{w} s")),
+    )
 }

@@ -303,3 +303,109 @@ fn on_the_shipped_traces_the_policy_meets_its_goals() {
         );
     }
 }
+
+#[test]
+fn the_floor_is_events_over_each_seconds_per_worker_rate() {
+    let mut trace = flat(10, 100);
+    // One second served at the trace's own rate: 100 / 50 = 2.
+    trace.seconds[3].service_rate = Some(50.0);
+    let facts = Facts {
+        service_rate: 200.0,
+        start_delay_secs: 0,
+        initial_replicas: 1,
+    };
+    // Nine seconds of 100 / 200 and one of 100 / 50.
+    assert_eq!(floor::replica_seconds(&trace, &facts), 9.0 * 0.5 + 2.0);
+    let run = run(&mut Fixed, &trace, &facts);
+    assert_eq!(run.summary.floor_replica_seconds, 6.5);
+    // One worker for 10 s against 6.5 replica-seconds of work.
+    assert_eq!(run.summary.ratio_to_floor, Some(10.0 / 6.5));
+    // Without events there is no floor to compare with.
+    assert_eq!(floor::replica_seconds(&flat(10, 0), &facts), 0.0);
+    assert_eq!(
+        super::run(&mut Fixed, &flat(10, 0), &facts)
+            .summary
+            .ratio_to_floor,
+        None
+    );
+    assert_eq!(floor::ratio(0, 0.0), None);
+}
+
+/// Asks for the counts it is given at the seconds it is given.
+struct Scripted(Vec<(u64, u32)>);
+
+impl Policy for Scripted {
+    fn name(&self) -> &'static str {
+        "scripted"
+    }
+    fn tick(&mut self, o: &Observation) -> Option<u32> {
+        let t = o.at_secs as u64;
+        self.0.iter().find(|(at, _)| *at == t).map(|(_, n)| *n)
+    }
+    fn drain_seconds(&self) -> f64 {
+        30.0
+    }
+    fn window_secs(&self) -> f64 {
+        60.0
+    }
+}
+
+#[test]
+fn reversals_within_300_s_count_direction_changes_closer_than_300_s() {
+    let facts = Facts {
+        service_rate: 100.0,
+        start_delay_secs: 0,
+        initial_replicas: 1,
+    };
+    // Up, down 100 s later (a reversal within 300 s, outside the 60 s
+    // window), down again (same direction), up 299 s later (a reversal),
+    // down 300 s later (not within 300 s), up 10 s later (inside both).
+    let mut policy = Scripted(vec![
+        (0, 3),
+        (100, 2),
+        (150, 1),
+        (449, 4),
+        (749, 2),
+        (759, 3),
+    ]);
+    let run = run(&mut policy, &flat(800, 0), &facts);
+    assert_eq!(run.summary.scale_changes, 6);
+    assert_eq!(run.summary.reversals_within_300s, 3);
+    assert_eq!(run.summary.reversals_inside_window, 1);
+}
+
+#[test]
+fn the_sweep_runs_keda_at_each_lag_count_and_its_best_misses_least_then_costs_least() {
+    let (settings, _) = lab_settings();
+    let facts = Facts {
+        service_rate: 200.0,
+        start_delay_secs: 10,
+        initial_replicas: 0,
+    };
+    let trace = Trace::read(&traces().join("burst.csv")).unwrap();
+    let points = sweep::keda_lag_counts(&trace, &facts, &settings, 1, &[500, 1000, 4000]);
+    assert_eq!(
+        points.iter().map(|p| p.lag_count).collect::<Vec<_>>(),
+        [500, 1000, 4000]
+    );
+    // Each point is the baseline run at that lagCount.
+    let at_1000 = run(&mut KedaHpa::new(&settings, 1000, 1), &trace, &facts);
+    assert_eq!(points[1].summary, at_1000.summary);
+
+    let point = |lag_count, missed, cost| sweep::Point {
+        lag_count,
+        summary: Summary {
+            drain_target_missed_seconds: missed,
+            replica_seconds: cost,
+            ..at_1000.summary.clone()
+        },
+    };
+    let made_up = [
+        point(1, 10, 100),
+        point(2, 5, 900),
+        point(3, 5, 800),
+        point(4, 5, 800),
+    ];
+    assert_eq!(sweep::best(&made_up).map(|p| p.lag_count), Some(3));
+    assert_eq!(sweep::best(&[]), None);
+}
