@@ -56,9 +56,9 @@ bench: deps
 drills: deps
 	scripts/drills.sh
 
-## autoscale-lab: every shipped trace through the autoscaler and the KEDA + HPA model: docs/autoscaling/ (table and plots)
+## autoscale-lab: every shipped trace through the autoscaler and the KEDA + HPA model: docs/autoscaling/ (tables, against the cost floor too, and plots)
 autoscale-lab:
-	FANOUT_REGENERATE=1 cargo test -p fanout-autoscale-lab --test lab
+	FANOUT_REGENERATE=1 cargo test -p fanout-autoscale-lab --test lab --test against_the_floor
 	cargo build -p fanout-autoscale-lab --bin autoscale-lab
 	for trace in autoscale-lab/traces/*.csv; do \
 	  name=$$(basename $$trace .csv); \
