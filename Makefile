@@ -66,6 +66,13 @@ autoscale-lab:
 	    --start-delay 10 --service-rate 200 --initial-replicas 0 --baseline keda-hpa \
 	    --out /dev/null --plot docs/autoscaling/$$name.png; \
 	done
+	mkdir -p docs/autoscaling/wide
+	for trace in autoscale-lab/traces/wide/*.csv; do \
+	  name=$$(basename $$trace .csv); \
+	  target/debug/autoscale-lab simulate --trace $$trace --autoscaling autoscale-lab/traces/autoscaling.yaml \
+	    --start-delay 10 --service-rate 200 --initial-replicas 0 --baseline keda-hpa --keda-sweep \
+	    --out /dev/null --plot docs/autoscaling/wide/$$name.png --frontier docs/autoscaling/wide/$$name-frontier.png; \
+	done
 
 ## e2e: the whole story on kind (needs docker, kind, kubectl, helm; skips, saying so, without them)
 e2e:

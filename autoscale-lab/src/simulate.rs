@@ -13,6 +13,8 @@
 //!   each run's cost is measured against;
 //! - [`sweep`]: the KEDA + HPA model over a range of `lagCount`s;
 //! - [`plot`]: backlog and replicas over time, as a PNG;
+//! - [`frontier`]: cost against missed seconds, KEDA's sweep and Fanout's
+//!   policy, as a PNG;
 //! - [`command`]: the subcommand (reading settings, writing JSON).
 //!
 //! # The model
@@ -29,6 +31,7 @@
 
 pub mod command;
 pub mod floor;
+pub mod frontier;
 pub mod plot;
 pub mod policies;
 pub mod sweep;

@@ -11,7 +11,7 @@ use serde_json::Value;
 
 use super::policies::{Fanout, KedaHpa};
 use super::sweep::{self, LAG_COUNTS};
-use super::{Facts, Run, Trace, floor, plot, run};
+use super::{Facts, Run, Trace, floor, frontier, plot, run};
 use operator::crd::{AutoscalingSpec, WorkersSpec, policy};
 
 /// Replays a trace of arrivals through the worker autoscaler (the code the
@@ -61,6 +61,11 @@ pub struct SimulateArgs {
     /// Draw backlog and replicas over time into this PNG.
     #[arg(long)]
     pub plot: Option<PathBuf>,
+    /// Draw the cost/miss frontier (the `--keda-sweep`, Fanout's policy
+    /// and the floor) into this PNG; without `--keda-sweep`, sweeps the
+    /// default `lagCount`s.
+    #[arg(long)]
+    pub frontier: Option<PathBuf>,
 }
 
 /// Policies to compare against.
@@ -148,6 +153,7 @@ pub fn simulate(args: &SimulateArgs) -> anyhow::Result<Output> {
     let keda_sweep = match &args.keda_sweep {
         Some(counts) if counts.is_empty() => LAG_COUNTS.to_vec(),
         Some(counts) => counts.clone(),
+        None if args.frontier.is_some() => LAG_COUNTS.to_vec(),
         None => Vec::new(),
     };
     if keda_sweep.contains(&0) {
@@ -172,13 +178,22 @@ pub fn simulate(args: &SimulateArgs) -> anyhow::Result<Output> {
 /// `autoscale-lab simulate`.
 pub fn execute(args: &SimulateArgs) -> anyhow::Result<()> {
     let output = simulate(args)?;
+    let title = args
+        .trace
+        .file_stem()
+        .map_or_else(|| "trace".into(), |s| s.to_string_lossy().into_owned());
     if let Some(png) = &args.plot {
-        let title = args
-            .trace
-            .file_stem()
-            .map_or_else(|| "trace".into(), |s| s.to_string_lossy().into_owned());
         let runs: Vec<&Run> = output.runs.iter().collect();
         plot::draw(&title, &runs, png)?;
+    }
+    if let Some(png) = &args.frontier {
+        frontier::draw(
+            &title,
+            &output.runs[0].summary,
+            &output.keda_sweep,
+            output.floor_replica_seconds,
+            png,
+        )?;
     }
     let json = serde_json::to_string_pretty(&output)?;
     match &args.out {

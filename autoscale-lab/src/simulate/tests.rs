@@ -409,3 +409,19 @@ fn the_sweep_runs_keda_at_each_lag_count_and_its_best_misses_least_then_costs_le
     assert_eq!(sweep::best(&made_up).map(|p| p.lag_count), Some(3));
     assert_eq!(sweep::best(&[]), None);
 }
+
+#[test]
+fn the_frontier_keeps_the_points_nothing_beats_on_both_cost_and_misses() {
+    // (pod-seconds, missed seconds)
+    let points = [
+        (500, 100), // cheapest
+        (900, 0),   // no misses
+        (700, 40),  // between the two
+        (800, 40),  // costs more than (700, 40) for the same misses
+        (600, 120), // beaten by (500, 100)
+        (900, 5),   // beaten by (900, 0)
+        (700, 40),  // equal to a kept point: the first is kept
+    ];
+    assert_eq!(frontier::frontier(&points), [0, 2, 1]);
+    assert_eq!(frontier::frontier(&[]), Vec::<usize>::new());
+}
