@@ -254,6 +254,9 @@ pub struct Summary {
     pub wake_seconds: Option<u64>,
     /// Events left waiting when the trace ended.
     pub backlog_at_end: u64,
+    /// Seconds with no pod at all: what scale to zero saves (issue 17 wants
+    /// a trickle's workers at zero most of the time).
+    pub seconds_at_zero: u64,
     /// The trace's floor: no policy can pay for fewer replica-seconds
     /// ([`floor::replica_seconds`]).
     pub floor_replica_seconds: f64,
@@ -369,6 +372,7 @@ pub fn run(policy: &mut dyn Policy, trace: &Trace, facts: &Facts) -> Run {
         reversals_within_300s: 0,
         wake_seconds: None,
         backlog_at_end: 0,
+        seconds_at_zero: 0,
         floor_replica_seconds: floor::replica_seconds(trace, facts),
         ratio_to_floor: None,
     };
@@ -419,6 +423,9 @@ pub fn run(policy: &mut dyn Policy, trace: &Trace, facts: &Facts) -> Run {
         }
         summary.peak_backlog = summary.peak_backlog.max(model.backlog);
         summary.replica_seconds += model.pods.len() as u64;
+        if model.pods.is_empty() {
+            summary.seconds_at_zero += 1;
+        }
         timeline.push(Tick {
             t,
             arrivals: second.arrivals,

@@ -42,11 +42,12 @@ fn times(ratio: Option<f64>) -> String {
 
 fn cells(s: &Summary) -> String {
     format!(
-        "{} | {} | {} | {} | {} |",
+        "{} | {} | {} | {} | {} | {} |",
         s.replica_seconds,
         times(s.ratio_to_floor),
         s.drain_target_missed_seconds,
         s.reversals_within_300s,
+        s.seconds_at_zero,
         s.wake_seconds
             .map_or_else(|| "never".to_owned(), |w| format!("{w} s")),
     )
@@ -58,8 +59,8 @@ fn tables() -> String {
     let settings = operator::crd::policy(&workers, &autoscaling);
     let poll = autoscaling.poll_interval_seconds as u64;
     let mut main = String::from(
-        "| trace | floor (pod-s) | policy | pod-seconds | × floor | drain target missed (s) | reversals within 300 s | wake from zero |\n\
-         |---|---|---|---|---|---|---|---|\n",
+        "| trace | floor (pod-s) | policy | pod-seconds | × floor | drain target missed (s) | reversals within 300 s | at zero (s) | wake from zero |\n\
+         |---|---|---|---|---|---|---|---|---|\n",
     );
     let mut swept = format!(
         "KEDA + HPA at each `lagCount` (drain target missed in seconds / × floor):\n\n| trace | {} |\n|---|{}\n",

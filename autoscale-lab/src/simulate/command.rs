@@ -220,7 +220,7 @@ pub fn execute(args: &SimulateArgs) -> anyhow::Result<()> {
 /// A run's summary on one line.
 fn describe(s: &super::Summary) -> String {
     format!(
-        "{} pod-seconds ({} the floor), peak backlog {}, drain target missed {} s, {} scale changes, {} reversals inside a window, {} within 300 s, wake {}",
+        "{} pod-seconds ({} the floor), peak backlog {}, drain target missed {} s, {} scale changes, {} reversals inside a window, {} within 300 s, {} s at zero, wake {}",
         s.replica_seconds,
         s.ratio_to_floor
             .map_or_else(|| "no".to_owned(), |r| format!("{r:.2}x")),
@@ -229,6 +229,7 @@ fn describe(s: &super::Summary) -> String {
         s.scale_changes,
         s.reversals_inside_window,
         s.reversals_within_300s,
+        s.seconds_at_zero,
         s.wake_seconds
             .map_or_else(|| "-".to_owned(), |w| format!("{w} s")),
     )

@@ -167,6 +167,7 @@ fn new_pods_serve_only_after_the_start_delay() {
     let run = run(&mut UpAtOnce, &flat(8, 0), &facts);
     let ready: Vec<u32> = run.timeline.iter().map(|t| t.ready).collect();
     assert_eq!(ready, [1, 1, 1, 1, 1, 3, 3, 3]);
+    assert_eq!(run.summary.seconds_at_zero, 0);
     // Paid for from the moment they were asked for.
     assert!(run.timeline.iter().all(|t| t.replicas == 3));
 }
@@ -263,6 +264,8 @@ fn keda_wakes_only_above_its_activation_lag_at_its_polling_interval() {
     let asleep = run(&mut KedaHpa::new(&settings, 1000, 1), &trace, &facts);
     assert_eq!(asleep.summary.wake_seconds, None);
     assert_eq!(asleep.summary.backlog_at_end, 1);
+    // It never had a pod.
+    assert_eq!(asleep.summary.seconds_at_zero, trace.seconds.len() as u64);
     // `activationLagCount: 0`: it wakes at its next 30 s poll.
     let awake = run(&mut KedaHpa::new(&settings, 1000, 0), &trace, &facts);
     assert!(awake.summary.wake_seconds.unwrap() <= 30 + 10);
@@ -372,6 +375,11 @@ fn reversals_within_300_s_count_direction_changes_closer_than_300_s() {
     assert_eq!(run.summary.scale_changes, 6);
     assert_eq!(run.summary.reversals_within_300s, 3);
     assert_eq!(run.summary.reversals_inside_window, 1);
+    assert_eq!(run.summary.seconds_at_zero, 0);
+    // At zero from second 5 (the count applies within the second) until
+    // second 8 asks for two again.
+    let naps = super::run(&mut Scripted(vec![(5, 0), (8, 2)]), &flat(10, 0), &facts);
+    assert_eq!(naps.summary.seconds_at_zero, 3);
 }
 
 #[test]
