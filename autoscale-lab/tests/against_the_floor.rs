@@ -76,7 +76,7 @@ fn tables() -> String {
         let trace = Trace::read(&repo(&format!("autoscale-lab/traces/wide/{name}.csv"))).unwrap();
         let ours = run(&mut Fanout::new(settings.clone(), poll), &trace, &FACTS).summary;
         let keda = run(
-            &mut KedaHpa::new(&settings, settings.lag_per_replica, KEDA_ACTIVATION_LAG),
+            &mut KedaHpa::new(&settings, sweep::DEFAULT_LAG_COUNT, KEDA_ACTIVATION_LAG),
             &trace,
             &FACTS,
         )
@@ -93,7 +93,7 @@ fn tables() -> String {
         writeln!(
             main,
             "| {name} | {floor} | KEDA + HPA, lagCount {} | {}",
-            settings.lag_per_replica,
+            sweep::DEFAULT_LAG_COUNT,
             cells(&keda)
         )
         .unwrap();

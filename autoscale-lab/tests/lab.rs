@@ -9,6 +9,7 @@ use std::path::PathBuf;
 
 use autoscale_lab::simulate::command::read_settings;
 use autoscale_lab::simulate::policies::{Fanout, KedaHpa};
+use autoscale_lab::simulate::sweep::DEFAULT_LAG_COUNT;
 use autoscale_lab::simulate::{Facts, Summary, Trace, run};
 
 /// The traces, in the order the table shows them.
@@ -55,7 +56,7 @@ fn table() -> String {
         let trace = Trace::read(&repo(&format!("autoscale-lab/traces/{name}.csv"))).unwrap();
         let ours = run(&mut Fanout::new(settings.clone(), poll), &trace, &FACTS);
         let keda = run(
-            &mut KedaHpa::new(&settings, settings.lag_per_replica, KEDA_ACTIVATION_LAG),
+            &mut KedaHpa::new(&settings, DEFAULT_LAG_COUNT, KEDA_ACTIVATION_LAG),
             &trace,
             &FACTS,
         );

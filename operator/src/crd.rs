@@ -211,8 +211,9 @@ impl Default for WorkersSpec {
 
 /// Backlog-driven scaling of the workers. Every `pollIntervalSeconds` the
 /// operator reads each stream's lag and pending entries, estimates arrival
-/// and service rates, and runs enough workers to absorb arrivals at
-/// `targetUtilizationPercent` and drain the backlog within `drainSeconds`.
+/// and service rates, and runs the fewest workers that serve every entry
+/// within `drainSeconds`, going down only with the margin
+/// `targetUtilizationPercent` sets.
 #[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
 #[serde(rename_all = "camelCase")]
 pub struct AutoscalingSpec {
@@ -231,19 +232,13 @@ pub struct AutoscalingSpec {
     #[serde(default = "default_drain")]
     #[schemars(range(min = 1, max = 86400))]
     pub drain_seconds: i32,
-    /// How busy arrivals alone may keep a worker, in percent; the rest is
-    /// headroom for bursts.
+    /// Margin before scaling down, in percent: fewer workers only if they
+    /// would serve every entry within this share of the drain time and
+    /// their capacity is at least this share of the arrivals. Hysteresis
+    /// against noise.
     #[serde(default = "default_utilization")]
     #[schemars(range(min = 1, max = 100))]
     pub target_utilization_percent: i32,
-    /// At least one worker per this many undelivered entries.
-    #[serde(default = "default_lag_per_replica")]
-    #[schemars(range(min = 1))]
-    pub lag_per_replica: i64,
-    /// At least one worker per this many delivered, unacknowledged entries.
-    #[serde(default = "default_pending_per_replica")]
-    #[schemars(range(min = 1))]
-    pub pending_per_replica: i64,
     /// Events per second one worker is assumed to handle until measured.
     #[serde(default = "default_assumed_rate")]
     #[schemars(range(min = 1))]
@@ -274,12 +269,6 @@ fn default_drain() -> i32 {
 fn default_utilization() -> i32 {
     (Settings::DEFAULT.target_utilization * 100.0).round() as i32
 }
-fn default_lag_per_replica() -> i64 {
-    Settings::DEFAULT.lag_per_replica as i64
-}
-fn default_pending_per_replica() -> i64 {
-    Settings::DEFAULT.pending_per_replica as i64
-}
 fn default_assumed_rate() -> i32 {
     Settings::DEFAULT.assumed_rate_per_replica as i32
 }
@@ -292,8 +281,6 @@ impl Default for AutoscalingSpec {
             poll_interval_seconds: default_poll(),
             drain_seconds: default_drain(),
             target_utilization_percent: default_utilization(),
-            lag_per_replica: default_lag_per_replica(),
-            pending_per_replica: default_pending_per_replica(),
             assumed_events_per_second: default_assumed_rate(),
             scale_up: ScalingRules::up(),
             scale_down: ScalingRules::down(),
@@ -551,8 +538,6 @@ pub fn policy(w: &WorkersSpec, a: &AutoscalingSpec) -> autoscale::Settings {
         max_replicas: w.max_replicas.max(1) as u32,
         drain_seconds: f64::from(a.drain_seconds),
         target_utilization: f64::from(a.target_utilization_percent) / 100.0,
-        lag_per_replica: a.lag_per_replica.max(1) as u64,
-        pending_per_replica: a.pending_per_replica.max(1) as u64,
         assumed_rate_per_replica: f64::from(a.assumed_events_per_second),
         scale_up_window_secs: f64::from(a.scale_up.stabilization_window_seconds),
         scale_down_window_secs: f64::from(a.scale_down.stabilization_window_seconds),

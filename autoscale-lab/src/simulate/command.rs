@@ -46,7 +46,7 @@ pub struct SimulateArgs {
     #[arg(long, default_value_t = 1)]
     pub keda_activation_lag: u64,
     /// The baseline's `lagCount` (lag per replica the HPA aims at); default:
-    /// the FeedCluster's `lagPerReplica`.
+    /// `sweep::DEFAULT_LAG_COUNT` (1000).
     #[arg(long)]
     pub keda_lag_count: Option<u64>,
     /// Also run the KEDA + HPA model at each of these `lagCount`s and
@@ -143,7 +143,8 @@ pub fn simulate(args: &SimulateArgs) -> anyhow::Result<Output> {
         runs.push(run(
             &mut KedaHpa::new(
                 &settings,
-                args.keda_lag_count.unwrap_or(settings.lag_per_replica),
+                args.keda_lag_count
+                    .unwrap_or(super::sweep::DEFAULT_LAG_COUNT),
                 args.keda_activation_lag,
             ),
             &trace,

@@ -1,5 +1,5 @@
 //! KEDA's `lagCount` swept over a range: the baseline at its best, not only
-//! at the FeedCluster's `lagPerReplica`. Issue 17 asks the policy to miss
+//! at [`DEFAULT_LAG_COUNT`]. Issue 17 asks the policy to miss
 //! the drain target no more often than KEDA at its best `lagCount`, so the
 //! lab reports, per trace, each `lagCount`'s missed seconds and cost and
 //! the best of them.
@@ -9,6 +9,11 @@ use serde::Serialize;
 
 use super::policies::KedaHpa;
 use super::{Facts, Summary, Trace, run};
+
+/// The `lagCount` the KEDA + HPA model runs at unless told otherwise: a
+/// replica per 1,000 undelivered entries, what FeedClusters set as
+/// `lagPerReplica` before issue 17 dropped it from the policy.
+pub const DEFAULT_LAG_COUNT: u64 = 1_000;
 
 /// The `lagCount`s swept by default: lag per replica, roughly doubling
 /// from 50 to 10,000. At the lab's 200 events/s per worker and 30 s drain

@@ -286,7 +286,7 @@ fn on_the_shipped_traces_the_policy_meets_its_goals() {
         let trace = Trace::read(&traces().join(format!("{name}.csv"))).unwrap();
         let ours = run(&mut Fanout::new(settings.clone(), poll), &trace, &facts);
         let keda = run(
-            &mut KedaHpa::new(&settings, settings.lag_per_replica, 1),
+            &mut KedaHpa::new(&settings, super::sweep::DEFAULT_LAG_COUNT, 1),
             &trace,
             &facts,
         );
@@ -296,7 +296,15 @@ fn on_the_shipped_traces_the_policy_meets_its_goals() {
             "{name}: {o:?} vs {k:?}"
         );
         assert_eq!(o.reversals_inside_window, 0, "{name}: {o:?}");
-        assert_eq!(o.backlog_at_end, 0, "{name}: {o:?}");
+        // A standing backlog is allowed (the fewest workers that meet the
+        // drain target run flat out over one), as long as the workers
+        // there are serve what is left within the target.
+        let ready = ours.timeline.last().map_or(0, |t| t.ready);
+        assert!(
+            o.backlog_at_end as f64
+                <= f64::from(ready) * facts.service_rate * settings.drain_seconds,
+            "{name}: {o:?}"
+        );
         // The first event after idle gets a worker within one poll and one
         // pod start.
         assert!(

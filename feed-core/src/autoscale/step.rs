@@ -151,7 +151,7 @@ mod tests {
         let settings = Settings::default();
         let mut memory = Memory::default();
         let workers = Workers::default();
-        let source = Fixed(Some(lagging(3_500)));
+        let source = Fixed(Some(lagging(13_500)));
 
         let none = decide_step(&settings, &mut memory, &source, &workers, || 0.0).await;
         assert!(none.unwrap().is_none(), "no target: nothing decided");
@@ -169,7 +169,7 @@ mod tests {
                 ready: 1
             }
         );
-        assert_eq!(step.backlog, Some(lagging(3_500)));
+        assert_eq!(step.backlog, Some(lagging(13_500)));
         assert_eq!(step.decision.direction, Direction::Up);
         assert!(
             workers.orders.lock().unwrap().is_empty(),

@@ -23,8 +23,6 @@ fn settings() -> Settings {
         max_replicas: 20,
         drain_seconds: 30.0,
         target_utilization: 0.8,
-        lag_per_replica: 100_000,
-        pending_per_replica: 100_000,
         assumed_rate_per_replica: 100.0,
         scale_up_window_secs: 0.0,
         scale_down_window_secs: 60.0,
@@ -77,14 +75,19 @@ fn a_backlog_is_drained_within_the_drain_time() {
 }
 
 #[test]
-fn steady_arrivals_are_absorbed_at_the_target_utilization() {
-    let s = settings();
+fn steady_arrivals_get_the_workers_they_need_not_a_fixed_overprovision() {
+    // Fewer workers must last a scale-down window (here 120 s) within the
+    // margin before the count goes down.
+    let s = Settings {
+        scale_down_window_secs: 120.0,
+        ..settings()
+    };
     let mut memory = Memory::default();
     let mut added = 0;
     let mut d = decide(&s, &mut memory, obs(0.0, 0, 0, added, added, 5));
-    for i in 1..6 {
-        // 400 events/s arrive and five workers serve them at once (80/s
-        // each, under the 100/s they can do): no backlog.
+    for i in 1..14 {
+        // 400 events/s arrive and the workers serve them at once: no
+        // backlog.
         added += 400 * POLL as u64;
         d = decide(
             &s,
@@ -92,9 +95,57 @@ fn steady_arrivals_are_absorbed_at_the_target_utilization() {
             obs(i as f64 * POLL, 0, 0, added, added, d.desired),
         );
     }
-    // 400/s at 100/s per worker and 80 % utilization: 5 workers.
-    assert_eq!(d.desired, 5);
+    // 400/s at 100/s per worker: 4 workers, not 5 (the old 400 / (100 ·
+    // 0.8)).
+    assert_eq!(d.desired, 4);
     assert!((d.arrival_rate - 400.0).abs() < 1e-6);
+}
+
+#[test]
+fn a_spike_the_workers_drain_in_time_passes_without_scaling_up() {
+    let s = settings();
+    let mut memory = Memory::default();
+    let mut added = 0;
+    let mut d = decide(&s, &mut memory, obs(0.0, 0, 0, 0, 0, 2));
+    for i in 1..10 {
+        added += 150 * POLL as u64;
+        d = decide(&s, &mut memory, obs(i as f64 * POLL, 0, 0, added, added, 2));
+    }
+    assert_eq!(d.desired, 2);
+    // 2,500 entries at once: two workers (200/s) serve the newest within
+    // 12.5 s, and keep up with the 150/s around it. No scale-up (the old
+    // policy went to 4).
+    added += 150 * POLL as u64 + 2_500;
+    let d = decide(
+        &s,
+        &mut memory,
+        obs(10.0 * POLL, 2_500, 0, added, added - 2_500, 2),
+    );
+    assert_eq!(d.direction, Direction::None, "{}", d.reason);
+    assert_eq!(d.desired, 2);
+}
+
+#[test]
+fn noise_around_the_capacity_does_not_bounce_the_count() {
+    let s = settings();
+    let mut memory = Memory::default();
+    let mut added = 0;
+    let mut read = 0;
+    let mut current = 2;
+    for i in 0..30 {
+        // 190 and 210 events/s in turn against two workers' 200/s: what
+        // the workers fall behind by in one poll they catch up in the next.
+        let rate = if i % 2 == 0 { 190 } else { 210 };
+        added += rate * POLL as u64;
+        read = (read + 200 * POLL as u64).min(added);
+        let d = decide(
+            &s,
+            &mut memory,
+            obs(i as f64 * POLL, added - read, 0, added, read, current),
+        );
+        assert_eq!(d.desired, 2, "poll {i}: {}", d.reason);
+        current = d.desired;
+    }
 }
 
 #[test]
@@ -215,8 +266,8 @@ fn idle_workers_go_to_zero_and_the_first_entry_wakes_one() {
     let mut t = 0.0;
     while d.desired > 0 {
         t += POLL;
-        // Idle for 60 s, then the 30 s scale-down window must agree.
-        assert!(t <= 90.0, "never scaled to zero");
+        // Idle for 60 s: zero, with no window on top.
+        assert!(t <= 60.0 + POLL, "never scaled to zero");
         d = decide(&s, &mut memory, obs(t, 0, 0, 0, 0, d.desired));
     }
     assert!(
@@ -232,6 +283,38 @@ fn idle_workers_go_to_zero_and_the_first_entry_wakes_one() {
     d = decide(&s, &mut memory, obs(t, 1, 0, 1, 0, 0));
     assert_eq!(d.desired, 1);
     assert_eq!(d.direction, Direction::Up);
+}
+
+#[test]
+fn idle_to_zero_counts_from_the_last_event_not_the_window_too() {
+    // The scale-down window (120 s) is longer than the idle time (60 s).
+    let s = Settings {
+        scale_to_zero: true,
+        idle_seconds: 60.0,
+        scale_down_window_secs: 120.0,
+        ..settings()
+    };
+    let mut memory = Memory::default();
+    let d = decide(&s, &mut memory, obs(0.0, 0, 0, 0, 0, 0));
+    assert_eq!(d.desired, 0);
+    // One event: one worker at once, which serves it.
+    let d = decide(&s, &mut memory, obs(POLL, 1, 0, 1, 0, 0));
+    assert_eq!(d.desired, 1);
+    let mut t = POLL;
+    let mut d = d;
+    while d.desired > 0 {
+        t += POLL;
+        assert!(
+            t <= POLL + 60.0 + POLL,
+            "still {} worker(s) {} s after the last event: {}",
+            d.desired,
+            t - POLL,
+            d.reason
+        );
+        // The arrival rate, smoothed, is still above zero: no event is.
+        d = decide(&s, &mut memory, obs(t, 0, 0, 1, 1, d.desired));
+    }
+    assert!(t - POLL >= 60.0, "zero {} s after the last event", t - POLL);
 }
 
 #[test]
@@ -341,15 +424,16 @@ fn a_scale_down_held_part_way_by_the_window_says_so() {
     // 15,000 delivered and waiting at t=0: 5 workers.
     let d = decide(&s, &mut memory, obs(0.0, 0, 15_000, 15_000, 15_000, 5));
     assert_eq!(d.desired, 5);
-    // 9,000 left at t=40 (3 wanted), none at t=70: the 60 s window still
-    // holds the 3 of t=40 (and the hold-down after start is over).
+    // 9,000 left at t=40 (3 meet the target, 4 with margin), none at
+    // t=70: the 60 s window still holds the 4 of t=40 (and the hold-down
+    // after start is over).
     decide(&s, &mut memory, obs(40.0, 0, 9_000, 15_000, 15_000, 5));
     let d = decide(&s, &mut memory, obs(70.0, 0, 0, 15_000, 15_000, 5));
-    assert_eq!(d.desired, 3);
+    assert_eq!(d.desired, 4);
     assert_eq!(d.limited_by, Some(Limit::Stabilization));
     assert!(
         d.reason
-            .contains("5 -> 3, as far as the stabilization window allows"),
+            .contains("5 -> 4, as far as the stabilization window allows"),
         "{}",
         d.reason
     );
