@@ -160,6 +160,9 @@ pub enum Limit {
     UnknownLag,
     /// A recommendation inside a stabilization window held the count.
     Stabilization,
+    /// Fewer workers would meet the drain target, but not with the margin
+    /// a scale-down needs.
+    Margin,
     /// The step limit capped a scale-up.
     MaxScaleUpStep,
     /// The step limit capped a scale-down.
@@ -294,11 +297,8 @@ pub fn decide(settings: &Settings, memory: &mut Memory, now: Observation) -> Dec
     // Up only when the workers there are would miss the target (a spike
     // they drain in time passes); down only to a count that meets it with
     // margin (noise does not bounce the count).
-    let recommended = if idle {
-        0
-    } else {
-        wanted.max(keep.min(current)).max(floor)
-    };
+    let held = wanted.max(keep.min(current));
+    let recommended = if idle { 0 } else { held.max(floor) };
 
     memory.history.push_back((now.at_secs, recommended));
     let remember = settings
@@ -328,7 +328,13 @@ pub fn decide(settings: &Settings, memory: &mut Memory, now: Observation) -> Dec
         down_to = down_to.max(current);
     }
 
-    let mut limited_by = (recommended > wanted).then_some(Limit::MinReplicas);
+    let mut limited_by = if recommended > held {
+        Some(Limit::MinReplicas)
+    } else if recommended > wanted {
+        Some(Limit::Margin)
+    } else {
+        None
+    };
     let mut desired = if current == 0 && !idle {
         // Waking: the first waiting entry gets a worker, whatever the windows.
         recommended
@@ -490,6 +496,12 @@ fn reason(
         Some(Limit::Stabilization) => {
             format!("scaling {current} -> {desired}, as far as the stabilization window allows")
         }
+        Some(Limit::Margin) if desired == current => {
+            format!("holding {current}: fewer would not meet the drain target with margin")
+        }
+        Some(Limit::Margin) => format!(
+            "scaling {current} -> {desired}: fewer would not meet the drain target with margin"
+        ),
         Some(Limit::MaxScaleUpStep) => {
             format!("scaling {current} -> {desired}, capped by the scale-up step")
         }

@@ -99,6 +99,14 @@ fn steady_arrivals_get_the_workers_they_need_not_a_fixed_overprovision() {
     // 0.8)).
     assert_eq!(d.desired, 4);
     assert!((d.arrival_rate - 400.0).abs() < 1e-6);
+    // Two would serve every entry within the target for a while; four do
+    // it with margin for a whole window.
+    assert_eq!((d.wanted, d.limited_by), (2, Some(Limit::Margin)));
+    assert!(
+        d.reason.contains("holding 4: fewer would not meet"),
+        "{}",
+        d.reason
+    );
 }
 
 #[test]
