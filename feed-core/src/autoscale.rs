@@ -405,7 +405,7 @@ pub fn decide(settings: &Settings, memory: &mut Memory, now: Observation) -> Dec
 /// n ≥ max( b / (μ·wait),  (b + λ·horizon) / (μ·(wait + horizon)) )
 /// ```
 ///
-/// The issue's `n ≥ (λ + b/D) / μ` (the whole backlog gone within `D`)
+/// Sizing to clear the whole backlog within `D`, `n ≥ (λ + b/D) / μ`,
 /// asks for a worker more whenever arrivals sit at a whole number of
 /// workers and any backlog waits: 1.5× the floor on the lab's steady and
 /// spiky traces. A standing backlog that every entry passes through within
