@@ -5,8 +5,9 @@
 //! fails when they differ from what the code gives now, and
 //! `make autoscale-lab` rewrites them.
 
+mod common;
+
 use std::fmt::Write as _;
-use std::path::PathBuf;
 
 use autoscale_lab::generate::Shape;
 use autoscale_lab::simulate::command::read_settings;
@@ -23,12 +24,6 @@ const FACTS: Facts = Facts {
 };
 /// KEDA's `activationLagCount` in the baseline (see docs/autoscaling.md).
 const KEDA_ACTIVATION_LAG: u64 = 1;
-
-fn repo(path: &str) -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-        .join("..")
-        .join(path)
-}
 
 /// A ratio to the floor: two decimals, or a whole number once it is
 /// large (a trickle's floor is a fraction of a replica-second).
@@ -55,7 +50,7 @@ fn cells(s: &Summary) -> String {
 
 fn tables() -> String {
     let (workers, autoscaling) =
-        read_settings(&repo("autoscale-lab/traces/autoscaling.yaml")).unwrap();
+        read_settings(&common::repo("autoscale-lab/traces/autoscaling.yaml")).unwrap();
     let settings = operator::crd::policy(&workers, &autoscaling);
     let poll = autoscaling.poll_interval_seconds as u64;
     let mut main = String::from(
@@ -73,7 +68,10 @@ fn tables() -> String {
     );
     for shape in Shape::ALL {
         let name = shape.name();
-        let trace = Trace::read(&repo(&format!("autoscale-lab/traces/wide/{name}.csv"))).unwrap();
+        let trace = Trace::read(&common::repo(&format!(
+            "autoscale-lab/traces/wide/{name}.csv"
+        )))
+        .unwrap();
         let ours = run(&mut Fanout::new(settings.clone(), poll), &trace, &FACTS).summary;
         let keda = run(
             &mut KedaHpa::new(&settings, sweep::DEFAULT_LAG_COUNT, KEDA_ACTIVATION_LAG),
@@ -119,25 +117,7 @@ fn tables() -> String {
     format!("{main}\n{swept}")
 }
 
-const START: &str = "<!-- floor-results:start -->\n";
-const END: &str = "<!-- floor-results:end -->";
-
 #[test]
 fn the_committed_floor_results_match_the_code() {
-    let path = repo("docs/autoscaling.md");
-    let doc = std::fs::read_to_string(&path).unwrap();
-    let (Some(start), Some(end)) = (doc.find(START), doc.find(END)) else {
-        panic!("docs/autoscaling.md lost its floor-results markers");
-    };
-    let committed = &doc[start + START.len()..end];
-    let now = tables();
-    if std::env::var_os("FANOUT_REGENERATE").is_some() {
-        let updated = format!("{}{now}{}", &doc[..start + START.len()], &doc[end..]);
-        std::fs::write(&path, updated).unwrap();
-        return;
-    }
-    assert!(
-        committed == now,
-        "the floor results in docs/autoscaling.md are stale: run `make autoscale-lab`\n{now}"
-    );
+    common::section_matches("floor-results", &tables());
 }

@@ -4,8 +4,9 @@
 //! from what the code gives now; `make autoscale-lab` rewrites it (and draws
 //! the plots).
 
+mod common;
+
 use std::fmt::Write as _;
-use std::path::PathBuf;
 
 use autoscale_lab::simulate::command::read_settings;
 use autoscale_lab::simulate::policies::{Fanout, KedaHpa};
@@ -23,12 +24,6 @@ const FACTS: Facts = Facts {
 /// KEDA's `activationLagCount` in the baseline (see docs/autoscaling.md).
 const KEDA_ACTIVATION_LAG: u64 = 1;
 
-fn repo(path: &str) -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-        .join("..")
-        .join(path)
-}
-
 fn cells(s: &Summary) -> String {
     format!(
         "{} | {} | {} | {} | {} | {} |",
@@ -44,7 +39,7 @@ fn cells(s: &Summary) -> String {
 
 fn table() -> String {
     let (workers, autoscaling) =
-        read_settings(&repo("autoscale-lab/traces/autoscaling.yaml")).unwrap();
+        read_settings(&common::repo("autoscale-lab/traces/autoscaling.yaml")).unwrap();
     let settings = operator::crd::policy(&workers, &autoscaling);
     let poll = autoscaling.poll_interval_seconds as u64;
     let mut out = String::from(
@@ -53,7 +48,8 @@ fn table() -> String {
     );
     let mut savings = Vec::new();
     for name in TRACES {
-        let trace = Trace::read(&repo(&format!("autoscale-lab/traces/{name}.csv"))).unwrap();
+        let trace =
+            Trace::read(&common::repo(&format!("autoscale-lab/traces/{name}.csv"))).unwrap();
         let ours = run(&mut Fanout::new(settings.clone(), poll), &trace, &FACTS);
         let keda = run(
             &mut KedaHpa::new(&settings, DEFAULT_LAG_COUNT, KEDA_ACTIVATION_LAG),
@@ -79,25 +75,7 @@ fn table() -> String {
     out
 }
 
-const START: &str = "<!-- lab-results:start -->\n";
-const END: &str = "<!-- lab-results:end -->";
-
 #[test]
 fn the_committed_lab_results_match_the_code() {
-    let path = repo("docs/autoscaling.md");
-    let doc = std::fs::read_to_string(&path).unwrap();
-    let (Some(start), Some(end)) = (doc.find(START), doc.find(END)) else {
-        panic!("docs/autoscaling.md lost its lab-results markers");
-    };
-    let committed = &doc[start + START.len()..end];
-    let now = table();
-    if std::env::var_os("FANOUT_REGENERATE").is_some() {
-        let updated = format!("{}{now}{}", &doc[..start + START.len()], &doc[end..]);
-        std::fs::write(&path, updated).unwrap();
-        return;
-    }
-    assert!(
-        committed == now,
-        "the results in docs/autoscaling.md are stale: run `make autoscale-lab`\n{now}"
-    );
+    common::section_matches("lab-results", &table());
 }
