@@ -10,7 +10,6 @@ mod common;
 use std::fmt::Write as _;
 
 use autoscale_lab::generate::Shape;
-use autoscale_lab::simulate::command::read_settings;
 use autoscale_lab::simulate::policies::{Fanout, KedaHpa};
 use autoscale_lab::simulate::sweep::{self, LAG_COUNTS};
 use autoscale_lab::simulate::{Facts, Summary, Trace, run};
@@ -49,10 +48,7 @@ fn cells(s: &Summary) -> String {
 }
 
 fn tables() -> String {
-    let (workers, autoscaling) =
-        read_settings(&common::repo("autoscale-lab/traces/autoscaling.yaml")).unwrap();
-    let settings = operator::crd::policy(&workers, &autoscaling);
-    let poll = autoscaling.poll_interval_seconds as u64;
+    let (settings, poll) = common::shipped_settings();
     let mut main = String::from(
         "| trace | floor (pod-s) | policy | pod-seconds | × floor | drain target missed (s) | reversals within 300 s | at zero (s) | wake from zero |\n\
          |---|---|---|---|---|---|---|---|---|\n",

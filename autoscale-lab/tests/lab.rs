@@ -8,7 +8,6 @@ mod common;
 
 use std::fmt::Write as _;
 
-use autoscale_lab::simulate::command::read_settings;
 use autoscale_lab::simulate::policies::{Fanout, KedaHpa};
 use autoscale_lab::simulate::sweep::DEFAULT_LAG_COUNT;
 use autoscale_lab::simulate::{Facts, Summary, Trace, run};
@@ -38,10 +37,7 @@ fn cells(s: &Summary) -> String {
 }
 
 fn table() -> String {
-    let (workers, autoscaling) =
-        read_settings(&common::repo("autoscale-lab/traces/autoscaling.yaml")).unwrap();
-    let settings = operator::crd::policy(&workers, &autoscaling);
-    let poll = autoscaling.poll_interval_seconds as u64;
+    let (settings, poll) = common::shipped_settings();
     let mut out = String::from(
         "| trace | policy | pod-seconds | drain target missed (s) | peak backlog | scale changes | reversals inside a window | wake from zero |\n\
          |---|---|---|---|---|---|---|---|\n",

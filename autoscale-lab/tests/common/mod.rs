@@ -1,14 +1,27 @@
-//! What the lab's table tests share: a path in the repository, and the
-//! check that a generated section of docs/autoscaling.md is what the code
-//! produces now.
+//! What the lab's table tests share: a path in the repository, the shipped
+//! settings, and the check that a generated section of docs/autoscaling.md
+//! is what the code produces now.
 
 use std::path::PathBuf;
+
+use autoscale_lab::simulate::command::read_settings;
+use feed_core::autoscale::Settings;
 
 /// A path relative to the repository's root.
 pub fn repo(path: &str) -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
         .join("..")
         .join(path)
+}
+
+/// The policy's settings the lab ships (`autoscale-lab/traces/autoscaling.yaml`,
+/// read as the operator reads a FeedCluster), and its poll interval in
+/// seconds.
+pub fn shipped_settings() -> (Settings, u64) {
+    let (workers, autoscaling) =
+        read_settings(&repo("autoscale-lab/traces/autoscaling.yaml")).unwrap();
+    let settings = operator::crd::policy(&workers, &autoscaling);
+    (settings, autoscaling.poll_interval_seconds as u64)
 }
 
 /// Fails unless the section of docs/autoscaling.md between the markers
