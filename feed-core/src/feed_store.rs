@@ -92,10 +92,15 @@ pub struct Rebuild {
 
 /// Lua shared by the scripts below: `zadd_all(key, pairs)` adds a table of
 /// (score, member) pairs to `key`, in slices, since Lua's `unpack` takes a
-/// few thousand values at most; returns how many were new.
-macro_rules! lua_zadd_all {
+/// few thousand values at most, and returns how many were new;
+/// `user_of(key)` is the user a feed key ([`keys::feed`]) belongs to, what
+/// follows its first colon.
+macro_rules! lua_helpers {
     () => {
         r"
+local function user_of(key)
+  return string.sub(key, string.find(key, ':', 1, true) + 1)
+end
 local function zadd_all(key, pairs)
   local added = 0
   for i = 1, #pairs, 512 do
@@ -124,7 +129,7 @@ end
 /// queues and answers one command, which is most of a small command's cost.
 static ADD_TO_KEPT_FEEDS: std::sync::LazyLock<redis::Script> = std::sync::LazyLock::new(|| {
     redis::Script::new(concat!(
-        lua_zadd_all!(),
+        lua_helpers!(),
         r"
 local max_len = tonumber(ARGV[1])
 local most = max_len + 1 + tonumber(ARGV[2])
@@ -139,11 +144,11 @@ end
 if #live == 0 then
   return 0
 end
--- Whether the feed's user (after the key's first colon) unfollowed the
--- author: looked up only when someone did lately.
+-- Whether the feed's user unfollowed the author: looked up only when
+-- someone did lately.
 local marked = redis.call('EXISTS', KEYS[1]) == 1
 local function unfollowed(key)
-  return redis.call('ZSCORE', KEYS[1], string.sub(key, string.find(key, ':', 1, true) + 1))
+  return redis.call('ZSCORE', KEYS[1], user_of(key))
 end
 local written = 0
 for k = posts + 2, #KEYS do
@@ -167,35 +172,35 @@ return written
 });
 
 /// Writes a rebuilt feed over `KEYS[1]`, trimmed to `ARGV[1]` posts and
-/// living `ARGV[2]` seconds, with the sentinel `ARGV[6]`; but only if the
+/// living `ARGV[2]` seconds, with the sentinel `ARGV[5]`; but only if the
 /// reader's placeholder `ARGV[3]` is still there. The reader added it
 /// before reading PostgreSQL; if Redis lost the key since (a restart, an
 /// eviction), fan-out passed over the feed meanwhile, so the rebuild may
 /// lack a post committed after the read and must not be marked built, even
 /// if another reader has re-created the key since. Returns 1 if written.
 ///
-/// The `n = ARGV[4]` posts are triples in `ARGV[7..]`: score, member, and
+/// The `n = ARGV[4]` posts are triples in `ARGV[6..]`: score, member, and
 /// the index of their author's unfollow marks among `KEYS[n+2..]`;
 /// `KEYS[2..n+1]` are their tombstones. A post deleted, or by an author
-/// the reader (`ARGV[5]`) unfollowed, since PostgreSQL was read is left
+/// the feed's reader unfollowed, since PostgreSQL was read is left
 /// out (see [`crate::removals`]).
 static REBUILD: std::sync::LazyLock<redis::Script> = std::sync::LazyLock::new(|| {
     redis::Script::new(concat!(
-        lua_zadd_all!(),
+        lua_helpers!(),
         r"
 local key = KEYS[1]
 if not redis.call('ZSCORE', key, ARGV[3]) then
   return 0
 end
 local posts = tonumber(ARGV[4])
-local user = ARGV[5]
+local user = user_of(key)
 local unfollowed = {}
 for k = posts + 2, #KEYS do
   unfollowed[k - posts - 1] = redis.call('ZSCORE', KEYS[k], user) ~= false
 end
-local live = {'0', ARGV[6]}
+local live = {'0', ARGV[5]}
 for i = 1, posts do
-  local at = 4 + 3 * i
+  local at = 3 + 3 * i
   if not unfollowed[tonumber(ARGV[at + 2])] and redis.call('EXISTS', KEYS[1 + i]) == 0 then
     live[#live + 1] = ARGV[at]
     live[#live + 1] = ARGV[at + 1]
@@ -367,7 +372,6 @@ pub async fn rebuild(
         .arg(limits.ttl.as_secs())
         .arg(&started.placeholder)
         .arg(posts.len())
-        .arg(user.to_string())
         .arg(SENTINEL);
     for post in posts {
         let author = authors.binary_search(&post.author).unwrap_or_default() + 1;
