@@ -172,6 +172,15 @@ impl From<sqlx::Error> for ApiError {
     }
 }
 
+/// The feeds' Redis, which takes a removal's marks before the removal
+/// commits (see `feed_core::removals`).
+impl From<redis::RedisError> for ApiError {
+    fn from(e: redis::RedisError) -> Self {
+        tracing::warn!(error = %e, "the feeds' Redis unavailable");
+        ApiError::Unavailable("the feed store")
+    }
+}
+
 impl From<JsonRejection> for ApiError {
     fn from(rejection: JsonRejection) -> Self {
         match rejection {

@@ -33,6 +33,19 @@ pub fn feed(user_id: Uuid) -> String {
     format!("feed:{user_id}")
 }
 
+/// An author's own timeline: their newest posts, kept only for authors
+/// whose posts are pulled by readers instead of fanned out (celebrities),
+/// laid out as a home feed is.
+pub fn timeline(author_id: Uuid) -> String {
+    format!("timeline:{author_id}")
+}
+
+/// Marks a celebrity whose followers' feeds have been told to pull their
+/// timeline (see `feed-worker`'s `fanout.rs`).
+pub fn announced(author_id: Uuid) -> String {
+    format!("announced:{author_id}")
+}
+
 /// Marks a post deleted (see [`crate::removals`]), so that a fan-out or a
 /// rebuild that read it before the delete does not write it back.
 pub fn deleted(post_id: Uuid) -> String {
@@ -44,6 +57,19 @@ pub fn deleted(post_id: Uuid) -> String {
 /// went does not write the author's posts back (see [`crate::removals`]).
 pub fn unfollowed(author_id: Uuid) -> String {
     format!("unfollowed:{author_id}")
+}
+
+/// Marks a post whose delete is committing (see [`crate::removals`]): no
+/// copy of it is cached meanwhile.
+pub fn withdrawn(post_id: Uuid) -> String {
+    format!("withdrawn:{post_id}")
+}
+
+/// The authors a reader unfollowed whose posts the workers may not have
+/// taken out of the reader's feed yet (a sorted set scored by when), so
+/// reads served from Redis alone skip them (see [`crate::removals`]).
+pub fn hidden(reader_id: Uuid) -> String {
+    format!("hidden:{reader_id}")
 }
 
 /// A post's public fields (JSON), so feeds can still be served while

@@ -21,6 +21,21 @@
 //! the feeds, which comes after the mark and removes what the write added.
 //! A follow clears its follower's mark before it reads the author's posts
 //! (see `feed-worker`'s `fanout.rs`), and re-checks the follow afterwards.
+//!
+//! Warm pages are served from Redis alone, so a removal must show there
+//! as soon as it answers, before any worker has handled it. The API leaves
+//! two more marks before the removal commits, and answers an error, writing
+//! nothing, when it cannot:
+//!
+//! - a delete [`withdraw`]s the post: its copy is dropped and none is
+//!   cached while the delete commits, so a page that finds no copy asks
+//!   PostgreSQL, the truth;
+//! - an unfollow [`hide`]s the author from the reader's pages until the
+//!   workers have taken the author's posts out of the reader's feed.
+//!
+//! Should the removal not commit after all, both only cost a page a trip
+//! to PostgreSQL or a post hidden a while: they never show what they should
+//! not.
 
 use std::time::Duration;
 
@@ -89,6 +104,128 @@ pub async fn clear_unfollowed(
     redis::cmd("ZREM")
         .arg(keys::unfollowed(author))
         .arg(follower.to_string())
+        .query_async::<i64>(conn)
+        .await?;
+    Ok(())
+}
+
+/// How long a hidden author stays hidden at most. The workers unhide an
+/// author once they have taken the author's posts out of the reader's feed,
+/// normally milliseconds after the unfollow; the mark must outlast any
+/// backlog or worker outage before that, and a day covers any the
+/// autoscaler and the alerts let stand. Should an unfollow not commit after
+/// all, its author stays hidden from the reader's Redis-served pages until
+/// the API unhides it or the mark expires: it never shows what it should
+/// not.
+pub const HIDE_TTL: Duration = Duration::from_secs(24 * 60 * 60);
+
+/// Withdraws posts about to be deleted: drops their cached copies, and
+/// blocks caching them again for [`MARK_TTL`], so a page served from Redis
+/// finds no copy and asks PostgreSQL, which knows the delete once it
+/// commits. Call before the delete commits (see `feed-api`'s delete
+/// handlers): if it fails, the delete must not commit.
+pub async fn withdraw(conn: &mut impl ConnectionLike, posts: &[Uuid]) -> RedisResult<()> {
+    if posts.is_empty() {
+        return Ok(());
+    }
+    let mut pipe = redis::pipe();
+    pipe.atomic();
+    for post in posts {
+        pipe.cmd("SET")
+            .arg(keys::withdrawn(*post))
+            .arg(1)
+            .arg("EX")
+            .arg(MARK_TTL.as_secs())
+            .ignore()
+            .cmd("DEL")
+            .arg(keys::post(*post))
+            .ignore();
+    }
+    pipe.query_async(conn).await
+}
+
+/// Hides `author` from `reader`'s pages served from Redis until the workers
+/// have taken the author's posts out of the reader's feed (see [`unhide`]).
+/// Call before the unfollow commits: if it fails, the unfollow must not
+/// commit.
+pub async fn hide(conn: &mut impl ConnectionLike, reader: Uuid, author: Uuid) -> RedisResult<()> {
+    let key = keys::hidden(reader);
+    redis::pipe()
+        .atomic()
+        .zadd(
+            &key,
+            author.to_string(),
+            chrono::Utc::now().timestamp_millis(),
+        )
+        .ignore()
+        .expire(&key, HIDE_TTL.as_secs() as i64)
+        .ignore()
+        .query_async(conn)
+        .await
+}
+
+/// Shows `author` in `reader`'s pages again: the reader follows them
+/// again. Call before the follow commits.
+pub async fn unhide(conn: &mut impl ConnectionLike, reader: Uuid, author: Uuid) -> RedisResult<()> {
+    redis::cmd("ZREM")
+        .arg(keys::hidden(reader))
+        .arg(author.to_string())
+        .query_async::<i64>(conn)
+        .await?;
+    Ok(())
+}
+
+/// When `author` was hidden from `reader`'s pages, if they are.
+pub async fn hidden_since(
+    conn: &mut impl ConnectionLike,
+    reader: Uuid,
+    author: Uuid,
+) -> RedisResult<Option<i64>> {
+    redis::cmd("ZSCORE")
+        .arg(keys::hidden(reader))
+        .arg(author.to_string())
+        .query_async(conn)
+        .await
+}
+
+/// Removes the mark `KEYS[1]` holds for `ARGV[1]` if it is still the one
+/// of time `ARGV[2]`.
+static UNHIDE_IF_SINCE: std::sync::LazyLock<redis::Script> = std::sync::LazyLock::new(|| {
+    redis::Script::new(
+        r"
+if tonumber(redis.call('ZSCORE', KEYS[1], ARGV[1])) == tonumber(ARGV[2]) then
+  redis.call('ZREM', KEYS[1], ARGV[1])
+end
+return 1
+",
+    )
+});
+
+/// Shows `author` in `reader`'s pages again once the workers have taken
+/// the author's posts out of the reader's feed, unless they were hidden
+/// again after `since` ([`hidden_since`], read before the feed was).
+pub async fn unhide_if_since(
+    conn: &mut impl ConnectionLike,
+    reader: Uuid,
+    author: Uuid,
+    since: i64,
+) -> RedisResult<()> {
+    UNHIDE_IF_SINCE
+        .key(keys::hidden(reader))
+        .arg(author.to_string())
+        .arg(since)
+        .invoke_async::<i64>(conn)
+        .await?;
+    Ok(())
+}
+
+/// Drops what Redis keeps for a reader whose account is being deleted: a
+/// token issued before the delete must not be served their feed from Redis.
+pub async fn forget_reader(conn: &mut impl ConnectionLike, reader: Uuid) -> RedisResult<()> {
+    redis::cmd("DEL")
+        .arg(keys::feed(reader))
+        .arg(keys::hidden(reader))
+        .arg(keys::timeline(reader))
         .query_async::<i64>(conn)
         .await?;
     Ok(())

@@ -58,7 +58,7 @@ async fn build(
     limits: FeedLimits,
 ) {
     let started = feed_store::begin_rebuild(conn, user).await.unwrap();
-    let written = feed_store::rebuild(conn, user, &started, &by_author(posts), limits).await;
+    let written = feed_store::rebuild(conn, user, &started, &by_author(posts), &[], limits).await;
     assert!(written.unwrap(), "a feed Redis kept is written");
 }
 
@@ -112,8 +112,15 @@ async fn fan_out_writes_the_feeds_redis_keeps_whole_and_trimmed_and_no_others() 
     // what fan-out added meanwhile beside what PostgreSQL had.
     let page = feed_store::read(&mut conn, rebuilding, None, 100, LIMITS).await;
     assert_eq!(page.unwrap(), Page::NotBuilt);
-    let rebuilt =
-        feed_store::rebuild(&mut conn, rebuilding, &started, &by_author(&old), LIMITS).await;
+    let rebuilt = feed_store::rebuild(
+        &mut conn,
+        rebuilding,
+        &started,
+        &by_author(&old),
+        &[],
+        LIMITS,
+    )
+    .await;
     assert!(rebuilt.unwrap());
     let page = feed_store::read(&mut conn, rebuilding, None, 100, LIMITS).await;
     assert_eq!(
@@ -205,7 +212,7 @@ async fn a_rebuild_is_not_written_over_a_feed_redis_lost_meanwhile() {
     // The first rebuild lacks that post, so it must not be marked built.
     let older = (Uuid::now_v7(), 1_000);
     let rebuilt =
-        feed_store::rebuild(&mut conn, user, &started, &by_author(&[older]), LIMITS).await;
+        feed_store::rebuild(&mut conn, user, &started, &by_author(&[older]), &[], LIMITS).await;
     assert!(!rebuilt.unwrap());
     let page = feed_store::read(&mut conn, user, None, 10, LIMITS).await;
     assert_eq!(page.unwrap(), Page::NotBuilt);
@@ -214,10 +221,18 @@ async fn a_rebuild_is_not_written_over_a_feed_redis_lost_meanwhile() {
     // it was written does not write over it.
     let late = feed_store::begin_rebuild(&mut conn, user).await.unwrap();
     let post = (Uuid::now_v7(), 2_000);
-    let rebuilt =
-        feed_store::rebuild(&mut conn, user, &second, &by_author(&[post, older]), LIMITS).await;
+    let rebuilt = feed_store::rebuild(
+        &mut conn,
+        user,
+        &second,
+        &by_author(&[post, older]),
+        &[],
+        LIMITS,
+    )
+    .await;
     assert!(rebuilt.unwrap());
-    let rebuilt = feed_store::rebuild(&mut conn, user, &late, &by_author(&[older]), LIMITS).await;
+    let rebuilt =
+        feed_store::rebuild(&mut conn, user, &late, &by_author(&[older]), &[], LIMITS).await;
     assert!(!rebuilt.unwrap());
     let page = feed_store::read(&mut conn, user, None, 10, LIMITS).await;
     assert_eq!(
@@ -270,7 +285,8 @@ async fn a_placeholder_beside_a_built_feed_is_never_read_as_a_post() {
     assert_eq!(page.unwrap(), expected);
 
     // Its rebuild is written too, and leaves the feed as one rebuild does.
-    let rebuilt = feed_store::rebuild(&mut conn, user, &late, &by_author(&posts), LIMITS).await;
+    let rebuilt =
+        feed_store::rebuild(&mut conn, user, &late, &by_author(&posts), &[], LIMITS).await;
     assert!(rebuilt.unwrap());
     let page = feed_store::read(&mut conn, user, None, 10, LIMITS).await;
     assert_eq!(page.unwrap(), expected);
@@ -358,7 +374,7 @@ async fn removals_marked_meanwhile_stay_out_of_rebuilds_fan_out_and_the_post_cac
     };
     let kept = new_post(1_000);
     let read_before = [deleted, theirs, kept];
-    let rebuilt = feed_store::rebuild(&mut conn, user, &started, &read_before, LIMITS).await;
+    let rebuilt = feed_store::rebuild(&mut conn, user, &started, &read_before, &[], LIMITS).await;
     assert!(rebuilt.unwrap());
     let page = feed_store::read(&mut conn, user, None, 10, LIMITS).await;
     let only_kept = Page::Entries {

@@ -21,8 +21,8 @@
 //!   starts after the commit and so writes after this handler did.
 
 use feed_core::events::{Event, FollowChanged, LikeChanged, PostCreated, PostDeleted};
-use feed_core::feed_store::{self, FeedLimits, FeedPost};
-use feed_core::{db, removals};
+use feed_core::feed_store::{self, FeedLimits, FeedPost, Timeline};
+use feed_core::{db, keys, removals};
 use redis::aio::ConnectionManager;
 use sqlx::PgPool;
 use uuid::Uuid;
@@ -115,28 +115,74 @@ impl Fanout {
             // Deleted before we got to it.
             return Ok(Effect::default());
         };
-        // Readers fall back on this copy while PostgreSQL is down.
+        // Warm pages show this copy, and so do pages served while
+        // PostgreSQL is down.
         let cached = feed_store::CachedPost::from(to_fan_out.post);
         feed_store::cache_post(&mut self.redis.clone(), &cached, self.limits).await?;
-        let Some(first) = to_fan_out.followers else {
-            // A celebrity: readers pull their posts; writing to every
-            // follower's feed would cost more than it saves.
-            return Ok(Effect::default());
-        };
         let post = FeedPost {
             id: e.post_id,
             author: e.author_id,
             score: feed_store::score(e.created_at),
         };
+        let own = [Timeline::Home(e.author_id)];
+        let Some(first) = to_fan_out.followers else {
+            // A celebrity: readers pull their posts from their timeline;
+            // writing to every follower's feed would cost more than it
+            // saves.
+            let timelines = [own[0], Timeline::Author(e.author_id)];
+            feed_store::add_to_feeds(&self.redis, &timelines, post, self.limits).await?;
+            return self.announce(e.author_id).await;
+        };
+        // Not (or no longer) a celebrity: should they become one again, the
+        // feeds built meanwhile lack their pull, so they are announced anew.
+        redis::cmd("DEL")
+            .arg(keys::announced(e.author_id))
+            .query_async::<i64>(&mut self.redis.clone())
+            .await?;
         let (followers, feed_writes) = self
             .for_each_follower_chunk(e.author_id, Some(first), |chunk| {
                 let conn = self.redis.clone();
                 async move { feed_store::add_to_feeds(&conn, &chunk, post, self.limits).await }
             })
             .await?;
+        // The author's own feed, where they see the post with the rest.
+        feed_store::add_to_feeds(&self.redis, &own, post, self.limits).await?;
         Ok(Effect {
             feed_writes,
             feeds_skipped: followers.saturating_sub(feed_writes),
+        })
+    }
+
+    /// Tells every follower's kept feed to pull a celebrity's timeline,
+    /// once per time they become one: a feed built while they were not one
+    /// has no pull member for them, and their posts are no longer fanned
+    /// out. (Feeds built later read the pull from PostgreSQL.)
+    async fn announce(&self, author: Uuid) -> Result<Effect, HandleError> {
+        let mut conn = self.redis.clone();
+        let key = keys::announced(author);
+        if redis::cmd("EXISTS")
+            .arg(&key)
+            .query_async::<bool>(&mut conn)
+            .await?
+        {
+            return Ok(Effect::default());
+        }
+        let (_, feed_writes) = self
+            .for_each_follower_chunk(author, None, |chunk| {
+                let conn = self.redis.clone();
+                async move { feed_store::add_pulls(&conn, &chunk, author, self.limits).await }
+            })
+            .await?;
+        // Only once every follower's feed has it: a pass cut short is
+        // retried with the event.
+        redis::cmd("SET")
+            .arg(&key)
+            .arg(1)
+            .query_async::<()>(&mut conn)
+            .await?;
+        Ok(Effect {
+            feed_writes,
+            ..Effect::default()
         })
     }
 
@@ -144,11 +190,13 @@ impl Fanout {
         // First the tombstone: a fan-out still writing the post skips it.
         removals::mark_deleted(&mut self.redis.clone(), e.post_id).await?;
         let posts = [e.post_id];
+        let own = [Timeline::Home(e.author_id), Timeline::Author(e.author_id)];
+        feed_store::remove_from_feeds(&mut self.redis.clone(), &own, &posts, &[]).await?;
         let (_, feed_writes) = self
             .for_each_follower_chunk(e.author_id, None, |chunk| {
                 let mut conn = self.redis.clone();
                 async move {
-                    feed_store::remove_from_feeds(&mut conn, &chunk, &posts).await?;
+                    feed_store::remove_from_feeds(&mut conn, &chunk, &posts, &[]).await?;
                     Ok(chunk.len() as u64)
                 }
             })
@@ -192,9 +240,16 @@ impl Fanout {
     async fn backfill(&self, follower: Uuid, followee: Uuid) -> Result<Effect, HandleError> {
         // Before reading the posts, so the add below is not refused for a
         // mark of an earlier unfollow.
-        removals::clear_unfollowed(&mut self.redis.clone(), follower, followee).await?;
+        let mut conn = self.redis.clone();
+        removals::clear_unfollowed(&mut conn, follower, followee).await?;
         if db::users::is_celebrity(&self.db, followee, self.celebrity_threshold).await? {
-            return Ok(Effect::default());
+            // Their posts are pulled from their timeline, not backfilled.
+            let written =
+                feed_store::add_pulls(&self.redis, &[follower], followee, self.limits).await?;
+            return Ok(Effect {
+                feed_writes: written,
+                feeds_skipped: 1 - written.min(1),
+            });
         }
         let recent = db::feed::recent_by_author(&self.db, followee, self.backfill_posts).await?;
         let posts: Vec<(Uuid, i64)> = recent
@@ -222,17 +277,20 @@ impl Fanout {
         // Before reading the feed: a fan-out still writing one of the
         // followee's posts skips this feed from now on.
         removals::mark_unfollowed(&mut conn, follower, followee).await?;
+        let hidden = removals::hidden_since(&mut conn, follower, followee).await?;
         let held = feed_store::members(&mut conn, follower).await?;
-        if held.is_empty() {
-            return Ok(Effect::default());
-        }
         let kept: std::collections::HashSet<Uuid> =
             db::feed::kept_after_unfollow(&self.db, &held, followee)
                 .await?
                 .into_iter()
                 .collect();
         let gone: Vec<Uuid> = held.into_iter().filter(|id| !kept.contains(id)).collect();
-        feed_store::remove_from_feeds(&mut conn, &[follower], &gone).await?;
+        feed_store::remove_from_feeds(&mut conn, &[follower], &gone, &[followee]).await?;
+        // The feed no longer holds them: pages need not hide them, unless
+        // an unfollow since hid them again.
+        if let Some(since) = hidden {
+            removals::unhide_if_since(&mut conn, follower, followee, since).await?;
+        }
         Ok(Effect {
             feed_writes: u64::from(!gone.is_empty()),
             ..Effect::default()

@@ -95,7 +95,7 @@ async fn a_burst_scales_real_workers_up_and_down_and_every_event_lands_once(db: 
     };
     for fan in &fans {
         let started = feed_store::begin_rebuild(&mut conn, *fan).await.unwrap();
-        let built = feed_store::rebuild(&mut conn, *fan, &started, &[], limits).await;
+        let built = feed_store::rebuild(&mut conn, *fan, &started, &[], &[], limits).await;
         assert!(built.unwrap());
     }
     let (mut all, burst) = posts(&db, author, BURST).await;

@@ -14,6 +14,8 @@ use utoipa::ToSchema;
 use utoipa_axum::{router::OpenApiRouter, routes};
 use uuid::Uuid;
 
+mod warm;
+
 use super::posts::PostView;
 use super::{PageQuery, cursor_after};
 use crate::auth::SignedCaller;
@@ -28,7 +30,9 @@ pub fn router() -> OpenApiRouter<AppState> {
 /// Where the page came from and how far fan-out has caught up.
 #[derive(Debug, Serialize, ToSchema)]
 pub struct Freshness {
-    /// `cache`: the feed in Redis; `rebuilt`: Redis had no feed, it was
+    /// `cache`: the feed and every post from Redis alone; `hydrated`: the
+    /// feed from Redis, some posts (new or changed) from PostgreSQL;
+    /// `rebuilt`: Redis had no feed, it was
     /// rebuilt from PostgreSQL now; `database`: Redis is unreachable, the
     /// page was read from PostgreSQL; `degraded`: PostgreSQL is unreachable,
     /// the page is Redis' copy (likes as the workers last applied them, deletes
@@ -54,10 +58,12 @@ pub struct FeedPage {
     pub freshness: Freshness,
 }
 
-/// A candidate post and whether its source has more beyond what was read.
-struct Source {
-    entries: Vec<Uuid>,
-    more: bool,
+/// Candidate posts read from one source of a page (the home feed, a
+/// followed celebrity's timeline, PostgreSQL's pull), newest first, and
+/// whether the source has more beyond them.
+pub(super) struct Source {
+    pub(super) entries: Vec<Uuid>,
+    pub(super) more: bool,
 }
 
 /// The caller's home feed, newest first.
@@ -78,6 +84,8 @@ async fn home_feed(
         // `AuthUser` does.
         Err(Unserved::DatabaseDown) => degraded(&state, caller.id, limit, before).await,
         Err(Unserved::Failed(e)) => Err(e),
+        // `page` reads PostgreSQL instead.
+        Err(Unserved::RedisDown) => Err(ApiError::Unavailable("the feeds' Redis")),
     }
     .map(axum::Json)
 }
@@ -87,8 +95,17 @@ async fn home_feed(
 enum Unserved {
     /// PostgreSQL is unreachable: [`degraded`] may still serve the page.
     DatabaseDown,
+    /// The feeds' Redis is unreachable: PostgreSQL serves the page.
+    RedisDown,
     /// Any other failure, as it is answered.
     Failed(ApiError),
+}
+
+impl From<redis::RedisError> for Unserved {
+    fn from(e: redis::RedisError) -> Unserved {
+        tracing::warn!(error = %e, "Redis unavailable; reading the feed from PostgreSQL");
+        Unserved::RedisDown
+    }
 }
 
 impl From<sqlx::Error> for Unserved {
@@ -102,46 +119,117 @@ impl From<sqlx::Error> for Unserved {
     }
 }
 
-/// A page built from Redis and PostgreSQL together: the pushed feed from
-/// Redis, then one query that checks the caller, pulls and hydrates.
+/// A page of the home feed: from Redis alone when Redis holds the feed
+/// ([`warm`]), otherwise rebuilt from PostgreSQL (and written back), or read
+/// from PostgreSQL when Redis is unreachable.
 async fn page(
     state: &AppState,
     caller: SignedCaller,
     limit: usize,
     before: Option<(Uuid, i64)>,
 ) -> Result<FeedPage, Unserved> {
-    let threshold = state.config.feed.celebrity_threshold;
     let limits = state.config.feed.limits();
     // Over-read: entries of deleted posts or unfollowed authors drop out
     // when hydrated.
     let want = limit + limit / 2 + 4;
-
-    let (pushed, source, rebuilt) = match read_or_begin(state, caller.id, before, want).await {
-        Ok(Cached::Page(page)) => (page, "cache", None),
-        Ok(Cached::Rebuilding(started)) => {
-            let all = db::feed::fanned_out(&state.db, caller.id, threshold, limits.max_len as i64)
-                .await?;
-            let scored: Vec<FeedPost> = all
-                .iter()
-                .map(|e| FeedPost {
-                    id: e.post_id,
-                    author: e.author_id,
-                    score: feed_store::score(e.created_at),
-                })
-                .collect();
-            (
-                from_database(all, before, want),
-                "rebuilt",
-                Some((started, scored)),
-            )
-        }
+    let home = match state.feeds.conn().await {
+        Ok(mut conn) => feed_store::read_home(&mut conn, caller.id, before, want, limits).await,
+        Err(e) => Err(e),
+    };
+    match home {
+        Ok(home) => match home.page {
+            Page::Entries { posts, more } => {
+                let pushed = Source {
+                    entries: posts.into_iter().map(|(id, _)| id).collect(),
+                    more,
+                };
+                let served = warm::serve(
+                    state,
+                    caller.id,
+                    pushed,
+                    &home.pulls,
+                    &home.hidden,
+                    before,
+                    want,
+                )
+                .await;
+                match served {
+                    Ok(served) => {
+                        let source = if served.asked_database {
+                            "hydrated"
+                        } else {
+                            "cache"
+                        };
+                        Ok(assemble(state, source, &served.sources, served.posts, limit).await)
+                    }
+                    // Lost Redis half-way: PostgreSQL has it all.
+                    Err(Unserved::RedisDown) => {
+                        from_database(state, caller, None, limit, before, want).await
+                    }
+                    Err(e) => Err(e),
+                }
+            }
+            // No built feed: a rebuild is begun, so fan-out writes to the
+            // feed from now on, before PostgreSQL is read (a post committed
+            // after that read still reaches it).
+            Page::NotBuilt => {
+                let started = match state.feeds.conn().await {
+                    Ok(mut conn) => feed_store::begin_rebuild(&mut conn, caller.id).await,
+                    Err(e) => Err(e),
+                };
+                match started {
+                    Ok(started) => {
+                        from_database(state, caller, Some(started), limit, before, want).await
+                    }
+                    Err(e) => {
+                        tracing::warn!(error = %e, "Redis unavailable; reading the feed from PostgreSQL");
+                        from_database(state, caller, None, limit, before, want).await
+                    }
+                }
+            }
+        },
         Err(e) => {
             tracing::warn!(error = %e, "Redis unavailable; reading the feed from PostgreSQL");
-            let all = db::feed::fanned_out(&state.db, caller.id, threshold, limits.max_len as i64)
-                .await?;
-            (from_database(all, before, want), "database", None)
+            from_database(state, caller, None, limit, before, want).await
         }
+    }
+}
+
+/// A page read from PostgreSQL in one query: the caller checked, the
+/// pushed feed read as fan-out would have written it, the pulled posts,
+/// everything hydrated. With `started`, the feed is then written back to
+/// Redis, and the page's posts cached, so the next read is warm.
+async fn from_database(
+    state: &AppState,
+    caller: SignedCaller,
+    started: Option<feed_store::Rebuild>,
+    limit: usize,
+    before: Option<(Uuid, i64)>,
+    want: usize,
+) -> Result<FeedPage, Unserved> {
+    let threshold = state.config.feed.celebrity_threshold;
+    let limits = state.config.feed.limits();
+    let all = db::feed::fanned_out(&state.db, caller.id, threshold, limits.max_len as i64).await?;
+    let pulls = match started {
+        Some(_) => db::feed::followed_celebrities(&state.db, caller.id, threshold).await?,
+        None => Vec::new(),
     };
+    let scored: Vec<FeedPost> = all
+        .iter()
+        .map(|e| FeedPost {
+            id: e.post_id,
+            author: e.author_id,
+            score: feed_store::score(e.created_at),
+        })
+        .collect();
+    let mut entries: Vec<Uuid> = all
+        .into_iter()
+        .map(|e| e.post_id)
+        .filter(|id| before.is_none_or(|(b, _)| *id < b))
+        .collect();
+    let more = entries.len() > want;
+    entries.truncate(want);
+    let pushed = Source { entries, more };
     let rows = db::feed::page(
         &state.db,
         caller.id,
@@ -154,43 +242,61 @@ async fn page(
     if !rows.viewer_exists {
         return Err(Unserved::Failed(ApiError::account_gone()));
     }
+    let source = if started.is_some() {
+        "rebuilt"
+    } else {
+        "database"
+    };
     // Written back only now, so a deleted account's token cannot leave a
     // built (empty) feed behind, only its placeholder, which expires.
-    if let Some((started, scored)) = rebuilt
+    if let Some(started) = started
         && let Ok(mut conn) = state.feeds.conn().await
     {
-        match feed_store::rebuild(&mut conn, caller.id, &started, &scored, limits).await {
+        match feed_store::rebuild(&mut conn, caller.id, &started, &scored, &pulls, limits).await {
             Ok(true) => {}
             Ok(false) => tracing::info!(
                 "the feed was lost or rebuilt by another read meanwhile; not written"
             ),
             Err(e) => tracing::warn!(error = %e, "rebuilding a feed in Redis failed"),
         }
+        let copies: Vec<feed_store::CachedPost> =
+            rows.visible.iter().cloned().map(Into::into).collect();
+        if let Err(e) = feed_store::cache_posts(&mut conn, &copies, limits).await {
+            tracing::warn!(error = %e, "caching a page's posts failed");
+        }
     }
-    state.metrics.feed_reads.with_label_values(&[source]).inc();
+    let pulled = Source {
+        entries: rows.oldest_pulled.into_iter().collect(),
+        more: rows.pulled == want,
+    };
+    let posts = rows.visible.into_iter().map(PostView::from).collect();
+    Ok(assemble(state, source, &[pushed, pulled], posts, limit).await)
+}
 
+/// The page of `limit` posts from the visible candidates of `sources`,
+/// newest first, and the cursor after it.
+async fn assemble(
+    state: &AppState,
+    source: &'static str,
+    sources: &[Source],
+    visible: Vec<PostView>,
+    limit: usize,
+) -> FeedPage {
+    state.metrics.feed_reads.with_label_values(&[source]).inc();
     // Nothing older than the oldest entry read from a source that has more
     // may be returned: that source's unread entries could be newer.
-    let pushed_horizon = pushed
-        .more
-        .then(|| pushed.entries.iter().min().copied())
-        .flatten();
-    let pulled_horizon = (rows.pulled == want)
-        .then_some(rows.oldest_pulled)
-        .flatten();
-    let horizon = pushed_horizon.max(pulled_horizon);
-    let ordered: BTreeMap<std::cmp::Reverse<Uuid>, db::posts::Post> = rows
-        .visible
+    let horizon = sources
+        .iter()
+        .filter(|s| s.more)
+        .filter_map(|s| s.entries.iter().min().copied())
+        .max();
+    let ordered: BTreeMap<std::cmp::Reverse<Uuid>, PostView> = visible
         .into_iter()
         .filter(|p| horizon.is_none_or(|h| p.id >= h))
         .map(|p| (std::cmp::Reverse(p.id), p))
         .collect();
     let more_after_page = ordered.len() > limit || horizon.is_some();
-    let items: Vec<PostView> = ordered
-        .into_values()
-        .take(limit)
-        .map(PostView::from)
-        .collect();
+    let items: Vec<PostView> = ordered.into_values().take(limit).collect();
     let next_cursor = if more_after_page {
         match items.last() {
             Some(last) => Some(cursor_after(last.created_at, last.id)),
@@ -202,104 +308,43 @@ async fn page(
     } else {
         None
     };
-    Ok(FeedPage {
+    FeedPage {
         items,
         next_cursor,
         freshness: freshness(state, source).await,
-    })
+    }
 }
 
-/// While PostgreSQL is down: the cached feed with the posts' cached copies.
-/// Nothing is filtered against the truth, so a post deleted or unfollowed
-/// since the workers last ran may show; likes are as they last applied them.
+/// While PostgreSQL is down: the cached feed with the posts' cached copies,
+/// leaving out hidden authors. Posts with no copy are left out too; a feed
+/// not built in this epoch cannot be served.
 async fn degraded(
     state: &AppState,
     user: Uuid,
     limit: usize,
     before: Option<(Uuid, i64)>,
 ) -> Result<FeedPage, ApiError> {
-    let unavailable = || ApiError::Unavailable("the database");
-    let Ok(Some(cached)) = read_cached(state, user, before, limit).await else {
-        return Err(unavailable());
-    };
-    let mut conn = state.feeds.conn().await.map_err(|_| unavailable())?;
-    let posts = feed_store::cached_posts(&mut conn, &cached.entries)
+    let unavailable = |_| ApiError::Unavailable("the database");
+    let mut conn = state.feeds.conn().await.map_err(unavailable)?;
+    let limits = state.config.feed.limits();
+    let home = feed_store::read_home(&mut conn, user, before, limit, limits)
         .await
-        .map_err(|_| unavailable())?;
+        .map_err(unavailable)?;
+    let Page::Entries { posts, more } = home.page else {
+        return Err(ApiError::Unavailable("the database"));
+    };
+    let ids: Vec<Uuid> = posts.iter().map(|(id, _)| *id).collect();
+    let copies = feed_store::cached_posts(&mut conn, &ids)
+        .await
+        .map_err(unavailable)?;
     tracing::warn!("PostgreSQL unavailable; serving a feed from Redis alone");
-    state
-        .metrics
-        .feed_reads
-        .with_label_values(&["degraded"])
-        .inc();
-    let next_cursor = cached
-        .more
-        .then(|| {
-            cached
-                .entries
-                .last()
-                .map(|id| cursor_after(feed_core::ids::time_of(*id).unwrap_or_default(), *id))
-        })
-        .flatten();
-    let items = posts.into_iter().map(PostView::from).collect();
-    Ok(FeedPage {
-        items,
-        next_cursor,
-        freshness: freshness(state, "degraded").await,
-    })
-}
-
-/// What Redis had for a page.
-enum Cached {
-    Page(Source),
-    /// No built feed: a rebuild is begun, so fan-out writes to the feed
-    /// from now on, before PostgreSQL is read (a post committed after that
-    /// read still reaches it).
-    Rebuilding(feed_store::Rebuild),
-}
-
-/// Reads the cached feed, or begins rebuilding it.
-async fn read_or_begin(
-    state: &AppState,
-    user: Uuid,
-    before: Option<(Uuid, i64)>,
-    want: usize,
-) -> redis::RedisResult<Cached> {
-    Ok(match read_cached(state, user, before, want).await? {
-        Some(page) => Cached::Page(page),
-        None => Cached::Rebuilding(
-            feed_store::begin_rebuild(&mut state.feeds.conn().await?, user).await?,
-        ),
-    })
-}
-
-/// Reads the cached feed; `Ok(None)` when it must be rebuilt.
-async fn read_cached(
-    state: &AppState,
-    user: Uuid,
-    before: Option<(Uuid, i64)>,
-    want: usize,
-) -> redis::RedisResult<Option<Source>> {
-    let mut conn = state.feeds.conn().await?;
-    match feed_store::read(&mut conn, user, before, want, state.config.feed.limits()).await? {
-        Page::NotBuilt => Ok(None),
-        Page::Entries { posts, more } => Ok(Some(Source {
-            entries: posts.into_iter().map(|(id, _)| id).collect(),
-            more,
-        })),
-    }
-}
-
-/// The page of a feed read from PostgreSQL, as Redis would have served it.
-fn from_database(all: Vec<db::feed::Entry>, before: Option<(Uuid, i64)>, want: usize) -> Source {
-    let mut entries: Vec<Uuid> = all
+    let posts = copies
         .into_iter()
-        .map(|e| e.post_id)
-        .filter(|id| before.is_none_or(|(b, _)| *id < b))
+        .filter(|p| !home.hidden.contains(&p.author_id))
+        .map(PostView::from)
         .collect();
-    let more = entries.len() > want;
-    entries.truncate(want);
-    Source { entries, more }
+    let pushed = Source { entries: ids, more };
+    Ok(assemble(state, "degraded", &[pushed], posts, limit).await)
 }
 
 async fn freshness(state: &AppState, source: &'static str) -> Freshness {

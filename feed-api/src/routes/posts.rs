@@ -4,8 +4,9 @@ use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use chrono::{DateTime, Utc};
 use feed_core::events::{Envelope, Event, LikeChanged, PostCreated, PostDeleted};
+use feed_core::feed_store::FeedPost;
 use feed_core::validate;
-use feed_core::{db, feed_store};
+use feed_core::{db, feed_store, removals};
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 use utoipa::openapi::schema::{Object, ObjectBuilder, Type};
@@ -130,7 +131,31 @@ async fn create_post(
         .await
         .map_err(caller_gone)?;
     state.publisher.publish(vec![envelope]);
+    show_to_author(&state, &post).await;
     Ok((StatusCode::CREATED, axum::Json(post.into())))
+}
+
+/// Puts a new post in its author's own feed, and caches it, before the
+/// create answers, so the author's next page shows it from Redis alone.
+/// Should Redis fail here, the post is committed all the same: the workers
+/// put it there, and until they do, pages served from Redis miss it (pages
+/// served while Redis is unreachable come from PostgreSQL and show it).
+async fn show_to_author(state: &AppState, post: &db::posts::Post) {
+    let limits = state.config.feed.limits();
+    let own = FeedPost {
+        id: post.id,
+        author: post.author_id,
+        score: feed_store::score(post.created_at),
+    };
+    let copy = feed_store::CachedPost::from(post.clone());
+    let written = async {
+        let mut conn = state.feeds.conn().await?;
+        feed_store::cache_post(&mut conn, &copy, limits).await?;
+        feed_store::add_to_feeds(&conn, &[post.author_id], own, limits).await
+    };
+    if let Err(e) = written.await {
+        tracing::warn!(error = %e, "putting a new post in its author's feed failed; the workers will");
+    }
 }
 
 async fn load_post(state: &AppState, id: &str) -> Result<axum::Json<PostView>, ApiError> {
@@ -186,6 +211,9 @@ async fn delete_post(
         ));
     }
     db::posts::delete(write.conn(), id).await?;
+    // Before the delete commits: pages served from Redis stop showing the
+    // post the moment this answers (see `feed_core::removals`).
+    removals::withdraw(&mut state.feeds.conn().await?, &[id]).await?;
     write
         .record(Event::PostDeleted(PostDeleted {
             post_id: id,
@@ -247,6 +275,13 @@ async fn set_like(
         .await?
         .map_or(0, |p| p.like_count);
     write.commit().await?;
+    // So the caller's next page shows their like; the workers keep the
+    // count for everyone else (a racing write is settled by them).
+    if let Ok(mut conn) = state.feeds.conn().await
+        && let Err(e) = feed_store::set_like_count(&mut conn, id, like_count).await
+    {
+        tracing::warn!(error = %e, "caching a like count failed; the workers will");
+    }
     Ok(axum::Json(LikeState {
         post_id: id,
         liked,

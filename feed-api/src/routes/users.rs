@@ -3,9 +3,9 @@
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use chrono::{DateTime, Utc};
-use feed_core::db;
 use feed_core::events::{Event, FollowChanged, PostDeleted};
 use feed_core::validate;
+use feed_core::{db, removals};
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 use utoipa::openapi::schema::{Object, ObjectBuilder, SchemaType, Type};
@@ -207,6 +207,11 @@ async fn delete_me(
     let Some(posts) = db::users::delete(write.conn(), caller.id).await? else {
         return Err(ApiError::account_gone());
     };
+    // Before the delete commits: pages served from Redis stop showing the
+    // posts, and tokens issued before stop being served the feed.
+    let mut conn = state.feeds.conn().await?;
+    removals::withdraw(&mut conn, &posts).await?;
+    removals::forget_reader(&mut conn, caller.id).await?;
     // Each post leaves the feeds and caches it reached.
     for post_id in posts {
         write
@@ -262,6 +267,8 @@ async fn follow(
     let followed = db::follows::follow(write.conn(), caller.id, followee)
         .await
         .map_err(caller_gone)?;
+    // Before the follow commits: an earlier unfollow no longer hides them.
+    removals::unhide(&mut state.feeds.conn().await?, caller.id, followee).await?;
     if followed {
         write
             .record(Event::FollowCreated(FollowChanged {
@@ -295,6 +302,9 @@ async fn unfollow(
         return Err(ApiError::not_found("user", followee));
     }
     if db::follows::unfollow(write.conn(), caller.id, followee).await? {
+        // Before the unfollow commits: pages served from Redis stop showing
+        // their posts the moment this answers (see `feed_core::removals`).
+        removals::hide(&mut state.feeds.conn().await?, caller.id, followee).await?;
         write
             .record(Event::FollowRemoved(FollowChanged {
                 follower_id: caller.id,

@@ -24,9 +24,9 @@ pub struct Entry {
     pub created_at: DateTime<Utc>,
 }
 
-/// The newest posts fan-out would have put in `user`'s feed: those of the
-/// users they follow who are not celebrities. Used to
-/// rebuild a feed missing from Redis.
+/// The newest posts fan-out would have put in `user`'s feed: their own, and
+/// those of the users they follow who are not celebrities. Used to rebuild
+/// a feed missing from Redis.
 pub async fn fanned_out(
     db: impl PgExecutor<'_>,
     user: Uuid,
@@ -39,16 +39,58 @@ pub async fn fanned_out(
     sqlx::query_as!(
         Entry,
         r#"SELECT p.id AS "post_id!", f.followee_id AS "author_id!", p.created_at AS "created_at!"
-           FROM follows f
+           FROM (SELECT $1::uuid AS followee_id
+                 UNION ALL
+                 SELECT f.followee_id FROM follows f
+                 WHERE f.follower_id = $1
+                   AND NOT is_celebrity((SELECT follower_count FROM users WHERE id = f.followee_id), $2)) f
            CROSS JOIN LATERAL (
              SELECT id, created_at FROM posts WHERE author_id = f.followee_id
              ORDER BY id DESC LIMIT $3) p
-           WHERE f.follower_id = $1
-             AND NOT is_celebrity((SELECT follower_count FROM users WHERE id = f.followee_id), $2)
            ORDER BY p.id DESC LIMIT $3"#,
         user,
         celebrity_threshold,
         limit
+    )
+    .fetch_all(db)
+    .await
+}
+
+/// The celebrities `user` follows: the authors whose timelines their feed
+/// pulls.
+pub async fn followed_celebrities(
+    db: impl PgExecutor<'_>,
+    user: Uuid,
+    celebrity_threshold: i64,
+) -> sqlx::Result<Vec<Uuid>> {
+    sqlx::query_scalar!(
+        r#"SELECT f.followee_id AS "id!" FROM follows f
+           WHERE f.follower_id = $1
+             AND is_celebrity((SELECT follower_count FROM users WHERE id = f.followee_id), $2)"#,
+        user,
+        celebrity_threshold
+    )
+    .fetch_all(db)
+    .await
+}
+
+/// Of the posts in `ids`, those `viewer` may see in their feed now (they
+/// exist, and are the viewer's own or by someone the viewer follows),
+/// hydrated: the posts a page found no cached copy of.
+pub async fn visible(
+    db: impl PgExecutor<'_>,
+    viewer: Uuid,
+    ids: &[Uuid],
+) -> sqlx::Result<Vec<Post>> {
+    sqlx::query_as!(
+        Post,
+        r#"SELECT p.id, p.author_id, u.handle AS author_handle, p.content, p.like_count, p.created_at
+           FROM posts p JOIN users u ON u.id = p.author_id
+           WHERE p.id = ANY($2)
+             AND (p.author_id = $1 OR EXISTS (
+               SELECT 1 FROM follows f WHERE f.follower_id = $1 AND f.followee_id = p.author_id))"#,
+        viewer,
+        ids
     )
     .fetch_all(db)
     .await

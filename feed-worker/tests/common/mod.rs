@@ -86,7 +86,7 @@ pub async fn reads(conn: &ConnectionManager, users: &[Uuid]) {
     for user in users {
         let mut conn = conn.clone();
         let started = feed_store::begin_rebuild(&mut conn, *user).await.unwrap();
-        let built = feed_store::rebuild(&mut conn, *user, &started, &[], limits()).await;
+        let built = feed_store::rebuild(&mut conn, *user, &started, &[], &[], limits()).await;
         assert!(built.unwrap());
     }
 }
