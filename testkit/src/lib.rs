@@ -89,6 +89,23 @@ impl RedisServer {
         self.launch();
     }
 
+    /// A copy of the server's data as it is now (its append-only file, which
+    /// it writes out on every command), for [`RedisServer::restart_from`].
+    pub fn copy_data(&self) -> tempfile::TempDir {
+        let copy = tempfile::tempdir().expect("a temporary folder for a copy");
+        copy_tree(self.dir.path(), copy.path());
+        copy
+    }
+
+    /// Restarts the server from data copied earlier: a server restored
+    /// from an old snapshot, or from a file that lost its last writes.
+    pub fn restart_from(&mut self, data: &tempfile::TempDir) {
+        self.stop();
+        std::fs::remove_dir_all(self.dir.path()).expect("the old data removed");
+        copy_tree(data.path(), self.dir.path());
+        self.launch();
+    }
+
     fn launch(&mut self) {
         let dir: PathBuf = self.dir.path().into();
         let mut command = Command::new("redis-server");
@@ -123,6 +140,20 @@ impl RedisServer {
                 self.port
             );
             std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+}
+
+/// Copies a folder and what it holds.
+fn copy_tree(from: &std::path::Path, to: &std::path::Path) {
+    std::fs::create_dir_all(to).expect("a folder to copy into");
+    for entry in std::fs::read_dir(from).expect("a folder to copy") {
+        let entry = entry.expect("a folder entry");
+        let target = to.join(entry.file_name());
+        if entry.file_type().expect("a file type").is_dir() {
+            copy_tree(&entry.path(), &target);
+        } else {
+            std::fs::copy(entry.path(), &target).expect("a file copied");
         }
     }
 }

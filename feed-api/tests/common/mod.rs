@@ -156,6 +156,14 @@ impl Stack {
         self.workers.push(Task { shutdown, handle });
     }
 
+    /// Stops the workers, leaving the API running: nothing fans out from
+    /// now on.
+    pub async fn stop_workers(&mut self) {
+        for worker in self.workers.drain(..) {
+            worker.stop().await;
+        }
+    }
+
     /// Stops everything, checking each part shuts down cleanly.
     pub async fn stop(mut self) {
         for worker in self.workers.drain(..) {
