@@ -56,8 +56,9 @@ up() {
   if ! as_pg_owner "$(pg_bin pg_ctl)" -D "$pg_data" status >/dev/null 2>&1; then
     # fsync stays on: tests and benchmarks measure what production would do.
     # max_connections: every #[sqlx::test] opens its own pool.
+    # pg_stat_statements: the bench counts the statements a read runs.
     as_pg_owner "$(pg_bin pg_ctl)" -D "$pg_data" -l "$pg_data/server.log" -w -t 60 start \
-      -o "-p $pg_port -c listen_addresses=127.0.0.1 -c unix_socket_directories=$pg_data -c max_connections=300 -c shared_buffers=256MB" \
+      -o "-p $pg_port -c listen_addresses=127.0.0.1 -c unix_socket_directories=$pg_data -c max_connections=300 -c shared_buffers=256MB -c shared_preload_libraries=pg_stat_statements" \
       >/dev/null || { tail -20 "$pg_data/server.log" >&2; exit 1; }
   fi
   as_pg_owner "$(pg_bin psql)" -h 127.0.0.1 -p "$pg_port" -U fanout -d postgres -tAc \

@@ -314,6 +314,12 @@ pub struct Read {
     pub cold: Stats,
     /// Reads of feeds already in Redis: the common case.
     pub warm: Stats,
+    /// `GET /healthz` by as many clients for as long: the API's HTTP floor.
+    pub healthz: Stats,
+    /// Statements PostgreSQL ran per warm read (from `pg_stat_statements`,
+    /// leaving out the relay's outbox statements); `None` when the server
+    /// was not started with it.
+    pub pg_statements_per_read: Option<f64>,
 }
 
 /// Reads the 20-item home feed of user `user_of(i)` for request `i`.
@@ -379,17 +385,67 @@ pub async fn read(
     duration: Duration,
 ) -> anyhow::Result<Read> {
     b.wait_drained().await?;
+    let (http, api) = (b.http.clone(), b.stack.api_url.clone());
+    let healthz = load::closed(clients, duration, move |_, _| {
+        let (http, api) = (http.clone(), api.clone());
+        async move {
+            match http.get(format!("{api}/healthz")).send().await {
+                Ok(r) => r.status().is_success() && r.bytes().await.is_ok(),
+                Err(_) => false,
+            }
+        }
+    })
+    .await;
+    let counting = start_counting_statements(&b.db).await;
     let read_one = read_readers_feed(b);
     let warm = load::closed(clients, duration, move |client, n| {
         read_one(client * 7919 + n as usize * clients)
     })
-    .await;
+    .await
+    .stats();
+    let pg_statements_per_read = match counting {
+        Ok(()) => Some(statements_run(&b.db).await? as f64 / warm.requests.max(1) as f64),
+        Err(e) => {
+            eprintln!("not counting PostgreSQL statements: {e}");
+            None
+        }
+    };
     Ok(Read {
         clients,
         readers: b.readers,
         cold,
-        warm: warm.stats(),
+        warm,
+        healthz: healthz.stats(),
+        pg_statements_per_read,
     })
+}
+
+/// Starts counting the statements PostgreSQL runs (`pg_stat_statements`,
+/// which `scripts/services.sh` preloads).
+async fn start_counting_statements(db: &PgPool) -> anyhow::Result<()> {
+    sqlx::query("CREATE EXTENSION IF NOT EXISTS pg_stat_statements")
+        .execute(db)
+        .await?;
+    sqlx::query("SELECT pg_stat_statements_reset()")
+        .execute(db)
+        .await?;
+    Ok(())
+}
+
+/// Statements run in this database since [`start_counting_statements`],
+/// apart from the relay's (it polls the outbox whatever the load) and the
+/// counting's own.
+async fn statements_run(db: &PgPool) -> anyhow::Result<i64> {
+    Ok(sqlx::query_scalar(
+        "SELECT coalesce(sum(s.calls), 0)::bigint
+         FROM pg_stat_statements s JOIN pg_database d ON d.oid = s.dbid
+         WHERE d.datname = current_database()
+           AND s.query NOT ILIKE '%outbox%'
+           AND s.query NOT ILIKE '%pg_stat_statements%'
+           AND s.query NOT IN ('BEGIN', 'COMMIT', 'ROLLBACK')",
+    )
+    .fetch_one(db)
+    .await?)
 }
 
 /// The drain scenario's numbers.
