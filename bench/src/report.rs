@@ -89,6 +89,8 @@ impl Results {
                 "healthz_rps": self.read.healthz.per_s,
                 "healthz_ratio": self.read.warm.per_s / self.read.healthz.per_s.max(1e-9),
                 "pg_statements_per_read": self.read.pg_statements_per_read,
+                "cpu_us": self.read.warm_cpu,
+                "healthz_cpu_us": self.read.healthz_cpu,
                 "cold_rps": self.read.cold.per_s,
                 "cold_p50_ms": self.read.cold.p50_ms,
                 "cold_p99_ms": self.read.cold.p99_ms,
@@ -214,6 +216,23 @@ impl Results {
                 format!(
                     "{:.0} healthz requests/s by as many clients; target ≥ 0.25",
                     n("read.healthz_rps")
+                ),
+            ),
+            (
+                "read: CPU per request (API / Redis / PostgreSQL / bench client)",
+                format!(
+                    "{:.0} / {:.0} / {:.0} / {:.0} µs",
+                    n("read.cpu_us.api_us"),
+                    n("read.cpu_us.redis_us"),
+                    n("read.cpu_us.postgres_us"),
+                    n("read.cpu_us.client_us")
+                ),
+                format!(
+                    "`GET /healthz`: {:.0} / {:.0} / {:.0} / {:.0} µs",
+                    n("read.healthz_cpu_us.api_us"),
+                    n("read.healthz_cpu_us.redis_us"),
+                    n("read.healthz_cpu_us.postgres_us"),
+                    n("read.healthz_cpu_us.client_us")
                 ),
             ),
             (

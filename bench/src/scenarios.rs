@@ -316,6 +316,10 @@ pub struct Read {
     pub warm: Stats,
     /// `GET /healthz` by as many clients for as long: the API's HTTP floor.
     pub healthz: Stats,
+    /// CPU per warm read, in microseconds, by layer.
+    pub warm_cpu: CpuPerRequest,
+    /// CPU per `GET /healthz`, in microseconds, by layer.
+    pub healthz_cpu: CpuPerRequest,
     /// Statements PostgreSQL ran per warm read (from `pg_stat_statements`,
     /// leaving out the relay's outbox statements); `None` when the server
     /// was not started with it.
@@ -386,23 +390,28 @@ pub async fn read(
 ) -> anyhow::Result<Read> {
     b.wait_drained().await?;
     let (http, api) = (b.http.clone(), b.stack.api_url.clone());
-    let healthz = load::closed(clients, duration, move |_, _| {
-        let (http, api) = (http.clone(), api.clone());
-        async move {
-            match http.get(format!("{api}/healthz")).send().await {
-                Ok(r) => r.status().is_success() && r.bytes().await.is_ok(),
-                Err(_) => false,
+    let (healthz, healthz_cpu) = cpu_per_request(
+        b,
+        load::closed(clients, duration, move |_, _| {
+            let (http, api) = (http.clone(), api.clone());
+            async move {
+                match http.get(format!("{api}/healthz")).send().await {
+                    Ok(r) => r.status().is_success() && r.bytes().await.is_ok(),
+                    Err(_) => false,
+                }
             }
-        }
-    })
-    .await;
+        }),
+    )
+    .await?;
     let counting = start_counting_statements(&b.db).await;
     let read_one = read_readers_feed(b);
-    let warm = load::closed(clients, duration, move |client, n| {
-        read_one(client * 7919 + n as usize * clients)
-    })
-    .await
-    .stats();
+    let (warm, warm_cpu) = cpu_per_request(
+        b,
+        load::closed(clients, duration, move |client, n| {
+            read_one(client * 7919 + n as usize * clients)
+        }),
+    )
+    .await?;
     let pg_statements_per_read = match counting {
         Ok(()) => Some(statements_run(&b.db).await? as f64 / warm.requests.max(1) as f64),
         Err(e) => {
@@ -415,9 +424,52 @@ pub async fn read(
         readers: b.readers,
         cold,
         warm,
-        healthz: healthz.stats(),
+        healthz,
+        warm_cpu,
+        healthz_cpu,
         pg_statements_per_read,
     })
+}
+
+/// CPU time per request of one phase, in microseconds, by layer.
+#[derive(Debug, Clone, Copy, Serialize, Default)]
+pub struct CpuPerRequest {
+    pub api_us: f64,
+    pub redis_us: f64,
+    pub postgres_us: f64,
+    /// The bench's own HTTP clients, on the same cores.
+    pub client_us: f64,
+}
+
+/// Runs `phase`, and splits the CPU time it took among the layers per
+/// request it made.
+async fn cpu_per_request<F>(b: &Bench, phase: F) -> anyhow::Result<(Stats, CpuPerRequest)>
+where
+    F: std::future::Future<Output = load::Recorded>,
+{
+    let api = b.stack.api_pid().context("the API is running")?;
+    let me = std::process::id();
+    let before = (
+        cpu::process_seconds(api),
+        redis_cpu_seconds(b).await?,
+        cpu::program_seconds("postgres"),
+        cpu::process_seconds(me),
+    );
+    let stats = phase.await.stats();
+    let after = (
+        cpu::process_seconds(api),
+        redis_cpu_seconds(b).await?,
+        cpu::program_seconds("postgres"),
+        cpu::process_seconds(me),
+    );
+    let per = |a: f64, b: f64| (a - b) * 1e6 / stats.requests.max(1) as f64;
+    let cpu = CpuPerRequest {
+        api_us: per(after.0, before.0),
+        redis_us: per(after.1, before.1),
+        postgres_us: per(after.2, before.2),
+        client_us: per(after.3, before.3),
+    };
+    Ok((stats, cpu))
 }
 
 /// Starts counting the statements PostgreSQL runs (`pg_stat_statements`,

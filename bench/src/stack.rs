@@ -106,6 +106,11 @@ impl Stack {
 
     /// Peak resident memory (high-water mark) of the API and of the largest
     /// worker, in MiB.
+    /// The API's process id, while it runs.
+    pub fn api_pid(&self) -> Option<u32> {
+        self.api.id()
+    }
+
     pub async fn rss_mib(&self) -> (f64, f64) {
         let api = self.api.id().map_or(0.0, rss_mib_of);
         let worker = self

@@ -192,7 +192,8 @@ async fn get_feed_post(
 #[utoipa::path(delete, path = "/posts/{id}", tag = "posts", security(("bearer" = [])),
     params(("id" = Uuid, Path, description = "Post id")),
     responses((status = 204, description = "Deleted"), (status = 400, body = Problem), (status = 401, body = Problem),
-        (status = 403, description = "Not the author", body = Problem), (status = 404, body = Problem)))]
+        (status = 403, description = "Not the author", body = Problem), (status = 404, body = Problem),
+        (status = 503, description = "Database or feed store unavailable; nothing deleted, retry", body = Problem)))]
 async fn delete_post(
     State(state): State<AppState>,
     caller: AuthUser,

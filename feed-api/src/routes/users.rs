@@ -186,7 +186,8 @@ pub struct ConfirmPassword {
     request_body = ConfirmPassword,
     responses((status = 204, description = "Deleted"), (status = 400, body = Problem), (status = 401, body = Problem),
         (status = 403, description = "Wrong password", body = Problem),
-        (status = 413, body = Problem), (status = 415, body = Problem), (status = 422, body = Problem)))]
+        (status = 413, body = Problem), (status = 415, body = Problem), (status = 422, body = Problem),
+        (status = 503, description = "Database or feed store unavailable; nothing deleted, retry", body = Problem)))]
 async fn delete_me(
     State(state): State<AppState>,
     caller: AuthUser,
@@ -246,7 +247,8 @@ pub struct FollowState {
 #[utoipa::path(post, path = "/users/{id}/follow", tag = "users", security(("bearer" = [])),
     params(("id" = Uuid, Path, description = "User to follow")),
     responses((status = 200, body = FollowState), (status = 400, body = Problem), (status = 401, body = Problem),
-        (status = 404, body = Problem), (status = 422, description = "Following yourself", body = Problem)))]
+        (status = 404, body = Problem), (status = 422, description = "Following yourself", body = Problem),
+        (status = 503, description = "Database or feed store unavailable; nothing changed, retry", body = Problem)))]
 async fn follow(
     State(state): State<AppState>,
     caller: AuthUser,
@@ -289,7 +291,8 @@ async fn follow(
 #[utoipa::path(post, path = "/users/{id}/unfollow", tag = "users", security(("bearer" = [])),
     params(("id" = Uuid, Path, description = "User to unfollow")),
     responses((status = 200, body = FollowState), (status = 400, body = Problem), (status = 401, body = Problem),
-        (status = 404, body = Problem)))]
+        (status = 404, body = Problem),
+        (status = 503, description = "Database or feed store unavailable; nothing changed, retry", body = Problem)))]
 async fn unfollow(
     State(state): State<AppState>,
     caller: AuthUser,
