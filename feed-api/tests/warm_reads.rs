@@ -72,7 +72,9 @@ async fn a_warm_page_needs_no_postgres(db: PgPool) {
     // The next page, by cursor, too.
     let first = stack.feed(&cast.bob, "?limit=2").await;
     let cursor = first["next_cursor"].as_str().unwrap();
-    let next = stack.feed(&cast.bob, &format!("?limit=2&cursor={cursor}")).await;
+    let next = stack
+        .feed(&cast.bob, &format!("?limit=2&cursor={cursor}"))
+        .await;
     assert_eq!(next["freshness"]["source"], "cache");
     assert_eq!(ids(&next), vec![cast.posts[0]]);
     cast.stack.stop().await;

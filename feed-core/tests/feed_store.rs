@@ -429,3 +429,104 @@ async fn removals_marked_meanwhile_stay_out_of_rebuilds_fan_out_and_the_post_cac
     let written = feed_store::add_to_feeds(&conn, &[user], theirs, LIMITS).await;
     assert_eq!(written.unwrap(), 1);
 }
+
+#[tokio::test]
+async fn a_restart_from_old_data_is_a_new_epoch_whose_reads_rebuild() {
+    let mut redis = RedisServer::start();
+    let mut conn = connect(&redis).await;
+    let (built, building) = (Uuid::now_v7(), Uuid::now_v7());
+    let kept = [(Uuid::now_v7(), 1_000)];
+    build(&mut conn, built, &kept, LIMITS).await;
+    let started = feed_store::begin_rebuild(&mut conn, building)
+        .await
+        .unwrap();
+    let copy = feed_store::CachedPost {
+        id: kept[0].0,
+        author_id: AUTHOR,
+        author_handle: "author".into(),
+        content: "kept".into(),
+        created_at: chrono::Utc::now(),
+        like_count: 0,
+    };
+    feed_store::cache_post(&mut conn, &copy, LIMITS)
+        .await
+        .unwrap();
+    let before = feed_store::copies(&mut conn, &[copy.id]).await.unwrap();
+    assert_eq!(before, vec![Some(copy.clone())]);
+
+    // Restarted from its own data: the built feed, the placeholder and the
+    // copy are all there, and none is trusted.
+    let data = redis.copy_data();
+    redis.restart_from(&data);
+    let mut conn = connect(&redis).await;
+    assert_eq!(members(&mut conn, built).await, vec![kept[0].0]);
+    let page = feed_store::read(&mut conn, built, None, 10, LIMITS).await;
+    assert_eq!(page.unwrap(), Page::NotBuilt, "built in another epoch");
+    let copies = feed_store::copies(&mut conn, &[copy.id]).await.unwrap();
+    assert_eq!(copies, vec![None], "a copy of another epoch is missing");
+    let rebuilt = feed_store::rebuild(&mut conn, building, &started, &[], &[], LIMITS).await;
+    assert!(!rebuilt.unwrap(), "a placeholder of another epoch");
+
+    // Rebuilding drops what the old epoch left before it begins.
+    let fresh = [(Uuid::now_v7(), 2_000)];
+    build(&mut conn, built, &fresh, LIMITS).await;
+    let page = feed_store::read(&mut conn, built, None, 10, LIMITS).await;
+    assert_eq!(
+        page.unwrap(),
+        Page::Entries {
+            posts: fresh.to_vec(),
+            more: false
+        }
+    );
+}
+
+#[tokio::test]
+async fn pulls_and_the_sentinel_outlive_trims_and_pages_never_meet_them() {
+    let redis = RedisServer::start();
+    let mut conn = connect(&redis).await;
+    let (user, star, unfollowed) = (Uuid::now_v7(), Uuid::now_v7(), Uuid::now_v7());
+    removals::mark_unfollowed(&mut conn, user, unfollowed)
+        .await
+        .unwrap();
+    let started = feed_store::begin_rebuild(&mut conn, user).await.unwrap();
+    let old: Vec<(Uuid, i64)> = (1..=5).map(|i| (Uuid::now_v7(), i * 1_000)).collect();
+    let rebuilt = feed_store::rebuild(
+        &mut conn,
+        user,
+        &started,
+        &by_author(&old),
+        &[star, unfollowed],
+        LIMITS,
+    )
+    .await;
+    assert!(rebuilt.unwrap());
+    // Far past the slack: trimmed, more than once.
+    for i in 0..3 * TRIM_SLACK as i64 {
+        feed_store::add_to_feeds(&conn, &[user], new_post(10_000 + i), LIMITS)
+            .await
+            .unwrap();
+    }
+    let home = feed_store::read_home(&mut conn, user, None, 100, LIMITS)
+        .await
+        .unwrap();
+    assert_eq!(
+        home.pulls,
+        vec![star],
+        "the unfollowed author's pull is left out"
+    );
+    let feed_store::Page::Entries { posts, .. } = home.page else {
+        panic!("still built after trims");
+    };
+    assert!((LIMITS.max_len..=LIMITS.max_len + TRIM_SLACK).contains(&posts.len()));
+    assert!(posts.iter().all(|(_, score)| *score >= 10_000));
+
+    // A pull added later (a follow, an announcement) reaches kept feeds only.
+    let later = Uuid::now_v7();
+    let written = feed_store::add_pulls(&conn, &[user, Uuid::now_v7()], later, LIMITS).await;
+    assert_eq!(written.unwrap(), 1);
+    let home = feed_store::read_home(&mut conn, user, None, 1, LIMITS)
+        .await
+        .unwrap();
+    assert_eq!(home.pulls.len(), 2);
+    assert!(home.pulls.contains(&later));
+}

@@ -11,50 +11,51 @@ use uuid::Uuid;
 use super::{FeedLimits, FeedPost, Timeline, lua_helpers, pull_member, stored};
 use crate::keys;
 
-/// What a reader's placeholder member is called, followed by a random id:
-/// the member a reader adds before reading a feed from PostgreSQL, so that
-/// fan-out writes to the feed from then on (see [`begin_rebuild`]). The
-/// feed is not built until a rebuild adds the sentinel and removes it.
-const PLACEHOLDER_PREFIX: &str = "building:";
-
 /// The TTL of a feed that holds nothing but placeholders: a rebuild takes
 /// milliseconds and sets the feed's TTL itself, so this only bounds how
 /// long the key of a reader that failed in between stays (reads renew it,
 /// as they renew every feed's).
 const PLACEHOLDER_TTL: Duration = Duration::from_secs(60);
 
-/// A rebuild under way: the placeholder its reader added.
+/// A rebuild under way: the placeholder its reader added (`building:`, the
+/// epoch, a random id), so that fan-out writes to the feed from then on.
+/// The feed is not built until a rebuild adds the sentinel and removes it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Rebuild {
     placeholder: String,
 }
 
-/// Adds the placeholder `ARGV[1]` to the feed `KEYS[1]`, giving a feed
-/// with no TTL the TTL `ARGV[2]`. A feed built in another epoch is dropped
-/// first: what it holds may predate a removal (see the parent module).
+/// Adds a placeholder to the feed `KEYS[1]`, named for this epoch and the
+/// random id `ARGV[1]`, giving a feed with no TTL the TTL `ARGV[2]`;
+/// returns the placeholder. A feed built in another epoch is dropped first:
+/// what it holds may predate a removal (see the parent module).
 static BEGIN_REBUILD: std::sync::LazyLock<redis::Script> = std::sync::LazyLock::new(|| {
     redis::Script::new(concat!(
         lua_helpers!(),
         r"
 local key = KEYS[1]
+local now = epoch()
 local sentinel = redis.call('ZRANGE', key, 0, 0, 'BYSCORE')[1]
-if sentinel and sentinel ~= 'built:' .. epoch() then
+if sentinel and sentinel ~= 'built:' .. now then
   redis.call('DEL', key)
 end
-redis.call('ZADD', key, 1, ARGV[1])
+local placeholder = 'building:' .. now .. ':' .. ARGV[1]
+redis.call('ZADD', key, 1, placeholder)
 redis.call('EXPIRE', key, ARGV[2], 'NX')
-return 1
+return placeholder
 ",
     ))
 });
 
 /// Writes a rebuilt feed over `KEYS[1]`, trimmed to `ARGV[1]` posts and
 /// living `ARGV[2]` seconds, marked built in this epoch; but only if the
-/// reader's placeholder `ARGV[3]` is still there. The reader added it
-/// before reading PostgreSQL; if Redis lost the key since (a restart, an
-/// eviction), fan-out passed over the feed meanwhile, so the rebuild may
-/// lack a post committed after the read and must not be marked built, even
-/// if another reader has re-created the key since. Returns 1 if written.
+/// reader's placeholder `ARGV[3]` is still there, added in this epoch. The
+/// reader added it before reading PostgreSQL; if Redis lost the key since
+/// (a restart, an eviction), fan-out passed over the feed meanwhile, so the
+/// rebuild may lack a post committed after the read and must not be marked
+/// built, even if another reader has re-created the key since, or a
+/// restart from a snapshot has brought the placeholder back. Returns 1 if
+/// written.
 ///
 /// The `n = ARGV[4]` posts are triples in `ARGV[6..]`: score, member, and
 /// the index of their author's unfollow marks among `KEYS[n+2..]`;
@@ -67,7 +68,8 @@ static REBUILD: std::sync::LazyLock<redis::Script> = std::sync::LazyLock::new(||
         lua_helpers!(),
         r"
 local key = KEYS[1]
-if not redis.call('ZSCORE', key, ARGV[3]) then
+local this_epoch = 'building:' .. epoch() .. ':'
+if string.sub(ARGV[3], 1, #this_epoch) ~= this_epoch or not redis.call('ZSCORE', key, ARGV[3]) then
   return 0
 end
 local posts = tonumber(ARGV[4])
@@ -108,12 +110,11 @@ pub async fn begin_rebuild(
     conn: &mut impl ConnectionLike,
     feed: impl Into<Timeline>,
 ) -> RedisResult<Rebuild> {
-    let placeholder = format!("{PLACEHOLDER_PREFIX}{}", Uuid::new_v4());
-    BEGIN_REBUILD
+    let placeholder = BEGIN_REBUILD
         .key(feed.into().key())
-        .arg(&placeholder)
+        .arg(Uuid::new_v4().to_string())
         .arg(PLACEHOLDER_TTL.as_secs())
-        .invoke_async::<i64>(conn)
+        .invoke_async(conn)
         .await?;
     Ok(Rebuild { placeholder })
 }
