@@ -32,9 +32,9 @@
 //! snapshot or a truncated append-only file may hold a feed, or a post's
 //! copy, from before a delete or an unfollow that has answered since, along
 //! with every mark that removal left; so what another epoch wrote counts as
-//! missing, and is built again from PostgreSQL when next read. The scripts
-//! read the epoch themselves (`INFO server`), so no process has to notice
-//! the restart.
+//! missing, and is built again from PostgreSQL when next read. Every read
+//! and every script asks the server for its epoch (`INFO server`, in the
+//! same round trip), so no process has to notice the restart.
 //!
 //! Placeholders score 1, the sentinel 0 and pulls 2, so a page, which
 //! reads only negative scores, never meets them.
@@ -343,11 +343,23 @@ pub async fn remove_from_feeds<T: Into<Timeline> + Copy>(
 }
 
 /// The score of pull members (see the module's layout).
-const PULL_SCORE: i64 = 2;
+pub(crate) const PULL_SCORE: i64 = 2;
 
 /// A followed celebrity's member in a home feed.
 fn pull_member(author: Uuid) -> String {
     format!("{PULL_PREFIX}{author}")
+}
+
+/// The epoch (see the module's layout) in the answer to `INFO server`.
+fn epoch(info: &str) -> Option<&str> {
+    info.lines()
+        .find_map(|line| line.strip_prefix("run_id:"))
+        .map(str::trim)
+}
+
+/// The sentinel of a feed built in `epoch`.
+fn built(epoch: &str) -> String {
+    format!("built:{epoch}")
 }
 
 /// The celebrity a pull member names.

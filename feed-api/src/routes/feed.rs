@@ -143,16 +143,13 @@ async fn page(
                     entries: posts.into_iter().map(|(id, _)| id).collect(),
                     more,
                 };
-                let served = warm::serve(
-                    state,
-                    caller.id,
-                    pushed,
-                    &home.pulls,
-                    &home.hidden,
+                let wanted = warm::Wanted {
                     before,
                     want,
-                )
-                .await;
+                    limit,
+                };
+                let served =
+                    warm::serve(state, caller.id, pushed, &home.pulls, &home.hidden, wanted).await;
                 match served {
                     Ok(served) => {
                         let source = if served.asked_database {
@@ -273,6 +270,16 @@ async fn from_database(
     Ok(assemble(state, source, &[pushed, pulled], posts, limit).await)
 }
 
+/// Nothing older than the oldest entry read from a source that has more
+/// may be returned: that source's unread entries could be newer.
+fn horizon(sources: &[Source]) -> Option<Uuid> {
+    sources
+        .iter()
+        .filter(|s| s.more)
+        .filter_map(|s| s.entries.iter().min().copied())
+        .max()
+}
+
 /// The page of `limit` posts from the visible candidates of `sources`,
 /// newest first, and the cursor after it.
 async fn assemble(
@@ -283,13 +290,7 @@ async fn assemble(
     limit: usize,
 ) -> FeedPage {
     state.metrics.feed_reads.with_label_values(&[source]).inc();
-    // Nothing older than the oldest entry read from a source that has more
-    // may be returned: that source's unread entries could be newer.
-    let horizon = sources
-        .iter()
-        .filter(|s| s.more)
-        .filter_map(|s| s.entries.iter().min().copied())
-        .max();
+    let horizon = horizon(sources);
     let ordered: BTreeMap<std::cmp::Reverse<Uuid>, PostView> = visible
         .into_iter()
         .filter(|p| horizon.is_none_or(|h| p.id >= h))

@@ -4,7 +4,7 @@ use redis::RedisResult;
 use redis::aio::ConnectionLike;
 use uuid::Uuid;
 
-use super::{FeedLimits, Timeline, lua_helpers, newest_first, parse, pulled, stored};
+use super::{FeedLimits, PULL_SCORE, Timeline, built, epoch, newest_first, parse, pulled, stored};
 use crate::keys;
 
 /// A page read from a feed.
@@ -18,6 +18,10 @@ pub enum Page {
     Entries { posts: Vec<(Uuid, i64)>, more: bool },
 }
 
+/// A key no feed has: what a timeline's read asks for in place of the
+/// reader's hidden authors, so both reads are one pipeline.
+const NOTHING: &str = "fanout:none";
+
 /// A page of a home feed and what the reader's page needs beside it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct HomePage {
@@ -28,31 +32,6 @@ pub struct HomePage {
     /// (see [`crate::removals`]): the page leaves them out.
     pub hidden: Vec<Uuid>,
 }
-
-/// Reads `ARGV[3]` members of the feed `KEYS[1]` from offset `ARGV[2]`,
-/// starting at the stored score `ARGV[1]`, with their scores, and renews
-/// its TTL (`ARGV[4]`); false when the feed is not built in this epoch.
-/// Also returns its pull members and, when `KEYS[2]` is given, the members
-/// of that reader's hidden authors.
-static READ: std::sync::LazyLock<redis::Script> = std::sync::LazyLock::new(|| {
-    redis::Script::new(concat!(
-        lua_helpers!(),
-        r"
-local key = KEYS[1]
-if not redis.call('ZSCORE', key, 'built:' .. epoch()) then
-  return false
-end
-local page = redis.call('ZRANGE', key, ARGV[1], '(0', 'BYSCORE', 'LIMIT', ARGV[2], ARGV[3], 'WITHSCORES')
-redis.call('EXPIRE', key, ARGV[4])
-local pulls = redis.call('ZRANGE', key, 2, 2, 'BYSCORE')
-local hidden = {}
-if KEYS[2] then
-  hidden = redis.call('ZRANGE', KEYS[2], 0, -1)
-end
-return {page, pulls, hidden}
-",
-    ))
-});
 
 /// Reads up to `limit` posts older than `before` (a post id and its score),
 /// newest first, and renews the feed's TTL.
@@ -105,23 +84,52 @@ async fn read_with(
     let mut found: Vec<(Uuid, i64)> = Vec::with_capacity(batch);
     let mut extras = (Vec::new(), Vec::new());
     loop {
-        let mut invocation = READ.key(&key);
-        if let Some(hidden) = &hidden_key {
-            invocation.key(hidden);
-        }
-        invocation
+        // Plain commands, pipelined: a Lua script doing the same costs
+        // Redis several times as much, most of it converting the replies
+        // (27 against 5 µs, measured with 800-post feeds).
+        let mut pipe = redis::pipe();
+        pipe.cmd("ZRANGE")
+            .arg(&key)
+            .arg(0)
+            .arg(0)
+            .arg("BYSCORE")
+            .cmd("ZRANGE")
+            .arg(&key)
             .arg(&min)
+            .arg("(0")
+            .arg("BYSCORE")
+            .arg("LIMIT")
             .arg(offset)
             .arg(batch)
-            .arg(limits.ttl.as_secs());
-        type Read = Option<(Vec<(String, f64)>, Vec<String>, Vec<String>)>;
-        let Some((raw, pulls, hidden)) = invocation.invoke_async::<Read>(conn).await? else {
+            .arg("WITHSCORES")
+            .cmd("ZRANGE")
+            .arg(&key)
+            .arg(PULL_SCORE)
+            .arg(PULL_SCORE)
+            .arg("BYSCORE")
+            .cmd("ZRANGE")
+            .arg(hidden_key.as_deref().unwrap_or(NOTHING))
+            .arg(0)
+            .arg(-1)
+            .cmd("INFO")
+            .arg("server")
+            .expire(&key, limits.ttl.as_secs() as i64)
+            .ignore();
+        type Read = (
+            Vec<String>,
+            Vec<(String, f64)>,
+            Vec<String>,
+            Vec<String>,
+            String,
+        );
+        let (sentinel, raw, pulls, hidden, info): Read = pipe.query_async(conn).await?;
+        if sentinel.first().map(String::as_str) != epoch(&info).map(built).as_deref() {
             return Ok(HomePage {
                 page: Page::NotBuilt,
                 pulls: Vec::new(),
                 hidden: Vec::new(),
             });
-        };
+        }
         if offset == 0 {
             extras = (
                 pulls.iter().filter_map(|m| pulled(m)).collect(),

@@ -15,7 +15,7 @@
 //!   out);
 //! - a feed or a copy from before a Redis restart counts as missing.
 
-use std::collections::HashSet;
+use std::collections::BTreeSet;
 
 use feed_core::db;
 use feed_core::feed_store::{self, FeedPost, Page, Timeline};
@@ -24,6 +24,17 @@ use uuid::Uuid;
 use super::{Source, Unserved};
 use crate::routes::posts::PostView;
 use crate::state::AppState;
+
+/// What a page asks of each source.
+#[derive(Debug, Clone, Copy)]
+pub(super) struct Wanted {
+    /// The cursor: a post id and its score.
+    pub(super) before: Option<(Uuid, i64)>,
+    /// Entries to read from each source (over-read, as some drop out).
+    pub(super) want: usize,
+    /// Posts on the page.
+    pub(super) limit: usize,
+}
 
 /// The candidates of a page served from Redis, hydrated.
 pub(super) struct Served {
@@ -36,16 +47,22 @@ pub(super) struct Served {
 }
 
 /// Merges the pushed feed with the timelines of the followed celebrities
-/// not hidden, and hydrates the candidates from their copies.
+/// not hidden, and hydrates the newest `limit + 1` candidates the reader may
+/// see (one more than the page, to tell whether another follows) from their
+/// copies.
 pub(super) async fn serve(
     state: &AppState,
     viewer: Uuid,
     pushed: Source,
     pulls: &[Uuid],
     hidden: &[Uuid],
-    before: Option<(Uuid, i64)>,
-    want: usize,
+    wanted: Wanted,
 ) -> Result<Served, Unserved> {
+    let Wanted {
+        before,
+        want,
+        limit,
+    } = wanted;
     let mut asked_database = false;
     let mut sources = vec![pushed];
     let pulled = pulls.iter().filter(|author| !hidden.contains(author));
@@ -58,37 +75,47 @@ pub(super) async fn serve(
         sources.push(source);
     }
 
-    let mut seen = HashSet::new();
-    let ids: Vec<Uuid> = sources
+    // The candidates the page can show, newest first: hydrating the rest
+    // would be work thrown away.
+    let horizon = super::horizon(&sources);
+    let mut ids: Vec<Uuid> = sources
         .iter()
         .flat_map(|s| s.entries.iter().copied())
-        .filter(|id| seen.insert(*id))
+        .filter(|id| horizon.is_none_or(|h| *id >= h))
+        .collect::<BTreeSet<_>>()
+        .into_iter()
+        .rev()
         .collect();
     let mut conn = state.feeds.conn().await.map_err(Unserved::from)?;
-    let copies = feed_store::copies(&mut conn, &ids)
-        .await
-        .map_err(Unserved::from)?;
-    let mut posts = Vec::with_capacity(ids.len());
-    let mut missing = Vec::new();
-    for (id, copy) in ids.into_iter().zip(copies) {
-        match copy {
-            Some(copy) if !hidden.contains(&copy.author_id) => posts.push(PostView::from(copy)),
-            Some(_) => {}
-            None => missing.push(id),
+    let mut posts = Vec::with_capacity(limit + 1);
+    while posts.len() <= limit && !ids.is_empty() {
+        let rest = ids.split_off((limit + 1 - posts.len()).min(ids.len()));
+        let chunk = std::mem::replace(&mut ids, rest);
+        let copies = feed_store::copies(&mut conn, &chunk)
+            .await
+            .map_err(Unserved::from)?;
+        let mut missing = Vec::new();
+        for (id, copy) in chunk.into_iter().zip(copies) {
+            match copy {
+                Some(copy) if !hidden.contains(&copy.author_id) => posts.push(PostView::from(copy)),
+                Some(_) => {}
+                None => missing.push(id),
+            }
         }
-    }
-    if !missing.is_empty() {
-        asked_database = true;
-        let found = db::feed::visible(&state.db, viewer, &missing).await?;
-        let copies: Vec<feed_store::CachedPost> = found.iter().cloned().map(Into::into).collect();
-        // So the next page finds them; a post deleted meanwhile is refused
-        // by the cache (see `feed_core::removals`).
-        if let Err(e) =
-            feed_store::cache_posts(&mut conn, &copies, state.config.feed.limits()).await
-        {
-            tracing::warn!(error = %e, "caching a page's posts failed");
+        if !missing.is_empty() {
+            asked_database = true;
+            let found = db::feed::visible(&state.db, viewer, &missing).await?;
+            let copies: Vec<feed_store::CachedPost> =
+                found.iter().cloned().map(Into::into).collect();
+            // So the next page finds them; a post deleted meanwhile is
+            // refused by the cache (see `feed_core::removals`).
+            if let Err(e) =
+                feed_store::cache_posts(&mut conn, &copies, state.config.feed.limits()).await
+            {
+                tracing::warn!(error = %e, "caching a page's posts failed");
+            }
+            posts.extend(found.into_iter().map(PostView::from));
         }
-        posts.extend(found.into_iter().map(PostView::from));
     }
     Ok(Served {
         sources,
