@@ -107,6 +107,68 @@ pub struct Config {
     /// Audit log entries are kept this many days.
     #[arg(long, env = "FANOUT_AUDIT_RETENTION_DAYS", default_value_t = 90)]
     pub audit_retention_days: u32,
+    #[command(flatten)]
+    pub stream: StreamArgs,
+}
+
+/// Live feed streams (`GET /feed/stream`).
+#[derive(Debug, Clone, clap::Args)]
+pub struct StreamArgs {
+    /// Streams one user may hold open on one API replica (a few tabs and
+    /// devices); more answer 429.
+    #[arg(long, env = "FANOUT_STREAM_MAX_PER_USER", default_value_t = 5)]
+    pub stream_max_per_user: usize,
+    /// Streams one API replica holds open; more answer 503, and the
+    /// client retries (on another replica behind a load balancer). An idle
+    /// stream costs a few kilobytes and a socket: see `make bench`.
+    #[arg(long, env = "FANOUT_STREAM_MAX_PER_REPLICA", default_value_t = 20_000)]
+    pub stream_max_per_replica: usize,
+    /// A stream that pushed nothing for this long is closed with a retry
+    /// hint, in seconds: the client reconnects and resumes, and a client
+    /// gone without a FIN cannot hold a slot for ever.
+    #[arg(long, env = "FANOUT_STREAM_IDLE_TIMEOUT_SECS", default_value_t = 1_800)]
+    pub stream_idle_timeout_secs: u64,
+    /// A heartbeat comment is sent after this many seconds of silence, in
+    /// seconds: proxies close connections idle for 60 s by default (nginx,
+    /// AWS ALB).
+    #[arg(long, env = "FANOUT_STREAM_HEARTBEAT_SECS", default_value_t = 15)]
+    pub stream_heartbeat_secs: u64,
+    /// Events queued for a client that is not reading; past this, the
+    /// stream is dropped with a retry hint rather than buffered without
+    /// bound (the client resumes by cursor).
+    #[arg(long, env = "FANOUT_STREAM_BUFFER_EVENTS", default_value_t = 64)]
+    pub stream_buffer_events: usize,
+    /// How long a stream ticket (`POST /feed/stream/tickets`) may wait to
+    /// be used, in seconds.
+    #[arg(long, env = "FANOUT_STREAM_TICKET_TTL_SECS", default_value_t = 30)]
+    pub stream_ticket_ttl_secs: u64,
+}
+
+impl StreamArgs {
+    /// Rejects settings that cannot work.
+    pub fn validate(&self) -> Result<(), String> {
+        if self.stream_max_per_user == 0 || self.stream_max_per_replica == 0 {
+            return Err(
+                "FANOUT_STREAM_MAX_PER_USER and FANOUT_STREAM_MAX_PER_REPLICA must be at least 1"
+                    .into(),
+            );
+        }
+        if self.stream_heartbeat_secs == 0 {
+            return Err("FANOUT_STREAM_HEARTBEAT_SECS must be at least 1".into());
+        }
+        if self.stream_idle_timeout_secs <= self.stream_heartbeat_secs {
+            return Err(
+                "FANOUT_STREAM_IDLE_TIMEOUT_SECS must exceed FANOUT_STREAM_HEARTBEAT_SECS".into(),
+            );
+        }
+        if self.stream_buffer_events < 2 {
+            return Err("FANOUT_STREAM_BUFFER_EVENTS must be at least 2".into());
+        }
+        if !(1..=600).contains(&self.stream_ticket_ttl_secs) {
+            return Err("FANOUT_STREAM_TICKET_TTL_SECS must be 1 to 600".into());
+        }
+        Ok(())
+    }
 }
 
 impl Config {
@@ -135,7 +197,7 @@ impl Config {
         if self.relay_interval_ms == 0 {
             return Err("FANOUT_RELAY_INTERVAL_MS must be at least 1".into());
         }
-        Ok(())
+        self.stream.validate()
     }
 
     pub fn relay_interval(&self) -> Duration {

@@ -18,6 +18,7 @@
 //! - [`relay`]: the slow path: what the fast path missed, and the checks
 //!   of [`recover`]: events the streams lost before they were applied,
 //!   published again.
+//! - [`live`]: the replica's Pub/Sub hub for live feed streams.
 //! - [`state`], [`metrics`]: what handlers share, and what they count.
 #![forbid(unsafe_code)]
 
@@ -27,6 +28,7 @@ pub mod config;
 pub mod error;
 pub mod extract;
 pub mod group_commit;
+pub mod live;
 pub mod metrics;
 pub mod openapi;
 pub mod publish;
@@ -145,7 +147,16 @@ pub async fn serve(
     ));
     let audit_retention = Duration::from_secs(u64::from(config.audit_retention_days) * 86_400);
     let (posts, post_writer) = PostWriter::start(db.clone(), metrics.post_batch_size.clone());
-    let state = AppState::new(db, redis, tokens, config, metrics, publisher, posts)?;
+    let state = AppState::new(
+        db,
+        redis,
+        tokens,
+        config,
+        metrics,
+        publisher,
+        posts,
+        shutdown.clone(),
+    )?;
     tokio::spawn(audit::prune(
         state.db.clone(),
         audit_retention,

@@ -40,6 +40,13 @@ pub struct Metrics {
     pub login_failures: IntCounter,
     /// Posts written per statement by the group commit.
     pub post_batch_size: Histogram,
+    /// Live feed streams open on this replica.
+    pub streams_open: IntGauge,
+    /// Events pushed on live streams, by kind (`post`, `removed`).
+    pub stream_events: IntCounterVec,
+    /// Streams this replica ended, by reason (`slow`, `idle`, `lost`,
+    /// `shutdown`; see `live::reason`), and streams refused (`refused`).
+    pub stream_drops: IntCounterVec,
 }
 
 impl Metrics {
@@ -107,7 +114,31 @@ impl Metrics {
             .buckets(vec![1.0, 2.0, 4.0, 8.0, 16.0, 32.0, 64.0]),
         )
         .expect("valid metric");
+        let streams_open = IntGauge::new(
+            "fanout_streams_open",
+            "Live feed streams open on this replica",
+        )
+        .expect("valid metric");
+        let stream_events = IntCounterVec::new(
+            Opts::new(
+                "fanout_stream_events_total",
+                "Events pushed on live feed streams",
+            ),
+            &["kind"],
+        )
+        .expect("valid metric");
+        let stream_drops = IntCounterVec::new(
+            Opts::new(
+                "fanout_stream_drops_total",
+                "Live feed streams ended or refused by the server",
+            ),
+            &["reason"],
+        )
+        .expect("valid metric");
         let registry = feed_core::runtime::registry(vec![
+            Box::new(streams_open.clone()),
+            Box::new(stream_events.clone()),
+            Box::new(stream_drops.clone()),
             Box::new(post_batch_size.clone()),
             Box::new(rate_limited.clone()),
             Box::new(login_failures.clone()),
@@ -131,6 +162,9 @@ impl Metrics {
             rate_limited,
             login_failures,
             post_batch_size,
+            streams_open,
+            stream_events,
+            stream_drops,
         }
     }
 

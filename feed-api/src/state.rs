@@ -2,7 +2,7 @@
 //!
 //! Arrows point one way: this module assembles the state from the others
 //! ([`crate::auth`], [`crate::metrics`], [`crate::publish`],
-//! [`crate::ratelimit`]), and hands each extractor and middleware the part
+//! [`crate::ratelimit`], [`crate::live`]), and hands each extractor and middleware the part
 //! it needs through axum's [`FromRef`]; none of them knows [`AppState`].
 
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -13,10 +13,12 @@ use axum::extract::FromRef;
 use feed_core::bus::{self, Redis, StreamStats};
 use feed_core::runtime::RedisConfigError;
 use sqlx::PgPool;
+use tokio_util::sync::CancellationToken;
 
 use crate::auth::TokenKeys;
 use crate::config::Config;
 use crate::group_commit::PostWriter;
+use crate::live::{Live, LiveLimits};
 use crate::metrics::Metrics;
 use crate::publish::Publisher;
 use crate::ratelimit::{Limits, TrustedProxies};
@@ -61,6 +63,8 @@ pub struct AppState {
     pub publisher: Publisher,
     pub posts: PostWriter,
     pub limits: Arc<Limits>,
+    /// The live hub of this replica's feed streams.
+    pub live: Live,
     stream_stats: Arc<StatsCache>,
 }
 
@@ -73,9 +77,16 @@ impl AppState {
         metrics: Arc<Metrics>,
         publisher: Publisher,
         posts: PostWriter,
+        shutdown: CancellationToken,
     ) -> Result<Self, RedisConfigError> {
         let feeds = config.redis.connect_feeds(&redis, REDIS_TIMEOUT)?;
+        let live_limits = LiveLimits {
+            per_user: config.stream.stream_max_per_user,
+            per_replica: config.stream.stream_max_per_replica,
+        };
+        let live = Live::start(feeds.clone(), live_limits, metrics.clone(), shutdown);
         Ok(AppState {
+            live,
             db,
             redis,
             feeds,

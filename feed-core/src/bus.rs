@@ -73,6 +73,12 @@ impl Redis {
         }
     }
 
+    /// The client, for connections of their own (a Pub/Sub subscriber
+    /// cannot share the multiplexed one).
+    pub fn client(&self) -> &redis::Client {
+        &self.client
+    }
+
     /// The shared connection, opening it if this is the first use.
     pub async fn conn(&self) -> RedisResult<ConnectionManager> {
         self.conn

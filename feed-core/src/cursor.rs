@@ -12,8 +12,9 @@ use uuid::Uuid;
 /// 9999-12-31T23:59:59.999999Z in microseconds.
 const MAX_MICROS: i64 = 253_402_300_799_999_999;
 
-/// The position after which the next page starts.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+/// The position after which the next page starts; ordered as feeds are,
+/// by time, then id.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
 pub struct Cursor {
     /// Microseconds since the Unix epoch of the last item returned.
     pub at_micros: i64,

@@ -172,6 +172,10 @@ pub(crate) use lua_helpers;
 /// included. Writing it would fill Redis with feeds of users who are not
 /// reading. One call instead of pipelined commands per feed: Redis parses,
 /// queues and answers one command, which is most of a small command's cost.
+///
+/// A feed that gained a member is announced on its live channel when an
+/// API replica holds a stream on it ([`crate::live`]); the live key is not
+/// among `KEYS`, which a single Redis (not a cluster) allows.
 static ADD_TO_KEPT_FEEDS: std::sync::LazyLock<redis::Script> = std::sync::LazyLock::new(|| {
     redis::Script::new(concat!(
         lua_helpers!(),
@@ -198,6 +202,16 @@ local marked = redis.call('EXISTS', KEYS[1]) == 1
 local function unfollowed(key)
   return redis.call('ZSCORE', KEYS[1], user_of(key))
 end
+-- Streams open on the feed hear of what it gained (see `crate::live`): a
+-- feed with no live key costs one EXISTS.
+local function notify(key, pairs)
+  local channel = 'live:' .. key
+  if redis.call('EXISTS', channel) == 1 then
+    for i = 2, #pairs, 2 do
+      redis.call('PUBLISH', channel, '+' .. pairs[i])
+    end
+  end
+end
 local written = 0
 for k = posts + 2, #KEYS do
   local key = KEYS[k]
@@ -205,8 +219,12 @@ for k = posts + 2, #KEYS do
   -- instead of EXISTS, then ZCARD after the add.)
   local n = redis.call('ZCARD', key)
   if n > 0 and not (marked and unfollowed(key)) then
-    if n + zadd_all(key, live) > most then
+    local added = zadd_all(key, live)
+    if n + added > most then
       trim(key, max_len)
+    end
+    if added > 0 then
+      notify(key, live)
     end
     written = written + 1
   end

@@ -77,3 +77,9 @@ pub fn hidden(reader_id: Uuid) -> String {
 pub fn post(post_id: Uuid) -> String {
     format!("post:{post_id}")
 }
+
+/// A single-use ticket that opens one live feed stream (`GET
+/// /feed/stream?ticket=`), holding the user it was issued to.
+pub fn stream_ticket(ticket: &str) -> String {
+    format!("stream-ticket:{ticket}")
+}

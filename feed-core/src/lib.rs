@@ -14,6 +14,7 @@
 //! - `bus` (feature `redis`): publishing to and consuming from Redis Streams,
 //!   and the stream statistics the autoscaler and `/debug` read.
 //! - `feed_store` (feature `redis`): home feeds as capped sorted sets.
+//! - `live` (feature `redis`): the Pub/Sub notes open feed streams hear.
 //! - `removals` (feature `redis`): what deletes and unfollows leave behind
 //!   so that fan-outs and rebuilds racing them do not undo them.
 //! - `runtime` (feature `runtime`): settings shared by the binaries, logging
@@ -37,6 +38,8 @@ pub mod db;
 pub mod delivery;
 #[cfg(feature = "redis")]
 pub mod feed_store;
+#[cfg(feature = "redis")]
+pub mod live;
 #[cfg(feature = "redis")]
 pub mod removals;
 #[cfg(feature = "runtime")]

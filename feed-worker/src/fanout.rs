@@ -22,7 +22,7 @@
 
 use feed_core::events::{Event, FollowChanged, LikeChanged, PostCreated, PostDeleted};
 use feed_core::feed_store::{self, FeedLimits, FeedPost, Timeline};
-use feed_core::{db, keys, removals};
+use feed_core::{db, keys, live, removals};
 use redis::aio::ConnectionManager;
 use sqlx::PgPool;
 use uuid::Uuid;
@@ -192,11 +192,16 @@ impl Fanout {
         let posts = [e.post_id];
         let own = [Timeline::Home(e.author_id), Timeline::Author(e.author_id)];
         feed_store::remove_from_feeds(&mut self.redis.clone(), &own, &posts, &[]).await?;
+        let removed = [live::Note::Removed(e.post_id)];
+        let own_keys = [keys::feed(e.author_id), keys::timeline(e.author_id)];
+        live::notify(&mut self.redis.clone(), &own_keys, &removed).await?;
         let (_, feed_writes) = self
             .for_each_follower_chunk(e.author_id, None, |chunk| {
                 let mut conn = self.redis.clone();
                 async move {
                     feed_store::remove_from_feeds(&mut conn, &chunk, &posts, &[]).await?;
+                    let feeds: Vec<String> = chunk.iter().map(|u| keys::feed(*u)).collect();
+                    live::notify(&mut conn, &feeds, &removed).await?;
                     Ok(chunk.len() as u64)
                 }
             })

@@ -14,6 +14,7 @@ use utoipa::ToSchema;
 use utoipa_axum::{router::OpenApiRouter, routes};
 use uuid::Uuid;
 
+mod stream;
 mod warm;
 
 use super::posts::PostView;
@@ -24,7 +25,10 @@ use crate::extract::ApiQuery;
 use crate::state::AppState;
 
 pub fn router() -> OpenApiRouter<AppState> {
-    OpenApiRouter::new().routes(routes!(home_feed))
+    OpenApiRouter::new()
+        .routes(routes!(home_feed))
+        .routes(routes!(stream::stream))
+        .routes(routes!(stream::ticket))
 }
 
 /// Where the page came from and how far fan-out has caught up.

@@ -5,7 +5,7 @@ use axum::http::StatusCode;
 use chrono::{DateTime, Utc};
 use feed_core::events::{Event, FollowChanged, PostDeleted};
 use feed_core::validate;
-use feed_core::{db, removals};
+use feed_core::{db, keys, removals};
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 use utoipa::openapi::schema::{Object, ObjectBuilder, SchemaType, Type};
@@ -304,7 +304,8 @@ async fn unfollow(
     if !db::users::exists(write.conn(), followee).await? {
         return Err(ApiError::not_found("user", followee));
     }
-    if db::follows::unfollow(write.conn(), caller.id, followee).await? {
+    let unfollowed = db::follows::unfollow(write.conn(), caller.id, followee).await?;
+    if unfollowed {
         // Before the unfollow commits: pages served from Redis stop showing
         // their posts the moment this answers (see `feed_core::removals`).
         removals::hide(&mut state.feeds.conn().await?, caller.id, followee).await?;
@@ -316,6 +317,18 @@ async fn unfollow(
             .await?;
     }
     write.commit().await?;
+    if unfollowed {
+        // The caller's open streams drop the author's posts now; the feed
+        // itself loses them when the workers get there.
+        let note = [feed_core::live::Note::Unfollowed(followee)];
+        let told = async {
+            let mut conn = state.feeds.conn().await?;
+            feed_core::live::notify(&mut conn, &[keys::feed(caller.id)], &note).await
+        };
+        if let Err(e) = told.await {
+            tracing::warn!(error = %e, "telling live streams of an unfollow failed");
+        }
+    }
     Ok(axum::Json(FollowState {
         follower_id: caller.id,
         followee_id: followee,
