@@ -47,6 +47,11 @@ const BACKLOG_MAX: usize = 500;
 const REMEMBERED: usize = 1024;
 /// Notes hydrated together: one `MGET` for a burst.
 const NOTES_PER_BATCH: usize = 64;
+/// Bounds on how often an open stream reads its feed to keep it in Redis
+/// (a third of the feed's TTL): at least a second apart, and at least
+/// hourly, which costs one page read of one post.
+const KEEP_MIN: Duration = Duration::from_secs(1);
+const KEEP_MAX: Duration = Duration::from_secs(3600);
 /// The reconnection delay a stream ended by the server suggests: a second
 /// spreads the reconnects of a replica's clients over a moment.
 const RETRY: Duration = Duration::from_secs(1);
@@ -168,6 +173,7 @@ pub(super) async fn stream(
             .listen(live::timeline(author))
             .await
             .map_err(refused)?;
+        keep_timeline(&state, author).await?;
     }
     // One slot more than the buffer, kept for the goodbye.
     let (events, body) = mpsc::channel(stream.stream_buffer_events + 1);
@@ -188,6 +194,16 @@ pub(super) async fn stream(
         body.recv().await.map(|event| (Ok(event), body))
     });
     Ok(Sse::new(body).keep_alive(KeepAlive::new().interval(heartbeat)))
+}
+
+/// Builds a followed celebrity's timeline if Redis does not hold it: their
+/// posts reach the timeline, and so the stream, only if it exists.
+async fn keep_timeline(state: &AppState, author: Uuid) -> Result<(), ApiError> {
+    match super::warm::timeline(state, author, None, 1).await {
+        Ok(_) => Ok(()),
+        Err(super::Unserved::Failed(e)) => Err(e),
+        Err(_) => Err(ApiError::Unavailable("the live feed stream")),
+    }
 }
 
 /// The user a stream ticket was issued to; the ticket is used up.
@@ -257,8 +273,9 @@ impl Pusher {
         ending: Ending,
     ) {
         let stopped = async {
-            if let Some(after) = resume {
-                self.replay(after).await?;
+            match resume {
+                Some(after) => self.replay(after).await?,
+                None => self.keep_feed().await?,
             }
             self.push("ready", None, "{}".to_owned())?;
             self.listen(&mut subscription, &mut notes).await
@@ -319,18 +336,40 @@ impl Pusher {
         Ok(())
     }
 
+    /// Reads the feed's first post as `GET /feed` would: fan-out writes
+    /// only to feeds Redis keeps, so a stream's feed (and the timelines it
+    /// pulls) is built when the stream opens, and read again before it
+    /// expires, so it is kept for as long as the stream is open.
+    async fn keep_feed(&self) -> Result<(), Stop> {
+        let caller = SignedCaller { id: self.user };
+        match page(&self.state, caller, 1, None).await {
+            Ok(_) => Ok(()),
+            Err(_) => Err(Stop::End(reason::LOST)),
+        }
+    }
+
     /// Pushes notes as they come, until the client leaves or idles out.
     async fn listen(
         &mut self,
         subscription: &mut Subscription,
         notes: &mut mpsc::Receiver<Note>,
     ) -> Result<(), Stop> {
+        let ttl = self.state.config.feed.feed_ttl_secs;
+        let mut keep =
+            tokio::time::interval(Duration::from_secs(ttl / 3).clamp(KEEP_MIN, KEEP_MAX));
+        keep.tick().await;
+        let mut idle = Box::pin(tokio::time::sleep(self.idle));
         loop {
             let first = tokio::select! {
                 note = notes.recv() => note.ok_or(Stop::End(reason::LOST))?,
                 _ = self.events.closed() => return Err(Stop::Gone),
-                _ = tokio::time::sleep(self.idle) => return Err(Stop::End(reason::IDLE)),
+                _ = &mut idle => return Err(Stop::End(reason::IDLE)),
+                _ = keep.tick() => {
+                    self.keep_feed().await?;
+                    continue;
+                }
             };
+            idle.as_mut().reset(tokio::time::Instant::now() + self.idle);
             let mut batch = vec![first];
             while batch.len() < NOTES_PER_BATCH
                 && let Ok(note) = notes.try_recv()
@@ -347,6 +386,9 @@ impl Pusher {
                         // client resumes once it is back.
                         subscription
                             .listen(live::timeline(author))
+                            .await
+                            .map_err(|_| Stop::End(reason::LOST))?;
+                        keep_timeline(&self.state, author)
                             .await
                             .map_err(|_| Stop::End(reason::LOST))?;
                     }

@@ -126,7 +126,7 @@ pub(super) async fn serve(
 
 /// A page of a celebrity's timeline, rebuilt from PostgreSQL if Redis does
 /// not hold it (then `true`).
-async fn timeline(
+pub(super) async fn timeline(
     state: &AppState,
     author: Uuid,
     before: Option<(Uuid, i64)>,
