@@ -17,7 +17,7 @@ export SQLX_OFFLINE := true
 # Tools `make deps` installs for the tests (helm).
 export PATH := $(CURDIR)/.tools/bin:$(PATH)
 
-.PHONY: run test fuzz-api bench drills autoscale-lab e2e deps lint fmt generate sqlx-prepare stop clean \
+.PHONY: run test fuzz-api browser-test bench drills autoscale-lab e2e deps lint fmt generate sqlx-prepare stop clean \
 	control-plane cluster-up cluster-down
 
 ## run: PostgreSQL + Redis + feed-api on 127.0.0.1:8080 + two feed-workers (Ctrl-C stops all)
@@ -47,6 +47,10 @@ cluster-down:
 ## fuzz-api: Schemathesis against a running stack with a signed-in user (no 5xx, responses as documented)
 fuzz-api: deps
 	scripts/fuzz-api.sh
+
+## browser-test: the web client in headless Chromium against a stack of its own (screenshots and latency: e2e/browser/artifacts)
+browser-test: deps
+	scripts/browser-test.sh
 
 ## bench: write, fan-out, read and drain beside pgbench and redis-benchmark (QUICK=1: a 2-minute smoke run)
 bench: deps
@@ -106,6 +110,7 @@ stop:
 	-scripts/services.sh down $(DATA)/run
 	-scripts/services.sh down $(DATA)/test
 	-scripts/services.sh down $(DATA)/fuzz
+	-scripts/services.sh down $(DATA)/browser
 	-scripts/services.sh down $(DATA)/bench
 	-scripts/services.sh down $(DATA)/drills
 	-scripts/control-plane.sh down $(CLUSTER_DIR)

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Installs what Fanout's local stack and tests need and the machine lacks:
 # redis-server and PostgreSQL (server binaries and client), Debian/Ubuntu;
-# the Python validator of Kubernetes manifests; and helm, into .tools/bin,
+# Chromium and npm for the browser test; the Python validator of
+# Kubernetes manifests; and helm, into .tools/bin,
 # to render the chart in tests.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -53,6 +54,10 @@ command -v psql >/dev/null 2>&1 || missing+=(postgresql-client)
 # need a font.
 command -v openssl >/dev/null 2>&1 || missing+=(openssl)
 [ -f /usr/share/fonts/truetype/dejavu/DejaVuSans.ttf ] || missing+=(fonts-dejavu-core)
+# The browser test (`make browser-test`): Debian's Chromium, driven by
+# playwright-core from npm (whose own browser download is not reachable).
+command -v chromium >/dev/null 2>&1 || missing+=(chromium)
+command -v npm >/dev/null 2>&1 || missing+=(npm)
 [ ${#missing[@]} -eq 0 ] && exit 0
 
 if ! command -v apt-get >/dev/null 2>&1; then

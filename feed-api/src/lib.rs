@@ -19,6 +19,7 @@
 //!   of [`recover`]: events the streams lost before they were applied,
 //!   published again.
 //! - [`live`]: the replica's Pub/Sub hub for live feed streams.
+//! - [`web`]: the web client at `/`.
 //! - [`state`], [`metrics`]: what handlers share, and what they count.
 #![forbid(unsafe_code)]
 
@@ -37,6 +38,7 @@ pub mod recover;
 pub mod relay;
 pub mod routes;
 pub mod state;
+pub mod web;
 pub mod write_tx;
 
 use std::sync::Arc;
@@ -68,6 +70,7 @@ pub fn app(state: AppState) -> Router {
     let openapi = Arc::new(openapi.to_json().expect("the OpenAPI document serializes"));
     let body_limit = state.config.body_limit_bytes;
     router
+        .merge(web::router())
         .route(
             "/openapi.json",
             axum::routing::get(move || {

@@ -26,6 +26,7 @@ pub fn router() -> OpenApiRouter<AppState> {
         .routes(routes!(create_user))
         .routes(routes!(get_me, delete_me))
         .routes(routes!(get_user))
+        .routes(routes!(get_user_by_handle))
         .routes(routes!(follow))
         .routes(routes!(unfollow))
         .routes(routes!(followers))
@@ -156,6 +157,27 @@ async fn get_user(
     let user = db::users::by_id(&state.db, id)
         .await?
         .ok_or_else(|| ApiError::not_found("user", id))?;
+    Ok(axum::Json(user.into()))
+}
+
+/// A user's profile by handle (case-insensitive), to find whom to follow.
+#[utoipa::path(get, path = "/users/by-handle/{handle}", tag = "users",
+    params(("handle" = String, Path, description = "Handle")),
+    responses((status = 200, body = UserView), (status = 404, body = Problem)))]
+async fn get_user_by_handle(
+    State(state): State<AppState>,
+    Path(handle): Path<String>,
+) -> Result<axum::Json<UserView>, ApiError> {
+    let missing = || {
+        let shown: String = handle.chars().take(64).collect();
+        ApiError::NotFound(format!("no user with handle '{shown}'"))
+    };
+    // A handle that could not be stored matches no one.
+    let normalized = validate::handle(&handle).map_err(|_| missing())?;
+    let (id, _) = db::users::credentials(&state.db, &normalized)
+        .await?
+        .ok_or_else(missing)?;
+    let user = db::users::by_id(&state.db, id).await?.ok_or_else(missing)?;
     Ok(axum::Json(user.into()))
 }
 
