@@ -10,11 +10,13 @@
 //! - [`baseline`]: pgbench and redis-benchmark;
 //! - [`cpu`]: CPU time of processes and of the machine, from `/proc`;
 //! - [`scenarios`]: write, fan-out, read, drain;
+//! - [`live`]: post → event on open streams, and idle streams' memory;
 //! - [`report`]: the JSON, the table in docs/benchmarks.md, the plots.
 #![forbid(unsafe_code)]
 
 mod baseline;
 mod cpu;
+mod live;
 mod load;
 mod report;
 mod scenarios;
@@ -79,6 +81,11 @@ fn port_of(url: &str, var: &str) -> anyhow::Result<u16> {
         })
         .with_context(|| format!("{var} needs an explicit port (redis://127.0.0.1:PORT)"))
 }
+
+/// Posts timed from `POST /posts` to a follower's open stream, at rest
+/// and again during fan-out: enough for a p99 that is not the maximum of a
+/// handful.
+const LIVE_SAMPLES: usize = 100;
 
 /// Every user's password in the seeded graph (hashed once, shared).
 const PASSWORD: &str = "correct horse battery";
@@ -335,6 +342,18 @@ async fn main() -> anyhow::Result<()> {
         rest.errors
     );
     eprintln!(
+        "live: post → event at rest and during fan-out, then up to {} idle streams ...",
+        live::IDLE_STREAMS
+    );
+    let live = live::measure(
+        &bench,
+        LIVE_SAMPLES,
+        params.fanout_rate,
+        params.fanout_secs,
+        params.workers,
+    )
+    .await?;
+    eprintln!(
         "drain: {} events, 1 then 2 workers ...",
         params.drain_events
     );
@@ -356,6 +375,7 @@ async fn main() -> anyhow::Result<()> {
         sustainable,
         read,
         drain,
+        live,
         api_rss_mib: memory.0,
         worker_rss_mib: memory.1,
         aof_rewrites,

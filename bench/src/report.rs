@@ -11,6 +11,7 @@ use serde::Serialize;
 use serde_json::{Value, json};
 
 use crate::baseline::Baselines;
+use crate::live::Live;
 use crate::scenarios::{Drain, Fanout, Read, Write};
 
 /// Everything one run measured.
@@ -24,6 +25,7 @@ pub struct Results {
     pub sustainable: Fanout,
     pub read: Read,
     pub drain: Drain,
+    pub live: Live,
     /// Peak resident memory, MiB.
     pub api_rss_mib: f64,
     pub worker_rss_mib: f64,
@@ -106,6 +108,18 @@ impl Results {
                 "worker_us_per_delivery": self.drain.worker_us_per_delivery,
                 "postgres_us_per_delivery": self.drain.postgres_us_per_delivery,
                 "machine_busy_share": self.drain.machine_busy_share,
+            },
+            "live": {
+                "p50_ms": self.live.at_rest.p50_ms,
+                "p99_ms": self.live.at_rest.p99_ms,
+                "samples": self.live.at_rest.samples,
+                "fanout_p50_ms": self.live.during_fanout.p50_ms,
+                "fanout_p99_ms": self.live.during_fanout.p99_ms,
+                "fanout_rate": self.live.fanout_rate,
+                "idle_streams": self.live.idle_streams,
+                "api_rss_before_mib": self.live.api_rss_before_mib,
+                "api_rss_after_mib": self.live.api_rss_after_mib,
+                "mib_per_10k_streams": self.live.mib_per_10k_streams,
             },
             "memory": {
                 "api_rss_mib": self.api_rss_mib,
@@ -253,6 +267,41 @@ impl Results {
                 format!(
                     "{:.0} requests/s; each reader's feed rebuilt from PostgreSQL",
                     n("read.cold_rps")
+                ),
+            ),
+            (
+                "live: post → event p50 / p99 (at rest)",
+                format!("{:.1} / {:.1} ms", n("live.p50_ms"), n("live.p99_ms")),
+                format!(
+                    "{} posts, from sending `POST /posts` to the event on a follower's open `GET /feed/stream`",
+                    j["live"]["samples"]
+                ),
+            ),
+            (
+                "live: post → event p50 / p99 (during fan-out)",
+                format!(
+                    "{:.1} / {:.1} ms",
+                    n("live.fanout_p50_ms"),
+                    n("live.fanout_p99_ms")
+                ),
+                format!(
+                    "the same, while the fan-out scenario offers {:.0} posts/s",
+                    n("live.fanout_rate")
+                ),
+            ),
+            (
+                "live: API memory per 10,000 idle streams",
+                format!("{:.0} MiB", n("live.mib_per_10k_streams")),
+                format!(
+                    "{} streams held open (one per user{}): RSS {:.0} → {:.0} MiB",
+                    j["live"]["idle_streams"],
+                    if j["live"]["idle_streams"].as_u64() < Some(10_000) {
+                        ", scaled to 10,000"
+                    } else {
+                        ""
+                    },
+                    n("live.api_rss_before_mib"),
+                    n("live.api_rss_after_mib")
                 ),
             ),
             (

@@ -78,7 +78,12 @@ impl Bench {
         }
     }
 
-    async fn post(http: &reqwest::Client, api: &str, token: &str, n: u64) -> Option<Uuid> {
+    pub(crate) async fn post(
+        http: &reqwest::Client,
+        api: &str,
+        token: &str,
+        n: u64,
+    ) -> Option<Uuid> {
         let response = http
             .post(format!("{api}/posts"))
             .bearer_auth(token)
