@@ -2,6 +2,7 @@
 //! an open stream of a follower, at rest and while the fan-out scenario
 //! runs, and what idle streams cost the API in memory.
 
+use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
 use anyhow::Context as _;
@@ -108,8 +109,10 @@ fn pair(b: &Bench) -> anyhow::Result<(usize, usize)> {
         .context("the graph has no follows")
 }
 
-/// `samples` posts by an author, `pace` apart, each timed until it reaches
-/// a follower's open stream.
+/// `samples` posts by an author, sent `pace` apart whether or not the
+/// previous one arrived (so a backlog shows in the figures rather than
+/// slowing the probe), each timed until it reaches a follower's open
+/// stream.
 async fn post_to_event(b: &Bench, samples: usize, pace: Duration) -> anyhow::Result<Latency> {
     let (author, reader) = pair(b)?;
     let mut events = Events::open(b, reader).await?;
@@ -129,28 +132,34 @@ async fn post_to_event(b: &Bench, samples: usize, pace: Duration) -> anyhow::Res
             }
         }
     });
-    let mut took = Vec::with_capacity(samples);
+    let mut sent = HashMap::with_capacity(samples);
+    let mut schedule = tokio::time::interval(pace);
     for n in 0..samples {
-        let sent = Instant::now();
+        schedule.tick().await;
+        let at = Instant::now();
         let posted = Bench::post(&b.http, &b.stack.api_url, &b.tokens[author], n as u64)
             .await
             .context("a live probe's post failed")?;
-        let arrived = tokio::time::timeout(EVENT_DEADLINE, async {
-            while let Some((id, at)) = arrivals.recv().await {
-                if id == posted {
-                    return Some(at);
-                }
-            }
-            None
-        })
-        .await
-        .ok()
-        .flatten()
-        .context("a post did not reach the open stream")?;
-        took.push(arrived - sent);
-        tokio::time::sleep(pace).await;
+        sent.insert(posted, at);
     }
+    let mut took = Vec::with_capacity(samples);
+    tokio::time::timeout(EVENT_DEADLINE, async {
+        while took.len() < samples
+            && let Some((id, at)) = arrivals.recv().await
+        {
+            if let Some(sent) = sent.remove(&id) {
+                took.push(at - sent);
+            }
+        }
+    })
+    .await
+    .context("posts did not reach the open stream")?;
     listening.abort();
+    anyhow::ensure!(
+        took.len() == samples,
+        "{} posts never reached the stream",
+        samples - took.len()
+    );
     took.sort_unstable();
     let pick = |q: f64| {
         let i = ((q * took.len() as f64).ceil() as usize).clamp(1, took.len()) - 1;
@@ -187,17 +196,15 @@ pub async fn measure(
     let at_rest = post_to_event(b, samples, Duration::from_millis(20)).await?;
 
     // The probe runs inside the fan-out window: it starts once the
-    // scenario's posts flow and spreads its samples over the rest.
+    // scenario's posts flow and spreads its posts over most of it.
     let window = Duration::from_secs(fanout_secs);
     let probe = async {
-        tokio::time::sleep(window / 5).await;
-        let pace = (window * 3 / 5) / samples as u32;
+        tokio::time::sleep(window / 10).await;
+        let pace = (window * 4 / 5) / samples as u32;
         post_to_event(b, samples, pace).await
     };
-    let (fanout, during_fanout) = tokio::join!(
-        scenarios::fanout(b, fanout_rate, window, workers),
-        probe
-    );
+    let (fanout, during_fanout) =
+        tokio::join!(scenarios::fanout(b, fanout_rate, window, workers), probe);
     fanout?;
     let during_fanout = during_fanout?;
 
