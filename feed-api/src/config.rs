@@ -133,11 +133,16 @@ pub struct StreamArgs {
     /// AWS ALB).
     #[arg(long, env = "FANOUT_STREAM_HEARTBEAT_SECS", default_value_t = 15)]
     pub stream_heartbeat_secs: u64,
-    /// Events queued for a client that is not reading; past this, the
-    /// stream is dropped with a retry hint rather than buffered without
-    /// bound (the client resumes by cursor).
+    /// Events queued for a client that is not reading (beside what the
+    /// socket holds); see FANOUT_STREAM_SLOW_CLIENT_SECS.
     #[arg(long, env = "FANOUT_STREAM_BUFFER_EVENTS", default_value_t = 64)]
     pub stream_buffer_events: usize,
+    /// A stream whose queue stays full this long is dropped with a retry
+    /// hint rather than buffered without bound (the client resumes by
+    /// cursor), in seconds: a reader on a slow link catches up in well
+    /// under 10 s, a stalled one does not.
+    #[arg(long, env = "FANOUT_STREAM_SLOW_CLIENT_SECS", default_value_t = 10)]
+    pub stream_slow_client_secs: u64,
     /// How long a stream ticket (`POST /feed/stream/tickets`) may wait to
     /// be used, in seconds.
     #[arg(long, env = "FANOUT_STREAM_TICKET_TTL_SECS", default_value_t = 30)]
@@ -161,8 +166,11 @@ impl StreamArgs {
                 "FANOUT_STREAM_IDLE_TIMEOUT_SECS must exceed FANOUT_STREAM_HEARTBEAT_SECS".into(),
             );
         }
-        if self.stream_buffer_events < 2 {
-            return Err("FANOUT_STREAM_BUFFER_EVENTS must be at least 2".into());
+        if self.stream_buffer_events == 0 || self.stream_slow_client_secs == 0 {
+            return Err(
+                "FANOUT_STREAM_BUFFER_EVENTS and FANOUT_STREAM_SLOW_CLIENT_SECS must be at least 1"
+                    .into(),
+            );
         }
         if !(1..=600).contains(&self.stream_ticket_ttl_secs) {
             return Err("FANOUT_STREAM_TICKET_TTL_SECS must be 1 to 600".into());

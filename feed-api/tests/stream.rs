@@ -209,32 +209,39 @@ async fn a_followed_celebritys_posts_stream_though_they_are_not_fanned_out(db: P
 
 #[sqlx::test(migrations = "../feed-core/migrations")]
 async fn a_stream_resumes_after_its_cursor_with_no_gap_and_no_duplicate(db: PgPool) {
-    let stack = Stack::start(db).await;
+    // A queue of two events: the replay waits for the client rather than
+    // dropping it.
+    let mut stack = Stack::api_only_with(db, |c| c.stream.stream_buffer_events = 2).await;
+    stack.start_worker("worker-1");
     let alice = stack.signup("alice").await;
     let bob = stack.signup("bob").await;
     stack.follow(&bob, &alice).await;
     let (mut live, _) = stream(&stack, &bob, None).await;
     let first = stack.post(&alice, "one").await;
     let second = stack.post(&alice, "two").await;
-    let mut heard = vec![live.next_post().await, live.next_post().await];
-    heard.sort_by_key(SseEvent::post_id);
-    assert_eq!(post_ids(&heard), vec![first, second]);
-    let last_id = heard.iter().filter_map(|e| e.id.clone()).max().unwrap();
+    let heard = [live.next_post().await, live.next_post().await];
+    let mut ids = post_ids(&heard);
+    ids.sort();
+    assert_eq!(ids, vec![first, second]);
+    // The newest position sent so far, as `EventSource` keeps it.
+    let last_id = heard[1].id.clone().unwrap();
     drop(live);
 
     // Missed while disconnected: posted, and fanned out, before the resume.
-    let third = stack.post(&alice, "three").await;
-    let fourth = stack.post(&alice, "four").await;
+    let mut missed = Vec::new();
+    for n in 0..5 {
+        missed.push(stack.post(&alice, &format!("missed {n}")).await);
+    }
     common::eventually(DEADLINE, "fanned out", || async {
         let feed = stack.cached_feed(&bob).await;
-        (feed.contains(&third) && feed.contains(&fourth)).then_some(())
+        missed.iter().all(|id| feed.contains(id)).then_some(())
     })
     .await;
 
     let (mut resumed, replayed) = stream(&stack, &bob, Some(&last_id)).await;
     assert_eq!(
         post_ids(&replayed),
-        vec![third, fourth],
+        missed,
         "what was missed, oldest first, and nothing already seen"
     );
     let fifth = stack.post(&alice, "five").await;

@@ -25,7 +25,7 @@ use feed_core::live::{self, Note};
 use feed_core::{db, feed_store, keys, validate};
 use futures_util::Stream;
 use serde::{Deserialize, Serialize};
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, oneshot};
 use utoipa::{IntoParams, ToSchema};
 use uuid::Uuid;
 
@@ -175,24 +175,34 @@ pub(super) async fn stream(
             .map_err(refused)?;
         keep_timeline(&state, author).await?;
     }
-    // One slot more than the buffer, kept for the goodbye.
-    let (events, body) = mpsc::channel(stream.stream_buffer_events + 1);
+    let (events, queued) = mpsc::channel(stream.stream_buffer_events);
+    // The goodbye comes after whatever is queued, once the pusher is done.
+    let (bye, goodbye) = oneshot::channel();
     let heartbeat = Duration::from_secs(stream.stream_heartbeat_secs);
     let pusher = Pusher {
         state: state.clone(),
         user,
         events,
+        bye: Some(bye),
         position: resume,
         sent: Remembered::default(),
         idle: Duration::from_secs(stream.stream_idle_timeout_secs),
+        slow: Duration::from_secs(stream.stream_slow_client_secs),
     };
     tokio::spawn(async move {
         let _permit = permit;
         pusher.run(resume, subscription, notes, ending).await;
     });
-    let body = futures_util::stream::unfold(body, |mut body| async move {
-        body.recv().await.map(|event| (Ok(event), body))
-    });
+    let body = futures_util::stream::unfold(
+        (queued, Some(goodbye)),
+        |(mut queued, mut goodbye)| async move {
+            let event = match queued.recv().await {
+                Some(event) => event,
+                None => goodbye.take()?.await.ok()?,
+            };
+            Some((Ok(event), (queued, goodbye)))
+        },
+    );
     Ok(Sse::new(body).keep_alive(KeepAlive::new().interval(heartbeat)))
 }
 
@@ -250,10 +260,14 @@ struct Pusher {
     state: AppState,
     user: Uuid,
     events: mpsc::Sender<Event>,
+    /// Where the goodbye goes: sent after the queued events.
+    bye: Option<oneshot::Sender<Event>>,
     /// The newest cursor sent (or resumed from).
     position: Option<Cursor>,
     sent: Remembered,
     idle: Duration,
+    /// How long an event may wait for room in a full queue.
+    slow: Duration,
 }
 
 /// Why pushing stopped.
@@ -277,7 +291,7 @@ impl Pusher {
                 Some(after) => self.replay(after).await?,
                 None => self.keep_feed().await?,
             }
-            self.push("ready", None, "{}".to_owned())?;
+            self.push("ready", None, "{}".to_owned()).await?;
             self.listen(&mut subscription, &mut notes).await
         };
         let why = tokio::select! {
@@ -294,9 +308,9 @@ impl Pusher {
                 .event("bye")
                 .retry(RETRY)
                 .data(format!("{{\"reason\":\"{why}\"}}"));
-            // The slot kept for it; if even that is taken, the client is
-            // gone or stuck, and reconnects by itself.
-            let _ = self.events.try_send(bye);
+            if let Some(goodbye) = self.bye.take() {
+                let _ = goodbye.send(bye);
+            }
         }
     }
 
@@ -324,14 +338,14 @@ impl Pusher {
                 break;
             }
             if newer.len() > BACKLOG_MAX {
-                self.push("reset", None, "{}".to_owned())?;
+                self.push("reset", None, "{}".to_owned()).await?;
                 return Err(Stop::End(reason::SLOW));
             }
             let Some(last) = newer.last() else { break };
             before = Some((last.id, last.created_at.timestamp_millis()));
         }
         for post in newer.into_iter().rev() {
-            self.push_post(post)?;
+            self.push_post(post).await?;
         }
         Ok(())
     }
@@ -392,22 +406,26 @@ impl Pusher {
                             .await
                             .map_err(|_| Stop::End(reason::LOST))?;
                     }
-                    Note::Removed(post) => self.push_removal(FeedRemoval {
-                        post_id: Some(post),
-                        author_id: None,
-                    })?,
+                    Note::Removed(post) => {
+                        self.push_removal(FeedRemoval {
+                            post_id: Some(post),
+                            author_id: None,
+                        })
+                        .await?
+                    }
                     Note::Unfollowed(author) => {
                         subscription.forget(&live::timeline(author));
                         self.push_removal(FeedRemoval {
                             post_id: None,
                             author_id: Some(author),
-                        })?;
+                        })
+                        .await?;
                     }
                 }
             }
             if !added.is_empty() {
                 for post in self.hydrate(&added).await? {
-                    self.push_post(post)?;
+                    self.push_post(post).await?;
                 }
             }
         }
@@ -436,7 +454,7 @@ impl Pusher {
         Ok(found)
     }
 
-    fn push_post(&mut self, post: PostView) -> Result<(), Stop> {
+    async fn push_post(&mut self, post: PostView) -> Result<(), Stop> {
         if !self.sent.insert(post.id) {
             return Ok(());
         }
@@ -445,28 +463,32 @@ impl Pusher {
             self.position = Some(at);
         }
         let data = serde_json::to_string(&post).map_err(|_| Stop::End(reason::LOST))?;
-        self.push("post", self.position, data)
+        self.push("post", self.position, data).await
     }
 
-    fn push_removal(&mut self, removal: FeedRemoval) -> Result<(), Stop> {
+    async fn push_removal(&mut self, removal: FeedRemoval) -> Result<(), Stop> {
         let data = serde_json::to_string(&removal).map_err(|_| Stop::End(reason::LOST))?;
-        self.push("removed", None, data)
+        self.push("removed", None, data).await
     }
 
     /// Queues an event for the client; a client that leaves the queue full
-    /// is dropped (one slot stays free for the goodbye).
-    fn push(&mut self, kind: &'static str, id: Option<Cursor>, data: String) -> Result<(), Stop> {
-        if self.events.is_closed() {
-            return Err(Stop::Gone);
-        }
-        if self.events.capacity() <= 1 {
-            return Err(Stop::End(reason::SLOW));
-        }
+    /// for longer than the slow-client timeout is dropped rather than
+    /// buffered for without bound.
+    async fn push(
+        &mut self,
+        kind: &'static str,
+        id: Option<Cursor>,
+        data: String,
+    ) -> Result<(), Stop> {
         let mut event = Event::default().event(kind).data(data);
         if let Some(id) = id {
             event = event.id(id.encode());
         }
-        self.events.try_send(event).map_err(|_| Stop::Gone)?;
+        match tokio::time::timeout(self.slow, self.events.send(event)).await {
+            Ok(Ok(())) => {}
+            Ok(Err(_)) => return Err(Stop::Gone),
+            Err(_) => return Err(Stop::End(reason::SLOW)),
+        }
         let counted = if kind == "post" || kind == "removed" {
             kind
         } else {
