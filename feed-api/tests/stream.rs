@@ -383,3 +383,34 @@ async fn heartbeats_flow_while_nothing_happens(db: PgPool) {
     assert!(live.buffer.starts_with(':'), "{:?}", live.buffer);
     stack.stop().await;
 }
+
+#[sqlx::test(migrations = "../feed-core/migrations")]
+async fn a_follow_made_while_streaming_brings_the_followees_posts_in(db: PgPool) {
+    // `star` has two followers already: a celebrity at this threshold.
+    const THRESHOLD: i64 = 2;
+    let mut stack = Stack::api_only_with(db, |c| c.feed.celebrity_threshold = THRESHOLD).await;
+    stack.start_worker_with("worker-1", |c| c.feed.celebrity_threshold = THRESHOLD);
+    let alice = stack.signup("alice").await;
+    let star = stack.signup("star").await;
+    let bob = stack.signup("bob").await;
+    for handle in ["fan1", "fan2"] {
+        let fan = stack.signup(handle).await;
+        stack.follow(&fan, &star).await;
+    }
+    let earlier = stack.post(&alice, "before bob followed").await;
+    let (mut live, _) = stream(&stack, &bob, None).await;
+
+    // A fanned-out author: the follow's backfill reaches the stream.
+    stack.follow(&bob, &alice).await;
+    assert_eq!(live.next_post().await.post_id(), earlier);
+
+    // A celebrity: their recent posts arrive as a backfill would bring
+    // them, and the stream listens to their timeline from then on.
+    let before = stack.post(&star, "before bob followed").await;
+    stack.follow(&bob, &star).await;
+    assert_eq!(live.next_post().await.post_id(), before);
+    let posted = stack.post(&star, "hello new fan").await;
+    assert_eq!(live.next_post().await.post_id(), posted);
+    assert!(!stack.cached_feed(&bob).await.contains(&posted));
+    stack.stop().await;
+}

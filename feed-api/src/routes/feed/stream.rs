@@ -45,6 +45,9 @@ const BACKLOG_MAX: usize = 500;
 /// retried fan-out may publish again). Notes arrive within seconds of the
 /// backlog's read, so a few hundred newest ids cover the seam.
 const REMEMBERED: usize = 1024;
+/// A newly followed celebrity's posts a stream sends: a page's worth, as a
+/// follow's backfill brings recent posts of an author who is fanned out.
+const BACKFILL: usize = validate::PAGE_DEFAULT as usize;
 /// Notes hydrated together: one `MGET` for a burst.
 const NOTES_PER_BATCH: usize = 64;
 /// Bounds on how often an open stream reads its feed to keep it in Redis
@@ -173,7 +176,7 @@ pub(super) async fn stream(
             .listen(live::timeline(author))
             .await
             .map_err(refused)?;
-        keep_timeline(&state, author).await?;
+        keep_timeline(&state, author, 1).await?;
     }
     let (events, queued) = mpsc::channel(stream.stream_buffer_events);
     // The goodbye comes after whatever is queued, once the pusher is done.
@@ -206,11 +209,16 @@ pub(super) async fn stream(
     Ok(Sse::new(body).keep_alive(KeepAlive::new().interval(heartbeat)))
 }
 
-/// Builds a followed celebrity's timeline if Redis does not hold it: their
-/// posts reach the timeline, and so the stream, only if it exists.
-async fn keep_timeline(state: &AppState, author: Uuid) -> Result<(), ApiError> {
-    match super::warm::timeline(state, author, None, 1).await {
-        Ok(_) => Ok(()),
+/// Builds a followed celebrity's timeline if Redis does not hold it (their
+/// posts reach the timeline, and so the stream, only if it exists); returns
+/// its newest `newest` posts.
+async fn keep_timeline(
+    state: &AppState,
+    author: Uuid,
+    newest: usize,
+) -> Result<Vec<Uuid>, ApiError> {
+    match super::warm::timeline(state, author, None, newest).await {
+        Ok((source, _)) => Ok(source.entries),
         Err(super::Unserved::Failed(e)) => Err(e),
         Err(_) => Err(ApiError::Unavailable("the live feed stream")),
     }
@@ -402,9 +410,13 @@ impl Pusher {
                             .listen(live::timeline(author))
                             .await
                             .map_err(|_| Stop::End(reason::LOST))?;
-                        keep_timeline(&self.state, author)
+                        // As a follow's backfill brings a fanned-out
+                        // author's recent posts, so it brings these (and
+                        // any posted before the stream listened).
+                        let recent = keep_timeline(&self.state, author, BACKFILL)
                             .await
                             .map_err(|_| Stop::End(reason::LOST))?;
+                        added.extend(recent.into_iter().filter(|id| !self.sent.ids.contains(id)));
                     }
                     Note::Removed(post) => {
                         self.push_removal(FeedRemoval {
