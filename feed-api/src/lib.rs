@@ -150,16 +150,10 @@ pub async fn serve(
     ));
     let audit_retention = Duration::from_secs(u64::from(config.audit_retention_days) * 86_400);
     let (posts, post_writer) = PostWriter::start(db.clone(), metrics.post_batch_size.clone());
-    let state = AppState::new(
-        db,
-        redis,
-        tokens,
-        config,
-        metrics,
-        publisher,
-        posts,
-        shutdown.clone(),
-    )?;
+    let state = AppState::new(db, redis, tokens, config, metrics, publisher, posts)?;
+    // Open streams end with the server, or a graceful shutdown would wait
+    // for clients that never hang up.
+    state.live.stop_with(shutdown.clone());
     tokio::spawn(audit::prune(
         state.db.clone(),
         audit_retention,

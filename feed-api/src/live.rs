@@ -127,6 +127,12 @@ impl Ending {
         self.token.cancel();
     }
 
+    /// Marks the stream over, however it ended (its watcher of the
+    /// server's shutdown stops).
+    pub fn finish(&self) {
+        self.token.cancel();
+    }
+
     /// Resolves once ended, with the reason.
     pub async fn ended(&self) -> &'static str {
         self.token.cancelled().await;
@@ -162,14 +168,9 @@ pub struct Subscription {
 }
 
 impl Live {
-    /// Starts the hub on the feeds' Redis; it stops with `shutdown`, and
-    /// streams end with it.
-    pub fn start(
-        feeds: Redis,
-        limits: LiveLimits,
-        metrics: Arc<Metrics>,
-        shutdown: CancellationToken,
-    ) -> Live {
+    /// Starts the hub on the feeds' Redis; see [`Live::stop_with`].
+    pub fn start(feeds: Redis, limits: LiveLimits, metrics: Arc<Metrics>) -> Live {
+        let shutdown = CancellationToken::new();
         let (commands, queue) = mpsc::unbounded_channel();
         let live = Live {
             inner: Arc::new(Inner {
@@ -188,6 +189,15 @@ impl Live {
             live.inner.shutdown.clone(),
         ));
         live
+    }
+
+    /// Stops the hub, and ends every stream, once `shutdown` is cancelled.
+    pub fn stop_with(&self, shutdown: CancellationToken) {
+        let hub = self.inner.shutdown.clone();
+        tokio::spawn(async move {
+            shutdown.cancelled().await;
+            hub.cancel();
+        });
     }
 
     /// A slot for a new stream of `user`, within the limits.
@@ -396,7 +406,8 @@ fn deliver(channels: &HashMap<String, Vec<Listener>>, message: &redis::Msg) {
         return;
     };
     for listener in listeners {
-        if listener.notes.try_send(note).is_err() {
+        // Closed: the stream is ending, and leaves its channels.
+        if let Err(mpsc::error::TrySendError::Full(_)) = listener.notes.try_send(note) {
             listener.end.end(reason::SLOW);
         }
     }

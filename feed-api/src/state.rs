@@ -13,7 +13,6 @@ use axum::extract::FromRef;
 use feed_core::bus::{self, Redis, StreamStats};
 use feed_core::runtime::RedisConfigError;
 use sqlx::PgPool;
-use tokio_util::sync::CancellationToken;
 
 use crate::auth::TokenKeys;
 use crate::config::Config;
@@ -77,14 +76,13 @@ impl AppState {
         metrics: Arc<Metrics>,
         publisher: Publisher,
         posts: PostWriter,
-        shutdown: CancellationToken,
     ) -> Result<Self, RedisConfigError> {
         let feeds = config.redis.connect_feeds(&redis, REDIS_TIMEOUT)?;
         let live_limits = LiveLimits {
             per_user: config.stream.stream_max_per_user,
             per_replica: config.stream.stream_max_per_replica,
         };
-        let live = Live::start(feeds.clone(), live_limits, metrics.clone(), shutdown);
+        let live = Live::start(feeds.clone(), live_limits, metrics.clone());
         Ok(AppState {
             live,
             db,

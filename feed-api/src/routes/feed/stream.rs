@@ -320,6 +320,7 @@ impl Pusher {
                 let _ = goodbye.send(bye);
             }
         }
+        ending.finish();
     }
 
     /// Sends what the feed holds after `after`, oldest first.
