@@ -366,6 +366,15 @@ async fn streams_per_user_are_limited_and_idle_streams_end_with_a_retry_hint(db:
         metrics.contains("fanout_stream_drops_total{reason=\"refused\"}"),
         "{metrics}"
     );
+    // A client that hangs up frees its slot.
+    common::eventually(DEADLINE, "no stream left open", || async {
+        stack
+            .metrics()
+            .await
+            .contains("fanout_streams_open 0")
+            .then_some(())
+    })
+    .await;
     stack.stop().await;
 }
 
