@@ -122,7 +122,7 @@ pub(super) async fn ticket(
 /// Events: `post` (data: a post as `GET /feed` shows it; `id`: the cursor
 /// to resume after), `removed` (data: `FeedRemoval`), `ready` (the replay
 /// after the cursor is sent; live from here), `reset` (the client is too
-/// far behind to replay: read `GET /feed` and stream from its newest item),
+/// far behind to replay: it reads `GET /feed` instead; live follows),
 /// `bye` (the server ends the stream: reconnect, resuming by cursor, after
 /// the `retry` delay). Comments are heartbeats.
 #[utoipa::path(get, path = "/feed/stream", tag = "feed", security(("bearer" = [])), params(StreamQuery,
@@ -347,8 +347,9 @@ impl Pusher {
                 break;
             }
             if newer.len() > BACKLOG_MAX {
-                self.push("reset", None, "{}".to_owned()).await?;
-                return Err(Stop::End(reason::SLOW));
+                // The client reads the feed by pages; the stream goes on
+                // live.
+                return self.push("reset", None, "{}".to_owned()).await;
             }
             let Some(last) = newer.last() else { break };
             before = Some((last.id, last.created_at.timestamp_millis()));
