@@ -19,6 +19,8 @@ pub const IDLE_STREAMS: usize = 10_000;
 const OPENING_AT_ONCE: usize = 64;
 /// The longest a post may take to reach a stream before the run fails.
 const EVENT_DEADLINE: Duration = Duration::from_secs(30);
+/// Posts of the probe at rest: 20 a second, a light load.
+const AT_REST_PACE: Duration = Duration::from_millis(50);
 /// Time for the API's allocator to settle once the streams are open.
 const SETTLE: Duration = Duration::from_secs(2);
 
@@ -100,13 +102,23 @@ impl Events {
     }
 }
 
-/// An author with a follower, and that follower.
+/// A typical author (the median follower count among authors with any)
+/// and one of their followers: the most followed authors' posts take the
+/// longest to reach every follower, and a probe posting as one of them
+/// would load the workers itself.
 fn pair(b: &Bench) -> anyhow::Result<(usize, usize)> {
-    b.followers_of
+    let mut authors: Vec<(usize, usize)> = b
+        .followers_of
         .iter()
         .enumerate()
-        .find_map(|(author, followers)| followers.first().map(|f| (author, *f as usize)))
-        .context("the graph has no follows")
+        .filter(|(_, followers)| !followers.is_empty())
+        .map(|(author, followers)| (followers.len(), author))
+        .collect();
+    authors.sort_unstable();
+    let (_, author) = *authors
+        .get(authors.len() / 2)
+        .context("the graph has no follows")?;
+    Ok((author, b.followers_of[author][0] as usize))
 }
 
 /// `samples` posts by an author, sent `pace` apart whether or not the
@@ -193,7 +205,7 @@ pub async fn measure(
     workers: u32,
 ) -> anyhow::Result<Live> {
     b.wait_drained().await?;
-    let at_rest = post_to_event(b, samples, Duration::from_millis(20)).await?;
+    let at_rest = post_to_event(b, samples, AT_REST_PACE).await?;
 
     // The probe runs inside the fan-out window: it starts once the
     // scenario's posts flow and spreads its posts over most of it.

@@ -273,7 +273,7 @@ impl Results {
                 "live: post → event p50 / p99 (at rest)",
                 format!("{:.1} / {:.1} ms", n("live.p50_ms"), n("live.p99_ms")),
                 format!(
-                    "{} posts, from sending `POST /posts` to the event on a follower's open `GET /feed/stream`",
+                    "{} posts of a median author, from sending `POST /posts` to the event on a follower's open `GET /feed/stream`",
                     j["live"]["samples"]
                 ),
             ),
@@ -285,7 +285,7 @@ impl Results {
                     n("live.fanout_p99_ms")
                 ),
                 format!(
-                    "the same, while the fan-out scenario offers {:.0} posts/s",
+                    "the same, while the fan-out scenario offers {:.0} posts/s (the sustained rate)",
                     n("live.fanout_rate")
                 ),
             ),
