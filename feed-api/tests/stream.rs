@@ -124,6 +124,11 @@ async fn stream(stack: &Stack, user: &User, cursor: Option<&str>) -> (Client, Ve
         response.headers()["content-type"].to_str().unwrap(),
         "text/event-stream"
     );
+    assert_eq!(
+        response.headers()["x-accel-buffering"],
+        "no",
+        "proxies are told not to hold events back"
+    );
     let mut client = Client {
         response,
         buffer: String::new(),

@@ -18,12 +18,12 @@ use std::convert::Infallible;
 use std::time::Duration;
 
 use axum::extract::State;
-use axum::http::{HeaderMap, StatusCode};
+use axum::http::{HeaderMap, HeaderName, StatusCode};
+use axum::response::IntoResponse;
 use axum::response::sse::{Event, KeepAlive, Sse};
 use feed_core::cursor::Cursor;
 use feed_core::live::{self, Note};
 use feed_core::{db, feed_store, keys, validate};
-use futures_util::Stream;
 use serde::{Deserialize, Serialize};
 use tokio::sync::{mpsc, oneshot};
 use utoipa::{IntoParams, ToSchema};
@@ -120,7 +120,8 @@ pub(super) async fn ticket(
 /// The caller's home feed as it changes, as Server-Sent Events.
 ///
 /// Events: `post` (data: a post as `GET /feed` shows it; `id`: the cursor
-/// to resume after), `removed` (data: `FeedRemoval`), `ready` (the replay
+/// to resume after), `removed` (data: `{"post_id"}` of a deleted post or
+/// `{"author_id"}` of an unfollowed author), `ready` (the replay
 /// after the cursor is sent; live from here), `reset` (the client is too
 /// far behind to replay: it reads `GET /feed` instead; live follows),
 /// `bye` (the server ends the stream: reconnect, resuming by cursor, after
@@ -135,7 +136,7 @@ pub(super) async fn stream(
     State(state): State<AppState>,
     headers: HeaderMap,
     ApiQuery(query): ApiQuery<StreamQuery>,
-) -> Result<Sse<impl Stream<Item = Result<Event, Infallible>>>, ApiError> {
+) -> Result<impl IntoResponse, ApiError> {
     let resume = headers
         .get("last-event-id")
         .map(|v| v.to_str().unwrap_or("\u{0}").to_owned())
@@ -203,10 +204,13 @@ pub(super) async fn stream(
                 Some(event) => event,
                 None => goodbye.take()?.await.ok()?,
             };
-            Some((Ok(event), (queued, goodbye)))
+            Some((Ok::<_, Infallible>(event), (queued, goodbye)))
         },
     );
-    Ok(Sse::new(body).keep_alive(KeepAlive::new().interval(heartbeat)))
+    let sse = Sse::new(body).keep_alive(KeepAlive::new().interval(heartbeat));
+    // nginx (and ingress-nginx) buffer responses unless told not to, which
+    // would hold events back until a buffer fills.
+    Ok(([(HeaderName::from_static("x-accel-buffering"), "no")], sse))
 }
 
 /// Builds a followed celebrity's timeline if Redis does not hold it (their
