@@ -428,3 +428,45 @@ async fn a_follow_made_while_streaming_brings_the_followees_posts_in(db: PgPool)
     assert!(!stack.cached_feed(&bob).await.contains(&posted));
     stack.stop().await;
 }
+
+#[sqlx::test(migrations = "../feed-core/migrations")]
+async fn a_lost_pub_sub_connection_ends_streams_and_clients_resume_by_cursor(db: PgPool) {
+    let mut stack = Stack::start(db).await;
+    let alice = stack.signup("alice").await;
+    let bob = stack.signup("bob").await;
+    stack.follow(&bob, &alice).await;
+    let (mut live, _) = stream(&stack, &bob, None).await;
+    let first = stack.post(&alice, "before the restart").await;
+    let heard = live.next_post().await;
+    assert_eq!(heard.post_id(), first);
+    let cursor = heard.id.unwrap();
+
+    // Notes published while the hub reconnects would be lost: the stream
+    // ends, telling the client when to come back.
+    stack.redis.restart();
+    let bye = live.until("bye").await.pop().unwrap();
+    assert_eq!(bye.json()["reason"], "lost");
+    assert_eq!(bye.retry, Some(1000));
+
+    let second = stack.post(&alice, "after the restart").await;
+    let (mut resumed, replayed) = common::eventually(DEADLINE, "the stream reopens", || async {
+        let response = open(&stack, &bob, Some(&cursor)).await;
+        if response.status() != 200 {
+            return None;
+        }
+        let mut client = Client {
+            response,
+            buffer: String::new(),
+        };
+        let before_ready = client.until("ready").await;
+        Some((client, before_ready))
+    })
+    .await
+    .0;
+    let mut got = post_ids(&replayed);
+    if !got.contains(&second) {
+        got.push(resumed.next_post().await.post_id());
+    }
+    assert_eq!(got, vec![second], "the post made meanwhile, and only it");
+    stack.stop().await;
+}
