@@ -470,3 +470,70 @@ async fn a_lost_pub_sub_connection_ends_streams_and_clients_resume_by_cursor(db:
     assert_eq!(got, vec![second], "the post made meanwhile, and only it");
     stack.stop().await;
 }
+
+#[sqlx::test(migrations = "../feed-core/migrations")]
+async fn a_client_that_stops_reading_is_dropped_with_a_retry_hint(db: PgPool) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+    let mut stack = Stack::api_only_with(db, |c| {
+        c.stream.stream_buffer_events = 1;
+        c.stream.stream_slow_client_secs = 1;
+    })
+    .await;
+    stack.start_worker("worker-1");
+    let bob = stack.signup("bob").await;
+    // A socket that takes little and is not read: the server's buffers
+    // fill after a few dozen events.
+    let socket = tokio::net::TcpSocket::new_v4().unwrap();
+    socket.set_recv_buffer_size(4096).unwrap();
+    let addr = stack.base.trim_start_matches("http://").parse().unwrap();
+    let mut stalled = socket.connect(addr).await.unwrap();
+    let request = format!(
+        "GET /feed/stream HTTP/1.1\r\nHost: {addr}\r\nAuthorization: Bearer {}\r\n\r\n",
+        bob.token
+    );
+    stalled.write_all(request.as_bytes()).await.unwrap();
+
+    // Bob's own posts reach his stream; he never reads it. Filling the
+    // server's socket buffers takes a few hundred 500-character posts.
+    let long = "x".repeat(500);
+    let deadline = Instant::now() + 3 * DEADLINE;
+    loop {
+        if stack
+            .metrics()
+            .await
+            .contains("fanout_stream_drops_total{reason=\"slow\"} 1")
+        {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the stalled stream was never dropped"
+        );
+        futures_util::future::join_all((0..20).map(|_| stack.post(&bob, &long))).await;
+    }
+    common::eventually(DEADLINE, "its slot freed", || async {
+        stack
+            .metrics()
+            .await
+            .contains("fanout_streams_open 0")
+            .then_some(())
+    })
+    .await;
+    // What was queued, then the goodbye with its retry hint.
+    let mut received = Vec::new();
+    let mut chunk = [0u8; 65536];
+    while !String::from_utf8_lossy(&received).contains("event: bye") {
+        let n = tokio::time::timeout(DEADLINE, stalled.read(&mut chunk))
+            .await
+            .expect("the goodbye arrives")
+            .unwrap();
+        assert!(n > 0, "the connection closed before the goodbye");
+        received.extend_from_slice(&chunk[..n]);
+    }
+    let text = String::from_utf8_lossy(&received);
+    let bye = &text[text.find("event: bye").unwrap()..];
+    assert!(bye.contains("\"reason\":\"slow\""), "{bye}");
+    assert!(bye.contains("retry: 1000"), "{bye}");
+    stack.stop().await;
+}

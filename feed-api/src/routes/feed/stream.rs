@@ -48,6 +48,12 @@ const REMEMBERED: usize = 1024;
 /// A newly followed celebrity's posts a stream sends: a page's worth, as a
 /// follow's backfill brings recent posts of an author who is fanned out.
 const BACKFILL: usize = validate::PAGE_DEFAULT as usize;
+/// Notes the hub may queue for one stream while it hydrates or waits for
+/// its client: one script call publishes a whole backfill at once
+/// (FANOUT_BACKFILL_POSTS, 100 by default), which must not look like a slow
+/// client. A stream whose notes overflow this is dropped. The queue grows
+/// as used, so an idle stream does not hold it.
+const NOTES_QUEUED: usize = 1024;
 /// Notes hydrated together: one `MGET` for a burst.
 const NOTES_PER_BATCH: usize = 64;
 /// Bounds on how often an open stream reads its feed to keep it in Redis
@@ -166,7 +172,7 @@ pub(super) async fn stream(
     };
     let permit = state.live.admit(user).map_err(refused)?;
     let stream = &state.config.stream;
-    let (mut subscription, notes, ending) = state.live.subscriber(stream.stream_buffer_events);
+    let (mut subscription, notes, ending) = state.live.subscriber(NOTES_QUEUED);
     subscription
         .listen(live::home(user))
         .await
