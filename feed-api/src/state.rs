@@ -46,9 +46,13 @@ struct StatsCache {
     reading: tokio::sync::Mutex<()>,
 }
 
-/// Shared by all requests; cheap to clone.
+/// Shared by all requests; cheap to clone (one reference count: axum
+/// clones the state for each extractor and middleware of every request).
 #[derive(Clone)]
-pub struct AppState {
+pub struct AppState(Arc<Shared>);
+
+/// What [`AppState`] shares.
+pub struct Shared {
     pub db: PgPool,
     /// The event streams (and their statistics).
     pub redis: Redis,
@@ -64,6 +68,14 @@ pub struct AppState {
     stream_stats: Arc<StatsCache>,
 }
 
+impl std::ops::Deref for AppState {
+    type Target = Shared;
+
+    fn deref(&self) -> &Shared {
+        &self.0
+    }
+}
+
 impl AppState {
     pub fn new(
         db: PgPool,
@@ -75,7 +87,7 @@ impl AppState {
         posts: PostWriter,
     ) -> Result<Self, RedisConfigError> {
         let feeds = config.redis.connect_feeds(&redis, REDIS_TIMEOUT)?;
-        Ok(AppState {
+        Ok(AppState(Arc::new(Shared {
             db,
             redis,
             feeds,
@@ -86,7 +98,7 @@ impl AppState {
             publisher,
             posts,
             stream_stats: Default::default(),
-        })
+        })))
     }
 
     /// Per-stream statistics, refreshed in the background once
