@@ -420,6 +420,15 @@ async fn one_stream_stats(
         StreamPendingReply::Data(d) => entry_id_ms(&d.start_id),
         _ => None,
     };
+    if next.ids.is_empty() {
+        // Nothing after the group's last delivered entry: nothing is
+        // undelivered, whatever the group's read counter says. That counter
+        // can come back wrong from a restart (seen once: 0 read, so a lag of
+        // every entry ever added, which scaled the workers to their
+        // maximum with nothing to do).
+        stats.lag = Some(0);
+        stats.entries_read = Some(stats.entries_added);
+    }
     let oldest_undelivered = next.ids.first().and_then(|e| entry_id_ms(&e.id));
     stats.oldest_unfinished_ms = match (oldest_pending, oldest_undelivered) {
         (Some(a), Some(b)) => Some(a.min(b)),
