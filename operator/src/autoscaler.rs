@@ -3,7 +3,9 @@
 //! Deployment's replicas, run the policy (`feed_core::autoscale`), and act:
 //! scale the Deployment (its `scale` subresource, under a field manager of
 //! its own, so the reconciler never resets it), explain the decision in
-//! `.status.lastScale`, an Event and metrics.
+//! `.status.lastScale`, an Event and metrics. A paused FeedCluster
+//! ([`crate::pause`]) is neither read nor scaled; its skipped polls are
+//! counted.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -23,6 +25,7 @@ use tracing::{info, warn};
 
 use crate::context::{AUTOSCALER_FIELD_MANAGER, Context, Error, key, patch_status, publish};
 use crate::crd::{AutoscalingMode, FeedCluster, StreamStatus};
+use crate::pause;
 use crate::resources::{Names, Reach, label_selector, selector};
 use crate::scale_target::DeploymentScale;
 
@@ -85,6 +88,16 @@ pub async fn run(
                 continue;
             }
             due.insert(k.clone(), Instant::now() + poll_interval(&fc));
+            if pause::is_paused(&fc) {
+                // What it remembered is stale by the time it resumes: it
+                // starts afresh, as after a restart.
+                tracked.remove(&k);
+                ctx.metrics
+                    .paused_polls
+                    .with_label_values(&[k.as_str()])
+                    .inc();
+                continue;
+            }
             if let Err(e) = poll(&ctx, &fc, &mut tracked).await {
                 warn!(feedcluster = %k, error = %e, "autoscaling poll failed");
             }
@@ -305,6 +318,12 @@ pub async fn act(
     observed
         .with_label_values(&[k.as_str(), "desired"])
         .set(i64::from(decision.desired));
+    observed
+        .with_label_values(&[k.as_str(), "replicas"])
+        .set(i64::from(current));
+    observed
+        .with_label_values(&[k.as_str(), "max_replicas"])
+        .set(i64::from(fc.spec.policy().max_replicas));
     ctx.metrics
         .decisions
         .with_label_values(&[

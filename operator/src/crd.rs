@@ -462,7 +462,9 @@ pub struct FeedClusterStatus {
     /// The generation of the spec this status describes.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub observed_generation: Option<i64>,
-    /// `Ready`, `Progressing` and `Degraded`, with reasons.
+    /// `Ready`, `Progressing`, `Degraded` and `Paused` (the annotation
+    /// `fanout.dev/paused: "true"` stops reconciling and autoscaling), with
+    /// reasons.
     #[serde(default)]
     pub conditions: Vec<Condition>,
     /// API pods.

@@ -5,7 +5,7 @@ use prometheus::{Histogram, HistogramOpts, IntCounterVec, IntGaugeVec, Opts, Reg
 /// Everything the operator counts.
 pub struct Metrics {
     pub registry: Registry,
-    /// Reconciliations by outcome (`ok`, `error`).
+    /// Reconciliations by outcome (`ok`, `error`, `paused`).
     pub reconciles: IntCounterVec,
     /// Reconcile errors by kind.
     pub errors: IntCounterVec,
@@ -14,8 +14,13 @@ pub struct Metrics {
     /// Autoscaler decisions by FeedCluster, direction and whether applied.
     pub decisions: IntCounterVec,
     /// Observed backlog parts per FeedCluster: `lag`, `pending`, `poison`
-    /// (absent while unknown), and the `desired` worker count.
+    /// (absent while unknown), the `desired` worker count, the `replicas`
+    /// the Deployment asked for when it decided and `max_replicas`.
     pub observed: IntGaugeVec,
+    /// 1 while a FeedCluster is paused (`fanout.dev/paused`), else 0.
+    pub paused: IntGaugeVec,
+    /// Autoscaler polls skipped because the FeedCluster is paused.
+    pub paused_polls: IntCounterVec,
 }
 
 impl Default for Metrics {
@@ -57,12 +62,30 @@ impl Default for Metrics {
             &["feedcluster", "measure"],
         )
         .expect("valid metric");
+        let paused = IntGaugeVec::new(
+            Opts::new(
+                "fanout_operator_paused",
+                "1 while a FeedCluster is paused by its fanout.dev/paused annotation",
+            ),
+            &["feedcluster"],
+        )
+        .expect("valid metric");
+        let paused_polls = IntCounterVec::new(
+            Opts::new(
+                "fanout_autoscaler_paused_polls_total",
+                "Autoscaler polls skipped because the FeedCluster is paused",
+            ),
+            &["feedcluster"],
+        )
+        .expect("valid metric");
         let registry = feed_core::runtime::registry(vec![
             Box::new(reconciles.clone()),
             Box::new(errors.clone()),
             Box::new(duration.clone()),
             Box::new(decisions.clone()),
             Box::new(observed.clone()),
+            Box::new(paused.clone()),
+            Box::new(paused_polls.clone()),
         ]);
         Metrics {
             registry,
@@ -71,6 +94,8 @@ impl Default for Metrics {
             duration,
             decisions,
             observed,
+            paused,
+            paused_polls,
         }
     }
 }

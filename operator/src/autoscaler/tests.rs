@@ -194,3 +194,29 @@ async fn before_a_scale_down_idle_workers_are_marked_cheapest_to_delete() {
     set_deletion_costs(&ctx, &fc, &consumers).await.unwrap();
     within_a_second(scenario).await;
 }
+
+#[tokio::test(start_paused = true)]
+async fn a_paused_feedcluster_is_neither_read_nor_scaled() {
+    let (ctx, server) = test_context();
+    // Several ticks of the loop (2 s each) on the paused clock.
+    let quiet = server.silent_for(Duration::from_secs(10));
+    let mut fc = FeedCluster::test();
+    fc.annotations_mut()
+        .insert(pause::PAUSED_ANNOTATION.into(), "true".into());
+    let (store, mut writer) = kube::runtime::reflector::store();
+    writer.apply_watcher_event(&kube::runtime::watcher::Event::Apply(fc));
+    let shutdown = tokio_util::sync::CancellationToken::new();
+    let autoscaler = tokio::spawn(run(ctx.clone(), store, shutdown.clone()));
+    quiet.await.expect("no request while paused");
+    shutdown.cancel();
+    autoscaler.await.unwrap();
+    let text = feed_core::runtime::render_metrics(&ctx.metrics.registry);
+    assert!(
+        text.contains(r#"fanout_autoscaler_paused_polls_total{feedcluster="feeds/demo"}"#),
+        "{text}"
+    );
+    assert!(
+        !text.contains("fanout_autoscaler_decisions_total{"),
+        "{text}"
+    );
+}
