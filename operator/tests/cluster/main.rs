@@ -17,4 +17,5 @@ mod datastores;
 mod harness;
 mod leadership;
 mod lifecycle;
+mod pause;
 mod process;
