@@ -15,6 +15,7 @@ mod admission;
 mod autoscaling;
 mod datastores;
 mod harness;
+mod kubectl_fanout;
 mod leadership;
 mod lifecycle;
 mod pause;
