@@ -276,6 +276,36 @@ impl BacklogSource for ClusterBacklog<'_> {
     }
 }
 
+/// Each stream's lag, pending entries and oldest unfinished entry's age,
+/// for the dashboards and alerts.
+fn record_streams(metrics: &crate::metrics::Metrics, feedcluster: &str, backlog: &Backlog) {
+    let now_ms = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as i64);
+    for s in &backlog.streams {
+        let labels = [feedcluster, s.stream.as_str()];
+        match s.lag {
+            Some(lag) => metrics
+                .stream_lag
+                .with_label_values(&labels)
+                .set(lag as i64),
+            // Unknown is not zero.
+            None => {
+                let _ = metrics.stream_lag.remove_label_values(&labels);
+            }
+        }
+        metrics
+            .stream_pending
+            .with_label_values(&labels)
+            .set(s.pending as i64);
+        let age_ms = s.oldest_unfinished_ms.map_or(0, |at| (now_ms - at).max(0));
+        metrics
+            .stream_oldest_unfinished
+            .with_label_values(&labels)
+            .set(age_ms as f64 / 1000.0);
+    }
+}
+
 /// Applies (or, in RecommendOnly mode, only reports) a decision.
 pub async fn act(
     ctx: &Context,
@@ -314,6 +344,9 @@ pub async fn act(
                 let _ = observed.remove_label_values(&[k.as_str(), measure]);
             }
         }
+    }
+    if let Some(b) = backlog {
+        record_streams(&ctx.metrics, &k, b);
     }
     observed
         .with_label_values(&[k.as_str(), "desired"])

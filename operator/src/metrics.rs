@@ -1,6 +1,6 @@
 //! The operator's Prometheus metrics.
 
-use prometheus::{Histogram, HistogramOpts, IntCounterVec, IntGaugeVec, Opts, Registry};
+use prometheus::{GaugeVec, Histogram, HistogramOpts, IntCounterVec, IntGaugeVec, Opts, Registry};
 
 /// Everything the operator counts.
 pub struct Metrics {
@@ -21,6 +21,14 @@ pub struct Metrics {
     pub paused: IntGaugeVec,
     /// Autoscaler polls skipped because the FeedCluster is paused.
     pub paused_polls: IntCounterVec,
+    /// Per FeedCluster and stream, as last read: entries not yet delivered
+    /// to the workers (absent while unknown).
+    pub stream_lag: IntGaugeVec,
+    /// Per FeedCluster and stream: entries delivered, not acknowledged.
+    pub stream_pending: IntGaugeVec,
+    /// Per FeedCluster and stream: how long the oldest unfinished entry
+    /// has waited (0 when caught up): how stale followers' feeds may be.
+    pub stream_oldest_unfinished: GaugeVec,
 }
 
 impl Default for Metrics {
@@ -78,6 +86,31 @@ impl Default for Metrics {
             &["feedcluster"],
         )
         .expect("valid metric");
+        let per_stream = ["feedcluster", "stream"];
+        let stream_lag = IntGaugeVec::new(
+            Opts::new(
+                "fanout_autoscaler_stream_lag",
+                "Stream entries not yet delivered to the workers, as last read",
+            ),
+            &per_stream,
+        )
+        .expect("valid metric");
+        let stream_pending = IntGaugeVec::new(
+            Opts::new(
+                "fanout_autoscaler_stream_pending",
+                "Stream entries delivered to workers and not acknowledged, as last read",
+            ),
+            &per_stream,
+        )
+        .expect("valid metric");
+        let stream_oldest_unfinished = GaugeVec::new(
+            Opts::new(
+                "fanout_autoscaler_stream_oldest_unfinished_seconds",
+                "Age of the oldest stream entry not yet handled (0 when caught up), as last read",
+            ),
+            &per_stream,
+        )
+        .expect("valid metric");
         let registry = feed_core::runtime::registry(vec![
             Box::new(reconciles.clone()),
             Box::new(errors.clone()),
@@ -86,6 +119,9 @@ impl Default for Metrics {
             Box::new(observed.clone()),
             Box::new(paused.clone()),
             Box::new(paused_polls.clone()),
+            Box::new(stream_lag.clone()),
+            Box::new(stream_pending.clone()),
+            Box::new(stream_oldest_unfinished.clone()),
         ]);
         Metrics {
             registry,
@@ -96,6 +132,9 @@ impl Default for Metrics {
             observed,
             paused,
             paused_polls,
+            stream_lag,
+            stream_pending,
+            stream_oldest_unfinished,
         }
     }
 }

@@ -220,3 +220,52 @@ async fn a_paused_feedcluster_is_neither_read_nor_scaled() {
         "{text}"
     );
 }
+
+#[test]
+fn each_stream_is_recorded_and_an_unknown_lag_is_no_series() {
+    let metrics = crate::metrics::Metrics::default();
+    let now_ms = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as i64;
+    let stream = |name: &str, lag: Option<u64>, waited_ms: Option<i64>| bus::StreamStats {
+        stream: name.into(),
+        lag,
+        pending: 7,
+        oldest_unfinished_ms: waited_ms.map(|ms| now_ms - ms),
+        ..bus::StreamStats::default()
+    };
+    let b = Backlog {
+        streams: vec![
+            stream("events:post.created", Some(40), Some(90_000)),
+            stream("events:post.liked", None, None),
+        ],
+        ..Backlog::default()
+    };
+    record_streams(&metrics, "feeds/demo", &b);
+    let text = feed_core::runtime::render_metrics(&metrics.registry);
+    let created = r#"{feedcluster="feeds/demo",stream="events:post.created"}"#;
+    let liked = r#"{feedcluster="feeds/demo",stream="events:post.liked"}"#;
+    assert!(
+        text.contains(&format!("fanout_autoscaler_stream_lag{created} 40")),
+        "{text}"
+    );
+    assert!(
+        !text.contains(&format!("fanout_autoscaler_stream_lag{liked}")),
+        "{text}"
+    );
+    assert!(text.contains(&format!("fanout_autoscaler_stream_pending{liked} 7")));
+    assert!(text.contains(&format!(
+        "fanout_autoscaler_stream_oldest_unfinished_seconds{liked} 0"
+    )));
+    let age: f64 = text
+        .lines()
+        .find(|l| {
+            l.starts_with(&format!(
+                "fanout_autoscaler_stream_oldest_unfinished_seconds{created}"
+            ))
+        })
+        .and_then(|l| l.rsplit(' ').next()?.parse().ok())
+        .unwrap();
+    assert!((90.0..100.0).contains(&age), "{age}");
+}
