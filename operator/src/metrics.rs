@@ -111,6 +111,14 @@ impl Default for Metrics {
             &per_stream,
         )
         .expect("valid metric");
+        // Every outcome and error kind from zero, so a first failure is a
+        // rise (which rate() and alerts see), not a series appearing.
+        for outcome in ["ok", "error", "paused"] {
+            reconciles.with_label_values(&[outcome]);
+        }
+        for kind in crate::context::Error::LABELS {
+            errors.with_label_values(&[kind]);
+        }
         let registry = feed_core::runtime::registry(vec![
             Box::new(reconciles.clone()),
             Box::new(errors.clone()),

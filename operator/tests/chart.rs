@@ -381,3 +381,30 @@ fn a_service_monitor_without_the_metrics_service_is_refused_with_the_fix() {
     assert!(!output.status.success());
     assert!(text.contains("set metrics.service=true"), "{text}");
 }
+
+#[test]
+fn every_dashboard_query_is_valid_promql() {
+    // promtool parses each query as a recording rule's expression: a typo
+    // in a panel fails here, not in front of someone on call.
+    let queries = fanout_testkit::monitoring::dashboard_queries();
+    let rules: Vec<Value> = queries
+        .iter()
+        .enumerate()
+        .map(|(i, (_, expr))| serde_json::json!({"record": format!("dashboard:query_{i}"), "expr": expr}))
+        .collect();
+    let file = tempfile::Builder::new().suffix(".yaml").tempfile().unwrap();
+    let doc = serde_json::json!({"groups": [{"name": "dashboards", "rules": rules}]});
+    std::fs::write(file.path(), doc.to_string()).unwrap();
+    let output = Command::new("promtool")
+        .args(["check", "rules"])
+        .arg(file.path())
+        .output()
+        .expect("promtool is needed to check the dashboards: run `make deps`");
+    let text = String::from_utf8_lossy(&output.stdout).into_owned()
+        + &String::from_utf8_lossy(&output.stderr);
+    assert!(output.status.success(), "{text}\n{queries:#?}");
+    assert!(
+        text.contains(&format!("SUCCESS: {} rules found", queries.len())),
+        "{text}"
+    );
+}

@@ -1,10 +1,12 @@
 //! The pause switch (issue 16) on a real API server: annotated
 //! `fanout.dev/paused: "true"`, a FeedCluster's deleted Service stays
 //! deleted and a backlog scales no worker, and its status says it is
-//! paused; with the annotation removed, both come back.
+//! paused; with the annotation removed, both come back. The operator's
+//! metrics are then checked against the chart's dashboards and alerts.
 
 use std::time::Duration;
 
+use fanout_testkit::monitoring;
 use k8s_openapi::api::core::v1::Service;
 use kube::api::DeleteParams;
 use operator::crd::FeedCluster;
@@ -116,4 +118,19 @@ async fn a_paused_feedcluster_is_left_alone_until_resumed() {
     assert_eq!(paused_is(&scenario, "False").await, "Reconciling");
     assert!(scenario.has_event("Resumed", "demo").await);
     scaled_to(&scenario, 5, "the workers to scale up once resumed").await;
+
+    // By now this operator has reconciled, paused, skipped polls, read
+    // streams and scaled: every operator metric the chart's dashboards and
+    // alert rules use must be one it exports (a rename fails here, not in
+    // a blank panel).
+    let (_, text) = operator.get("/metrics").await.expect("its /metrics");
+    let exported = monitoring::exported_metric_names(&text);
+    let missing: Vec<String> = monitoring::used_metric_names()
+        .into_iter()
+        .filter(|name| monitoring::is_operator_metric(name) && !exported.contains(name))
+        .collect();
+    assert!(
+        missing.is_empty(),
+        "the dashboards or alerts use {missing:?}, which the operator does not export:\n{text}"
+    );
 }
