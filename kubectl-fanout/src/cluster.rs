@@ -131,3 +131,63 @@ impl Target {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use kube::core::Status;
+    use kube::core::response::StatusDetails;
+
+    use super::*;
+
+    /// A target whose API server is a closed loopback port (a client
+    /// needs a runtime).
+    fn nowhere() -> Target {
+        let url: http::Uri = "http://127.0.0.1:1".parse().unwrap();
+        Target {
+            client: Client::try_from(Config::new(url.clone())).unwrap(),
+            namespace: "feeds".into(),
+            url: url.to_string(),
+        }
+    }
+
+    fn api_error(code: u16, named: bool) -> kube::Error {
+        let mut status = Status::failure("no", "NotFound").with_code(code);
+        if named {
+            // What the API server says about a missing object.
+            let details: StatusDetails =
+                serde_json::from_value(serde_json::json!({"name": "demo", "kind": "feedclusters"}))
+                    .unwrap();
+            status.details = Some(details);
+        }
+        kube::Error::Api(Box::new(status))
+    }
+
+    #[tokio::test]
+    async fn each_failure_says_what_to_do() {
+        let target = nowhere();
+        let said = |e| target.explain(e, "demo", "get").to_string();
+        assert_eq!(
+            said(api_error(404, true)),
+            "FeedCluster demo not found in namespace feeds; list them with kubectl get feedclusters -A"
+        );
+        assert!(said(api_error(404, false)).contains("helm install fanout charts/fanout"));
+        assert!(
+            said(api_error(403, false))
+                .starts_with("not allowed to get FeedClusters in namespace feeds")
+        );
+    }
+
+    #[tokio::test]
+    async fn an_api_server_that_does_not_answer_is_named() {
+        let said = nowhere()
+            .feed_cluster("demo")
+            .await
+            .unwrap_err()
+            .to_string();
+        assert!(
+            said.starts_with("the Kubernetes API at http://127.0.0.1:1/ did not answer"),
+            "{said}"
+        );
+        assert!(said.contains("--kubeconfig/--context"), "{said}");
+    }
+}

@@ -35,8 +35,9 @@ const DECISION_REASONS: [&str; 2] = ["Scaled", "Recommended"];
 pub struct Report {
     pub fc: FeedCluster,
     pub backlog: BacklogView,
-    /// The autoscaler's latest decisions, newest first.
-    pub decisions: Vec<Decision>,
+    /// The autoscaler's latest decisions, newest first; `Err` says why
+    /// its Events could not be read (the rest of the report stands).
+    pub decisions: Result<Vec<Decision>, String>,
 }
 
 /// Where the backlog shown comes from.
@@ -75,7 +76,7 @@ pub async fn gather(target: &Target, args: &StatusArgs) -> Result<Report, Error>
         },
         Err(why) => BacklogView::Recorded { why },
     };
-    let decisions = decisions(target, &args.name, args.decisions).await?;
+    let decisions = decisions(target, &args.name, args.decisions).await;
     Ok(Report {
         fc,
         backlog,
@@ -139,13 +140,15 @@ pub fn redact(url: &str) -> String {
 }
 
 /// The latest `limit` decision Events about FeedCluster `name`, newest
-/// first.
-async fn decisions(target: &Target, name: &str, limit: usize) -> Result<Vec<Decision>, Error> {
+/// first, or why they could not be listed.
+async fn decisions(target: &Target, name: &str, limit: usize) -> Result<Vec<Decision>, String> {
     let events: Api<Event> = Api::namespaced(target.client.clone(), &target.namespace);
-    let list = events
-        .list(&ListParams::default())
-        .await
-        .map_err(|e| target.explain(e, name, "list events about"))?;
+    let list = events.list(&ListParams::default()).await.map_err(|e| {
+        format!(
+            "listing Events in namespace {} failed: {e}",
+            target.namespace
+        )
+    })?;
     let mut found: Vec<Decision> = list
         .items
         .into_iter()
@@ -320,24 +323,36 @@ pub fn render(report: &Report) -> String {
             let _ = writeln!(out, "none yet");
         }
     }
-    if !report.decisions.is_empty() {
-        let _ = writeln!(out, "\nRECENT DECISIONS (Events, newest first)");
-        for d in &report.decisions {
-            let repeated = if d.count > 1 {
-                format!(" (x{})", d.count)
-            } else {
-                String::new()
-            };
-            let _ = writeln!(
-                out,
-                "{}  {:<11}{repeated} {}",
-                when(d.time),
-                d.reason,
-                d.note
-            );
+    match &report.decisions {
+        Err(why) => {
+            let _ = writeln!(out, "\nRECENT DECISIONS: not shown ({why})");
         }
+        Ok(decisions) if !decisions.is_empty() => {
+            let _ = writeln!(out, "\nRECENT DECISIONS (Events, newest first)");
+            render_decisions(&mut out, decisions);
+        }
+        Ok(_) => {}
     }
     out
+}
+
+/// One line per decision: when, `Scaled` or `Recommended` (and how often
+/// in a row), and the autoscaler's reason.
+fn render_decisions(out: &mut String, decisions: &[Decision]) {
+    for d in decisions {
+        let repeated = if d.count > 1 {
+            format!(" (x{})", d.count)
+        } else {
+            String::new()
+        };
+        let _ = writeln!(
+            out,
+            "{}  {:<11}{repeated} {}",
+            when(d.time),
+            d.reason,
+            d.note
+        );
+    }
 }
 
 fn summary(r: &operator::crd::ReplicaStatus) -> String {
@@ -381,12 +396,12 @@ mod tests {
             backlog: BacklogView::Recorded {
                 why: "redis://x:6379 did not answer".into(),
             },
-            decisions: vec![Decision {
+            decisions: Ok(vec![Decision {
                 time: Some("2026-11-29T19:59:00Z".parse().unwrap()),
                 reason: "Scaled".into(),
                 note: "backlog 120 asks for 5".into(),
                 count: 2,
-            }],
+            }]),
         };
         let text = render(&report);
         for expected in [
