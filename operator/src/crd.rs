@@ -51,6 +51,7 @@ fn name_length_rule() -> kube::core::Rule {
     printcolumn = r#"{"name":"Workers","type":"string","jsonPath":".status.workers.summary"}"#,
     printcolumn = r#"{"name":"Backlog","type":"integer","jsonPath":".status.backlog"}"#,
     printcolumn = r#"{"name":"Age","type":"date","jsonPath":".metadata.creationTimestamp"}"#,
+    printcolumn = r#"{"name":"Paused","type":"string","priority":1,"jsonPath":".status.conditions[?(@.type==\"Paused\")].status"}"#,
     validation = name_pattern_rule(),
     validation = name_length_rule()
 )]

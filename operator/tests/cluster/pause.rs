@@ -60,6 +60,13 @@ async fn a_paused_feedcluster_is_left_alone_until_resumed() {
     ]));
     assert_eq!(paused_is(&scenario, "True").await, "Annotated");
     assert!(scenario.has_event("Paused", "demo").await);
+    // `kubectl get fc -o wide` shows it.
+    let table = run(kubectl(scenario.admin()).args(["get", "fc", "-o", "wide", "-n", ns]));
+    // Columns are aligned; an empty one (BACKLOG) leaves no word behind.
+    let mut lines = table.lines();
+    let column = lines.next().unwrap().find("PAUSED").expect(&table);
+    let cell = lines.next().unwrap().get(column..).unwrap_or_default();
+    assert_eq!(cell.split_whitespace().next(), Some("True"), "{table}");
 
     // A deleted Service: the reconciler is woken by the deletion, and
     // leaves it deleted.
