@@ -7,7 +7,7 @@
 //! ([`crate::pause`]) is neither read nor scaled; its skipped polls are
 //! counted.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -63,7 +63,9 @@ async fn redis_url(ctx: &Context, fc: &FeedCluster) -> Result<String, Error> {
 
 /// Runs until `shutdown` is cancelled, over the FeedClusters in `clusters`
 /// (the controller's reflector store). It does not wait for the store to
-/// fill: until it has, a tick finds nothing to poll.
+/// fill: until it has, a tick finds nothing to poll. Each tick it also
+/// keeps the `paused` gauge of every FeedCluster, and drops the gauges of
+/// those it no longer observes.
 pub async fn run(
     ctx: Arc<Context>,
     clusters: Store<FeedCluster>,
@@ -73,15 +75,33 @@ pub async fn run(
     // Kept apart from `tracked`, so a poll that fails before tracking starts
     // still waits its interval instead of retrying every tick.
     let mut due: HashMap<String, Instant> = HashMap::new();
+    // FeedClusters with series in the metrics, to drop theirs once gone.
+    let mut known: HashSet<String> = HashSet::new();
     loop {
         tokio::select! {
             _ = tokio::time::sleep(TICK) => {}
             _ = shutdown.cancelled() => return,
         }
         let list = clusters.state();
-        let live: Vec<String> = list.iter().map(|fc| key(fc)).collect();
+        let live: HashSet<String> = list.iter().map(|fc| key(fc)).collect();
         tracked.retain(|k, _| live.contains(k));
         due.retain(|k, _| live.contains(k));
+        for gone in known.difference(&live) {
+            ctx.metrics.forget_observed(gone);
+            let _ = ctx.metrics.paused.remove_label_values(&[gone.as_str()]);
+        }
+        known = live;
+        for fc in &list {
+            let k = key(fc);
+            let paused = pause::is_paused(fc);
+            ctx.metrics
+                .paused
+                .with_label_values(&[k.as_str()])
+                .set(i64::from(paused));
+            if paused || !fc.spec.autoscaling.enabled {
+                ctx.metrics.forget_observed(&k);
+            }
+        }
         for fc in list.into_iter().filter(|fc| fc.spec.autoscaling.enabled) {
             let k = key(&fc);
             if due.get(&k).is_some_and(|at| *at > Instant::now()) {

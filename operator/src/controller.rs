@@ -43,12 +43,7 @@ const BACKOFF_MAX: Duration = Duration::from_secs(300);
 /// status.
 pub async fn reconcile(fc: Arc<FeedCluster>, ctx: Arc<Context>) -> Result<Action, Error> {
     let started = Instant::now();
-    let paused = pause::is_paused(&fc);
-    ctx.metrics
-        .paused
-        .with_label_values(&[key(&fc).as_str()])
-        .set(i64::from(paused));
-    if paused {
+    if pause::is_paused(&fc) {
         let result = paused::hold(&fc, &ctx).await;
         if result.is_ok() {
             ctx.metrics.reconciles.with_label_values(&["paused"]).inc();

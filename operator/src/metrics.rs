@@ -2,6 +2,16 @@
 
 use prometheus::{GaugeVec, Histogram, HistogramOpts, IntCounterVec, IntGaugeVec, Opts, Registry};
 
+/// The `measure`s of [`Metrics::observed`].
+pub const OBSERVED_MEASURES: [&str; 6] = [
+    "lag",
+    "pending",
+    "poison",
+    "desired",
+    "replicas",
+    "max_replicas",
+];
+
 /// Everything the operator counts.
 pub struct Metrics {
     pub registry: Registry,
@@ -17,7 +27,8 @@ pub struct Metrics {
     /// (absent while unknown), the `desired` worker count, the `replicas`
     /// the Deployment asked for when it decided and `max_replicas`.
     pub observed: IntGaugeVec,
-    /// 1 while a FeedCluster is paused (`fanout.dev/paused`), else 0.
+    /// 1 while a FeedCluster is paused (`fanout.dev/paused`), else 0; kept
+    /// by the autoscaler's loop, which sees every FeedCluster each tick.
     pub paused: IntGaugeVec,
     /// Autoscaler polls skipped because the FeedCluster is paused.
     pub paused_polls: IntCounterVec,
@@ -143,6 +154,24 @@ impl Default for Metrics {
             stream_lag,
             stream_pending,
             stream_oldest_unfinished,
+        }
+    }
+}
+
+impl Metrics {
+    /// Drops the gauges of what the autoscaler last saw of a FeedCluster
+    /// (backlog, streams, worker counts) once it no longer looks (paused,
+    /// autoscaling off, deleted): a stale value would keep dashboards and
+    /// alerts on a state long gone. Counters stay; they just stop rising.
+    pub fn forget_observed(&self, feedcluster: &str) {
+        for measure in OBSERVED_MEASURES {
+            let _ = self.observed.remove_label_values(&[feedcluster, measure]);
+        }
+        for stream in feed_core::keys::all_streams() {
+            let labels = [feedcluster, stream.as_str()];
+            let _ = self.stream_lag.remove_label_values(&labels);
+            let _ = self.stream_pending.remove_label_values(&labels);
+            let _ = self.stream_oldest_unfinished.remove_label_values(&labels);
         }
     }
 }

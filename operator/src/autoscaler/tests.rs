@@ -215,10 +215,62 @@ async fn a_paused_feedcluster_is_neither_read_nor_scaled() {
         text.contains(r#"fanout_autoscaler_paused_polls_total{feedcluster="feeds/demo"}"#),
         "{text}"
     );
+    assert!(text.contains(r#"fanout_operator_paused{feedcluster="feeds/demo"} 1"#));
     assert!(
         !text.contains("fanout_autoscaler_decisions_total{"),
         "{text}"
     );
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_deleted_feedcluster_leaves_no_gauge_behind() {
+    let (ctx, server) = test_context();
+    // Autoscaling off: the loop keeps its gauges but polls nothing.
+    let quiet = server.silent_for(Duration::from_secs(10));
+    let mut fc = FeedCluster::test();
+    fc.spec.autoscaling.enabled = false;
+    // What an earlier poll, with autoscaling on, left behind.
+    ctx.metrics
+        .observed
+        .with_label_values(&["feeds/demo", "desired"])
+        .set(5);
+    ctx.metrics
+        .stream_lag
+        .with_label_values(&["feeds/demo", "events:post.created"])
+        .set(9);
+    let (store, mut writer) = kube::runtime::reflector::store();
+    writer.apply_watcher_event(&kube::runtime::watcher::Event::Apply(fc.clone()));
+    let shutdown = tokio_util::sync::CancellationToken::new();
+    let autoscaler = tokio::spawn(run(ctx.clone(), store, shutdown.clone()));
+    let render = || feed_core::runtime::render_metrics(&ctx.metrics.registry);
+    let paused = r#"fanout_operator_paused{feedcluster="feeds/demo"} 0"#;
+    for _ in 0..10 {
+        if render().contains(paused) {
+            break;
+        }
+        tokio::time::sleep(Duration::from_secs(1)).await;
+    }
+    let text = render();
+    assert!(text.contains(paused), "{text}");
+    // Not observed any more: no stale count for dashboards and alerts.
+    assert!(!text.contains("fanout_autoscaler_observed{"), "{text}");
+    assert!(!text.contains("fanout_autoscaler_stream_lag{"), "{text}");
+
+    writer.apply_watcher_event(&kube::runtime::watcher::Event::Delete(fc));
+    for _ in 0..10 {
+        if !render().contains("fanout_operator_paused{") {
+            break;
+        }
+        tokio::time::sleep(Duration::from_secs(1)).await;
+    }
+    assert!(
+        !render().contains("fanout_operator_paused{"),
+        "{}",
+        render()
+    );
+    quiet.await.expect("no request");
+    shutdown.cancel();
+    autoscaler.await.unwrap();
 }
 
 #[test]

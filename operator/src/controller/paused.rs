@@ -105,10 +105,9 @@ mod tests {
         assert_eq!(action, Action::await_change());
         let text = feed_core::runtime::render_metrics(&ctx.metrics.registry);
         assert!(
-            text.contains("fanout_operator_paused{feedcluster=\"feeds/demo\"} 1"),
+            text.contains("fanout_operator_reconciles_total{outcome=\"paused\"} 1"),
             "{text}"
         );
-        assert!(text.contains("fanout_operator_reconciles_total{outcome=\"paused\"} 1"));
     }
 
     #[tokio::test]
