@@ -38,6 +38,15 @@ async fn paused_is(scenario: &Scenario, status: &str) -> String {
     .await
 }
 
+/// Waits for an Event `reason` about the FeedCluster: it is recorded just
+/// after the status it goes with.
+async fn event(scenario: &Scenario, reason: &str) {
+    until(&format!("a {reason} Event"), WITHIN, || async {
+        scenario.has_event(reason, "demo").await.then_some(())
+    })
+    .await;
+}
+
 #[tokio::test]
 async fn a_paused_feedcluster_is_left_alone_until_resumed() {
     let Some(scenario) = Scenario::with_operator("t-pause").await else {
@@ -59,7 +68,7 @@ async fn a_paused_feedcluster_is_left_alone_until_resumed() {
         ns,
     ]));
     assert_eq!(paused_is(&scenario, "True").await, "Annotated");
-    assert!(scenario.has_event("Paused", "demo").await);
+    event(&scenario, "Paused").await;
     // `kubectl get fc -o wide` shows it.
     let table = run(kubectl(scenario.admin()).args(["get", "fc", "-o", "wide", "-n", ns]));
     // Columns are aligned; an empty one (BACKLOG) leaves no word behind.
@@ -123,7 +132,7 @@ async fn a_paused_feedcluster_is_left_alone_until_resumed() {
     })
     .await;
     assert_eq!(paused_is(&scenario, "False").await, "Reconciling");
-    assert!(scenario.has_event("Resumed", "demo").await);
+    event(&scenario, "Resumed").await;
     scaled_to(&scenario, 5, "the workers to scale up once resumed").await;
 
     // By now this operator has reconciled, paused, skipped polls, read
