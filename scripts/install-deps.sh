@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Installs what Fanout's local stack and tests need and the machine lacks:
-# redis-server and PostgreSQL (server binaries and client), Debian/Ubuntu;
+# redis-server and PostgreSQL (server binaries and client), promtool,
+# Debian/Ubuntu;
 # the Python validator of Kubernetes manifests; and helm, into .tools/bin,
 # to render the chart in tests.
 set -euo pipefail
@@ -53,6 +54,9 @@ command -v psql >/dev/null 2>&1 || missing+=(postgresql-client)
 # need a font.
 command -v openssl >/dev/null 2>&1 || missing+=(openssl)
 [ -f /usr/share/fonts/truetype/dejavu/DejaVuSans.ttf ] || missing+=(fonts-dejavu-core)
+# promtool (Debian's prometheus package) checks and unit-tests the chart's
+# alert rules (make monitoring-check).
+command -v promtool >/dev/null 2>&1 || missing+=(prometheus)
 [ ${#missing[@]} -eq 0 ] && exit 0
 
 if ! command -v apt-get >/dev/null 2>&1; then
@@ -65,3 +69,9 @@ echo "installing ${missing[*]} ..."
 $sudo apt-get update -qq
 # The packages' own services are not used: Fanout runs its own instances.
 DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+# Only promtool is wanted from the prometheus package: where systemd started
+# its server, stop it.
+if [[ " ${missing[*]} " == *" prometheus "* ]] && command -v systemctl >/dev/null 2>&1 \
+  && systemctl is-active --quiet prometheus 2>/dev/null; then
+  $sudo systemctl disable --now prometheus >/dev/null 2>&1 || true
+fi
