@@ -17,7 +17,7 @@ export SQLX_OFFLINE := true
 # Tools `make deps` installs for the tests (helm).
 export PATH := $(CURDIR)/.tools/bin:$(PATH)
 
-.PHONY: run test fuzz-api browser-test bench drills autoscale-lab e2e deps lint fmt generate sqlx-prepare stop clean \
+.PHONY: monitoring-check run test fuzz-api browser-test bench drills autoscale-lab e2e deps lint fmt generate sqlx-prepare stop clean \
 	control-plane cluster-up cluster-down
 
 ## run: PostgreSQL + Redis + feed-api on 127.0.0.1:8080 + two feed-workers (Ctrl-C stops all)
@@ -25,13 +25,21 @@ run: deps
 	scripts/run.sh
 
 ## test: start a test PostgreSQL and a Kubernetes control plane, then run every test (each test starts its own redis-server)
-test: deps
+test: deps monitoring-check
 	scripts/services.sh up $(DATA)/test $(TEST_PG_PORT)
 	scripts/control-plane.sh up $(CLUSTER_DIR)
 	kubeconfig=$(CURDIR)/$(CLUSTER_DIR)/kubeconfig; \
 	  if [ -f $$kubeconfig ]; then export FANOUT_TEST_KUBECONFIG=$$kubeconfig; fi; \
 	  DATABASE_URL=$(TEST_DATABASE_URL) cargo test --workspace --all-targets --no-fail-fast
 	DATABASE_URL=$(TEST_DATABASE_URL) cargo test --workspace --doc
+
+## monitoring-check: promtool checks and unit-tests the chart's alert rules; the dashboards are JSON
+monitoring-check: deps
+	promtool check rules charts/fanout/monitoring/alerts.yaml
+	promtool test rules charts/fanout/monitoring/alerts_test.yaml
+	for dashboard in charts/fanout/monitoring/dashboards/*.json; do \
+	  python3 -m json.tool $$dashboard >/dev/null || { echo "$$dashboard is not JSON" >&2; exit 1; }; \
+	done
 
 ## control-plane: build kube-apiserver, kube-controller-manager, kube-scheduler, etcd and kwok into .tools/bin (needs Go)
 control-plane:

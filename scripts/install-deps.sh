@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # Installs what Fanout's local stack and tests need and the machine lacks:
-# redis-server and PostgreSQL (server binaries and client), Debian/Ubuntu;
-# Chromium and npm for the browser test; the Python validator of
-# Kubernetes manifests; and helm, into .tools/bin,
+# redis-server and PostgreSQL (server binaries and client), promtool,
+# Chromium and npm for the browser test, Debian/Ubuntu;
+# the Python validator of Kubernetes manifests; and helm, into .tools/bin,
 # to render the chart in tests.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -58,6 +58,9 @@ command -v openssl >/dev/null 2>&1 || missing+=(openssl)
 # playwright-core from npm (whose own browser download is not reachable).
 command -v chromium >/dev/null 2>&1 || missing+=(chromium)
 command -v npm >/dev/null 2>&1 || missing+=(npm)
+# promtool (Debian's prometheus package) checks and unit-tests the chart's
+# alert rules (make monitoring-check).
+command -v promtool >/dev/null 2>&1 || missing+=(prometheus)
 [ ${#missing[@]} -eq 0 ] && exit 0
 
 if ! command -v apt-get >/dev/null 2>&1; then
@@ -70,3 +73,9 @@ echo "installing ${missing[*]} ..."
 $sudo apt-get update -qq
 # The packages' own services are not used: Fanout runs its own instances.
 DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+# Only promtool is wanted from the prometheus package: where systemd started
+# its server, stop it.
+if [[ " ${missing[*]} " == *" prometheus "* ]] && command -v systemctl >/dev/null 2>&1 \
+  && systemctl is-active --quiet prometheus 2>/dev/null; then
+  $sudo systemctl disable --now prometheus >/dev/null 2>&1 || true
+fi

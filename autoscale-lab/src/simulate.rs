@@ -212,8 +212,10 @@ pub trait Policy {
     /// The drain-time target a run is judged by, in seconds.
     fn drain_seconds(&self) -> f64;
     /// Two scale changes in opposite directions closer than this count as a
-    /// reversal inside a window.
-    fn window_secs(&self) -> f64;
+    /// reversal inside a window, when the second goes to `to` workers: the
+    /// window the policy waits out before such a change (its scale-to-zero
+    /// wait, for a change to zero).
+    fn window_secs(&self, to: u32) -> f64;
 }
 
 /// One second of a run.
@@ -361,7 +363,6 @@ pub fn run(policy: &mut dyn Policy, trace: &Trace, facts: &Facts) -> Run {
         credit: 0.0,
     };
     let drain = policy.drain_seconds();
-    let window = policy.window_secs();
     let mut timeline = Vec::with_capacity(trace.seconds.len());
     let mut summary = Summary {
         replica_seconds: 0,
@@ -405,7 +406,7 @@ pub fn run(policy: &mut dyn Policy, trace: &Trace, facts: &Facts) -> Run {
                 if let Some((at, was_up)) = last_change
                     && was_up != up
                 {
-                    if ((t - at) as f64) < window {
+                    if ((t - at) as f64) < policy.window_secs(to) {
                         summary.reversals_inside_window += 1;
                     }
                     if t - at < REVERSAL_HORIZON_SECS {

@@ -47,9 +47,13 @@ struct StatsCache {
     reading: tokio::sync::Mutex<()>,
 }
 
-/// Shared by all requests; cheap to clone.
+/// Shared by all requests; cheap to clone (one reference count: axum
+/// clones the state for each extractor and middleware of every request).
 #[derive(Clone)]
-pub struct AppState {
+pub struct AppState(Arc<Shared>);
+
+/// What [`AppState`] shares.
+pub struct Shared {
     pub db: PgPool,
     /// The event streams (and their statistics).
     pub redis: Redis,
@@ -65,6 +69,14 @@ pub struct AppState {
     /// The live hub of this replica's feed streams.
     pub live: Live,
     stream_stats: Arc<StatsCache>,
+}
+
+impl std::ops::Deref for AppState {
+    type Target = Shared;
+
+    fn deref(&self) -> &Shared {
+        &self.0
+    }
 }
 
 impl AppState {
@@ -83,7 +95,7 @@ impl AppState {
             per_replica: config.stream.stream_max_per_replica,
         };
         let live = Live::start(feeds.clone(), live_limits, metrics.clone());
-        Ok(AppState {
+        Ok(AppState(Arc::new(Shared {
             live,
             db,
             redis,
@@ -95,7 +107,7 @@ impl AppState {
             publisher,
             posts,
             stream_stats: Default::default(),
-        })
+        })))
     }
 
     /// Per-stream statistics, refreshed in the background once

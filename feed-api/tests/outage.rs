@@ -157,16 +157,15 @@ async fn with_postgres_down_writes_answer_503_and_cached_feeds_are_still_served(
         .query_async(&mut conn)
         .await
         .unwrap();
-    let page: serde_json::Value = stack
+    let read = stack
         .http
         .get(format!("{base}/feed"))
         .bearer_auth(&bob.token)
         .send()
         .await
-        .unwrap()
-        .json()
-        .await
         .unwrap();
+    assert_eq!(read.status(), 200);
+    let page: serde_json::Value = read.json().await.unwrap();
     assert_eq!(page["freshness"]["source"], "degraded");
     assert!(ids(&page).is_empty());
 

@@ -31,7 +31,8 @@
 //!   zero: the count holds, and never drops below one;
 //! - scale-up follows the lowest recommendation of the scale-up window (zero
 //!   by default: at once), scale-down the highest of the scale-down window
-//!   (a sustained drop only), so no direction reverses inside a window;
+//!   (a sustained drop only), so no direction reverses inside a window
+//!   (a scale to zero waits `idle_seconds` instead, below);
 //! - steps are limited, then the count is clamped to `[min, max]`;
 //! - with scale-to-zero, the count goes to zero `idle_seconds` after the
 //!   last event (entries added, or a backlog above the activation

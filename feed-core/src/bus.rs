@@ -23,12 +23,17 @@ pub const ENVELOPE_FIELD: &str = "event";
 
 /// A Redis connection opened on first use, so a process starts (and serves
 /// what it can) while Redis is down. Once open, [`ConnectionManager`]
-/// reconnects by itself after Redis restarts.
+/// reconnects by itself after Redis restarts. Cloning shares it: one
+/// reference count, as requests clone their state several times each (a
+/// profile of feed reads found cloning the client's settings, strings and
+/// all, costing more than the feed read's own work).
 #[derive(Clone)]
-pub struct Redis {
+pub struct Redis(std::sync::Arc<Shared>);
+
+struct Shared {
     client: redis::Client,
     config: ConnectionManagerConfig,
-    conn: std::sync::Arc<OnceCell<ConnectionManager>>,
+    conn: OnceCell<ConnectionManager>,
 }
 
 /// The one place a Redis client is made, so every process trusts the same
@@ -66,25 +71,28 @@ impl Redis {
             .set_response_timeout(Some(response_timeout))
             .set_number_of_retries(2)
             .set_max_delay(Duration::from_secs(1));
-        Redis {
+        Redis(std::sync::Arc::new(Shared {
             client,
             config,
-            conn: Default::default(),
-        }
+            conn: OnceCell::new(),
+        }))
     }
 
     /// The client, for connections of their own (a Pub/Sub subscriber
     /// cannot share the multiplexed one).
     pub fn client(&self) -> &redis::Client {
-        &self.client
+        &self.0.client
     }
 
     /// The shared connection, opening it if this is the first use.
     pub async fn conn(&self) -> RedisResult<ConnectionManager> {
-        self.conn
+        let shared = &self.0;
+        shared
+            .conn
             .get_or_try_init(|| {
-                self.client
-                    .get_connection_manager_with_config(self.config.clone())
+                shared
+                    .client
+                    .get_connection_manager_with_config(shared.config.clone())
             })
             .await
             .cloned()
@@ -418,6 +426,15 @@ async fn one_stream_stats(
         StreamPendingReply::Data(d) => entry_id_ms(&d.start_id),
         _ => None,
     };
+    if next.ids.is_empty() {
+        // Nothing after the group's last delivered entry: nothing is
+        // undelivered, whatever the group's read counter says. That counter
+        // can come back wrong from a restart (seen once: 0 read, so a lag of
+        // every entry ever added, which scaled the workers to their
+        // maximum with nothing to do).
+        stats.lag = Some(0);
+        stats.entries_read = Some(stats.entries_added);
+    }
     let oldest_undelivered = next.ids.first().and_then(|e| entry_id_ms(&e.id));
     stats.oldest_unfinished_ms = match (oldest_pending, oldest_undelivered) {
         (Some(a), Some(b)) => Some(a.min(b)),

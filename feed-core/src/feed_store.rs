@@ -255,35 +255,23 @@ pub async fn add_to_feeds<T: Into<Timeline> + Copy>(
     post: FeedPost,
     limits: FeedLimits,
 ) -> RedisResult<u64> {
-    let member = post.id.to_string();
-    let calls = feeds.chunks(FEEDS_PER_CALL).map(|chunk| {
-        let mut invocation = ADD_TO_KEPT_FEEDS.prepare_invoke();
-        invocation
-            .key(keys::unfollowed(post.author))
-            .key(keys::deleted(post.id));
-        for feed in chunk {
-            invocation.key((*feed).into().key());
-        }
-        invocation
-            .arg(limits.max_len)
-            .arg(TRIM_SLACK)
-            .arg(1)
-            .arg(stored(post.score))
-            .arg(&member);
-        let mut conn = conn.clone();
-        async move { invocation.invoke_async::<u64>(&mut conn).await }
-    });
-    Ok(futures_util::future::try_join_all(calls)
-        .await?
-        .iter()
-        .sum())
+    let feeds: Vec<String> = feeds.iter().map(|f| (*f).into().key()).collect();
+    add_to_kept(
+        conn,
+        &feeds,
+        post.author,
+        &[(post.id, post.score)],
+        None,
+        limits,
+    )
+    .await
 }
 
 /// Adds posts of one author to one feed (a backfill after a follow), if
 /// the feed exists, leaving out what was deleted or unfollowed since
 /// PostgreSQL was read; returns whether it wrote the feed.
 pub async fn add_posts(
-    conn: &mut impl ConnectionLike,
+    conn: &(impl ConnectionLike + Clone),
     user: Uuid,
     author: Uuid,
     posts: &[(Uuid, i64)],
@@ -292,20 +280,8 @@ pub async fn add_posts(
     if posts.is_empty() {
         return Ok(false);
     }
-    let mut invocation = ADD_TO_KEPT_FEEDS.prepare_invoke();
-    invocation.key(keys::unfollowed(author));
-    for (id, _) in posts {
-        invocation.key(keys::deleted(*id));
-    }
-    invocation
-        .key(keys::feed(user))
-        .arg(limits.max_len)
-        .arg(TRIM_SLACK)
-        .arg(posts.len());
-    for (score, member) in entries(posts) {
-        invocation.arg(score).arg(member);
-    }
-    Ok(invocation.invoke_async::<u64>(conn).await? > 0)
+    let feeds = [keys::feed(user)];
+    Ok(add_to_kept(conn, &feeds, author, posts, None, limits).await? > 0)
 }
 
 /// Tells those of many feeds that exist to pull `author`'s timeline (they
@@ -318,19 +294,42 @@ pub async fn add_pulls(
     author: Uuid,
     limits: FeedLimits,
 ) -> RedisResult<u64> {
-    let member = pull_member(author);
-    let calls = users.chunks(FEEDS_PER_CALL).map(|chunk| {
+    let feeds: Vec<String> = users.iter().map(|u| keys::feed(*u)).collect();
+    let pull = (PULL_SCORE, pull_member(author));
+    add_to_kept(conn, &feeds, author, &[], Some(pull), limits).await
+}
+
+/// Runs [`ADD_TO_KEPT_FEEDS`] over `feeds`, [`FEEDS_PER_CALL`] to a call, all
+/// calls in flight at once: `author`'s posts (ids and [`score`]s), and a
+/// member with no tombstone to check (a pull); returns how many feeds were
+/// written.
+async fn add_to_kept(
+    conn: &(impl ConnectionLike + Clone),
+    feeds: &[String],
+    author: Uuid,
+    posts: &[(Uuid, i64)],
+    untombstoned: Option<(i64, String)>,
+    limits: FeedLimits,
+) -> RedisResult<u64> {
+    let calls = feeds.chunks(FEEDS_PER_CALL).map(|chunk| {
         let mut invocation = ADD_TO_KEPT_FEEDS.prepare_invoke();
         invocation.key(keys::unfollowed(author));
-        for user in chunk {
-            invocation.key(keys::feed(*user));
+        for (id, _) in posts {
+            invocation.key(keys::deleted(*id));
+        }
+        for feed in chunk {
+            invocation.key(feed);
         }
         invocation
             .arg(limits.max_len)
             .arg(TRIM_SLACK)
-            .arg(0)
-            .arg(PULL_SCORE)
-            .arg(&member);
+            .arg(posts.len());
+        for (score, member) in entries(posts) {
+            invocation.arg(score).arg(member);
+        }
+        if let Some((score, member)) = &untombstoned {
+            invocation.arg(score).arg(member);
+        }
         let mut conn = conn.clone();
         async move { invocation.invoke_async::<u64>(&mut conn).await }
     });

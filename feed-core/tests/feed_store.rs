@@ -202,7 +202,7 @@ async fn a_rebuild_is_not_written_over_a_feed_redis_lost_meanwhile() {
     let skipped = feed_store::add_to_feeds(&conn, &[user], new_post(2_000), LIMITS).await;
     assert_eq!(skipped.unwrap(), 0);
     let backfilled =
-        feed_store::add_posts(&mut conn, user, AUTHOR, &[(Uuid::now_v7(), 1_500)], LIMITS).await;
+        feed_store::add_posts(&conn, user, AUTHOR, &[(Uuid::now_v7(), 1_500)], LIMITS).await;
     assert!(!backfilled.unwrap());
 
     // Another reader marks the feed meanwhile (its read of PostgreSQL will
@@ -254,7 +254,7 @@ async fn a_backfill_is_added_to_a_kept_feed_and_trimmed() {
     let posts: Vec<(Uuid, i64)> = (0..(LIMITS.max_len + TRIM_SLACK + 2) as i64)
         .map(|i| (Uuid::now_v7(), 2_000 + i))
         .collect();
-    let added = feed_store::add_posts(&mut conn, user, AUTHOR, &posts, LIMITS).await;
+    let added = feed_store::add_posts(&conn, user, AUTHOR, &posts, LIMITS).await;
     assert!(added.unwrap());
     let page = feed_store::read(&mut conn, user, None, 100, LIMITS).await;
     let newest: Vec<(Uuid, i64)> = posts.iter().rev().take(LIMITS.max_len).copied().collect();
@@ -388,7 +388,7 @@ async fn removals_marked_meanwhile_stay_out_of_rebuilds_fan_out_and_the_post_cac
         let written = feed_store::add_to_feeds(&conn, &[user], post, LIMITS).await;
         assert_eq!(written.unwrap(), 0);
         let backfill = [(post.id, post.score)];
-        let added = feed_store::add_posts(&mut conn, user, post.author, &backfill, LIMITS).await;
+        let added = feed_store::add_posts(&conn, user, post.author, &backfill, LIMITS).await;
         assert!(!added.unwrap());
     }
     let page = feed_store::read(&mut conn, user, None, 10, LIMITS).await;

@@ -261,14 +261,8 @@ impl Fanout {
             .iter()
             .map(|p| (p.post_id, feed_store::score(p.created_at)))
             .collect();
-        let written = feed_store::add_posts(
-            &mut self.redis.clone(),
-            follower,
-            followee,
-            &posts,
-            self.limits,
-        )
-        .await?;
+        let written =
+            feed_store::add_posts(&self.redis, follower, followee, &posts, self.limits).await?;
         Ok(Effect {
             feed_writes: u64::from(written),
             feeds_skipped: u64::from(!written && !posts.is_empty()),

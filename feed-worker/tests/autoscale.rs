@@ -66,20 +66,32 @@ async fn publish(redis: &bus::Redis, envelopes: &[Envelope]) {
     }
 }
 
-#[sqlx::test(migrator = "feed_core::db::MIGRATOR")]
-async fn a_burst_scales_real_workers_up_and_down_and_every_event_lands_once(db: PgPool) {
+/// The tests here run one at a time: each measures how fast real workers
+/// serve, which workers of the other would skew.
+static ONE_AT_A_TIME: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+
+/// An author with [`FANS`] followers whose feeds Redis keeps, and the
+/// streams.
+struct Cast {
+    redis: RedisServer,
+    probe: bus::Redis,
+    author: Uuid,
+    fans: Vec<Uuid>,
+}
+
+async fn cast(db: &PgPool) -> Cast {
     let redis = RedisServer::start();
     let probe = bus::Redis::new(&redis.url(), Duration::from_secs(2)).unwrap();
     bus::ensure_groups(&mut probe.conn().await.unwrap())
         .await
         .unwrap();
-    let author = db::users::insert(&db, Uuid::now_v7(), "author", "author", "unused")
+    let author = db::users::insert(db, Uuid::now_v7(), "author", "author", "unused")
         .await
         .unwrap()
         .id;
     let mut fans = Vec::new();
     for i in 0..FANS {
-        let fan = db::users::insert(&db, Uuid::now_v7(), &format!("fan{i}"), "fan", "unused")
+        let fan = db::users::insert(db, Uuid::now_v7(), &format!("fan{i}"), "fan", "unused")
             .await
             .unwrap()
             .id;
@@ -98,11 +110,17 @@ async fn a_burst_scales_real_workers_up_and_down_and_every_event_lands_once(db: 
         let built = feed_store::rebuild(&mut conn, *fan, &started, &[], &[], limits).await;
         assert!(built.unwrap());
     }
-    let (mut all, burst) = posts(&db, author, BURST).await;
-    let (second_ids, second_wave) = posts(&db, author, SECOND_WAVE).await;
-    all.extend(second_ids);
+    Cast {
+        redis,
+        probe,
+        author,
+        fans,
+    }
+}
 
-    let url = fanout_testkit::connect::database_url(&db);
+/// Real `feed-worker` processes on the cast's streams and `db`.
+fn local_workers(db: &PgPool, redis: &RedisServer) -> LocalWorkers {
+    let url = fanout_testkit::connect::database_url(db);
     let env = [
         ("FANOUT_DATABASE_URL", url.as_str()),
         ("FANOUT_REDIS_URL", &redis.url()),
@@ -113,12 +131,47 @@ async fn a_burst_scales_real_workers_up_and_down_and_every_event_lands_once(db: 
         ("FANOUT_LOG_FORMAT", "json"),
         ("RUST_LOG", "warn"),
     ];
-    let workers = LocalWorkers::new(
+    LocalWorkers::new(
         env!("CARGO_BIN_EXE_feed-worker"),
         env.iter()
             .map(|(k, v)| (k.to_string(), v.to_string()))
             .collect(),
-    );
+    )
+}
+
+/// Every post in every fan's feed, once, and nothing pending or dead.
+async fn every_post_landed_once(db: &PgPool, cast: &Cast, posts: &[Uuid]) {
+    let mut conn = cast.probe.conn().await.unwrap();
+    let mut expected = posts.to_vec();
+    expected.sort();
+    for fan in &cast.fans {
+        let mut ids = feed_store::members(&mut conn, *fan).await.unwrap();
+        ids.sort();
+        assert_eq!(ids.len(), expected.len(), "fan {fan}");
+        assert_eq!(ids, expected, "fan {fan}");
+    }
+    let backlog = bus::backlog(&mut conn, bus::DEFAULT_MAX_DELIVERIES)
+        .await
+        .unwrap();
+    assert_eq!(backlog.entries_added, posts.len() as u64);
+    assert_eq!(backlog.pending, 0);
+    let dead: i64 = sqlx::query_scalar("SELECT count(*) FROM dead_letters")
+        .fetch_one(db)
+        .await
+        .unwrap();
+    assert_eq!(dead, 0);
+}
+
+#[sqlx::test(migrator = "feed_core::db::MIGRATOR")]
+async fn a_burst_scales_real_workers_up_and_down_and_every_event_lands_once(db: PgPool) {
+    let _alone = ONE_AT_A_TIME.lock().await;
+    let cast = cast(&db).await;
+    let (redis, probe, author) = (&cast.redis, &cast.probe, cast.author);
+    let (mut all, burst) = posts(&db, author, BURST).await;
+    let (second_ids, second_wave) = posts(&db, author, SECOND_WAVE).await;
+    all.extend(second_ids);
+
+    let workers = local_workers(&db, redis);
     // Tight settings, so a test-sized burst exercises every rule.
     let settings = Settings {
         min_replicas: 1,
@@ -131,7 +184,7 @@ async fn a_burst_scales_real_workers_up_and_down_and_every_event_lands_once(db: 
         ..Settings::default()
     };
     workers.scale(1).await.unwrap();
-    publish(&probe, &burst).await;
+    publish(probe, &burst).await;
 
     let started = Instant::now();
     let mut memory = Memory::default();
@@ -147,7 +200,7 @@ async fn a_burst_scales_real_workers_up_and_down_and_every_event_lands_once(db: 
             backlog,
             replicas,
             decision,
-        } = step::decide_step(&settings, &mut memory, &Streams(&probe), &workers, || {
+        } = step::decide_step(&settings, &mut memory, &Streams(probe), &workers, || {
             started.elapsed().as_secs_f64()
         })
         .await
@@ -165,7 +218,7 @@ async fn a_burst_scales_real_workers_up_and_down_and_every_event_lands_once(db: 
         if decision.desired < replicas.desired && !second_wave_sent {
             // Work arrives just as workers are being stopped: what they
             // hold must be finished, or reclaimed by the others.
-            publish(&probe, &second_wave).await;
+            publish(probe, &second_wave).await;
             second_wave_sent = true;
         }
         if decision.desired != replicas.desired {
@@ -185,23 +238,96 @@ async fn a_burst_scales_real_workers_up_and_down_and_every_event_lands_once(db: 
     workers.stop_all().await.unwrap();
 
     // Every post in every feed, once: nothing lost, nothing doubled.
-    let mut conn = probe.conn().await.unwrap();
-    let mut expected = all.clone();
-    expected.sort();
-    for fan in &fans {
-        let mut ids = feed_store::members(&mut conn, *fan).await.unwrap();
-        ids.sort();
-        assert_eq!(ids.len(), expected.len(), "fan {fan}");
-        assert_eq!(ids, expected, "fan {fan}");
+    every_post_landed_once(&db, &cast, &all).await;
+}
+
+/// The spiky load, in ticks of one poll each (the operator polls every
+/// 10 s; here every 2 s): a mean of this many events a tick...
+const TICK: Duration = Duration::from_secs(2);
+const PER_TICK: usize = 40;
+const TICKS: usize = 14;
+/// ...and at these ticks a spike: ten times the mean for a tenth of the
+/// tick, so that tick brings twice the mean.
+const SPIKES_AT: [usize; 3] = [3, 7, 11];
+
+#[sqlx::test(migrator = "feed_core::db::MIGRATOR")]
+async fn spikes_one_worker_drains_in_time_pass_without_scaling_and_every_event_lands_once(
+    db: PgPool,
+) {
+    let _alone = ONE_AT_A_TIME.lock().await;
+    let cast = cast(&db).await;
+    let workers = local_workers(&db, &cast.redis);
+    // One worker serves the mean at a fifth of its assumed rate, and a
+    // spike's tick within the drain target even at a third of it; the policy
+    // must let spikes pass.
+    let settings = Settings {
+        min_replicas: 1,
+        max_replicas: 4,
+        drain_seconds: 10.0,
+        assumed_rate_per_replica: 100.0,
+        scale_down_window_secs: 5.0,
+        max_scale_up_step: 4,
+        max_scale_down_step: 4,
+        ..Settings::default()
+    };
+    workers.scale(1).await.unwrap();
+    let started = Instant::now();
+    let mut memory = Memory::default();
+    let mut all = Vec::new();
+    let (mut seen_spike, mut counts) = (0u64, Vec::new());
+    for tick in 0..TICKS {
+        let n = if SPIKES_AT.contains(&tick) {
+            2 * PER_TICK
+        } else {
+            PER_TICK
+        };
+        let (ids, envelopes) = posts(&db, cast.author, n).await;
+        all.extend(ids);
+        publish(&cast.probe, &envelopes).await;
+        // Polled right after each tick's events go out, so the policy sees
+        // every spike waiting.
+        let Step {
+            backlog, decision, ..
+        } = step::decide_step(
+            &settings,
+            &mut memory,
+            &Streams(&cast.probe),
+            &workers,
+            || started.elapsed().as_secs_f64(),
+        )
+        .await
+        .unwrap()
+        .expect("local workers always exist");
+        if SPIKES_AT.contains(&tick)
+            && let Some(b) = &backlog
+        {
+            seen_spike = seen_spike.max(b.lag.unwrap_or(0) + b.pending);
+        }
+        counts.push(decision.desired);
+        step::apply(&workers, &decision).await.unwrap();
+        tokio::time::sleep(TICK).await;
     }
-    let backlog = bus::backlog(&mut conn, bus::DEFAULT_MAX_DELIVERIES)
-        .await
-        .unwrap();
-    assert_eq!(backlog.entries_added, (BURST + SECOND_WAVE) as u64);
-    assert_eq!(backlog.pending, 0);
-    let dead: i64 = sqlx::query_scalar("SELECT count(*) FROM dead_letters")
-        .fetch_one(&db)
-        .await
-        .unwrap();
-    assert_eq!(dead, 0);
+    assert!(
+        seen_spike > PER_TICK as u64,
+        "the policy saw a spike waiting (largest backlog seen: {seen_spike})"
+    );
+    assert!(
+        counts.iter().all(|&n| n == 1),
+        "spikes one worker drains in time pass without scaling: {counts:?}"
+    );
+    // The load drains on the one worker.
+    let deadline = Instant::now() + DEADLINE;
+    loop {
+        let mut conn = cast.probe.conn().await.unwrap();
+        let b = bus::backlog(&mut conn, bus::DEFAULT_MAX_DELIVERIES)
+            .await
+            .unwrap();
+        if b.lag == Some(0) && b.pending == 0 && b.entries_read == Some(b.entries_added) {
+            break;
+        }
+        assert!(Instant::now() < deadline, "the load did not drain: {b:?}");
+        tokio::time::sleep(POLL).await;
+    }
+    workers.stop_all().await.unwrap();
+    every_post_landed_once(&db, &cast, &all).await;
 }

@@ -3,9 +3,11 @@
 //! Deployment's replicas, run the policy (`feed_core::autoscale`), and act:
 //! scale the Deployment (its `scale` subresource, under a field manager of
 //! its own, so the reconciler never resets it), explain the decision in
-//! `.status.lastScale`, an Event and metrics.
+//! `.status.lastScale`, an Event and metrics. A paused FeedCluster
+//! ([`crate::pause`]) is neither read nor scaled; its skipped polls are
+//! counted.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -23,6 +25,7 @@ use tracing::{info, warn};
 
 use crate::context::{AUTOSCALER_FIELD_MANAGER, Context, Error, key, patch_status, publish};
 use crate::crd::{AutoscalingMode, FeedCluster, StreamStatus};
+use crate::pause;
 use crate::resources::{Names, Reach, label_selector, selector};
 use crate::scale_target::DeploymentScale;
 
@@ -60,7 +63,9 @@ async fn redis_url(ctx: &Context, fc: &FeedCluster) -> Result<String, Error> {
 
 /// Runs until `shutdown` is cancelled, over the FeedClusters in `clusters`
 /// (the controller's reflector store). It does not wait for the store to
-/// fill: until it has, a tick finds nothing to poll.
+/// fill: until it has, a tick finds nothing to poll. Each tick it also
+/// keeps the `paused` gauge of every FeedCluster, and drops the gauges of
+/// those it no longer observes.
 pub async fn run(
     ctx: Arc<Context>,
     clusters: Store<FeedCluster>,
@@ -70,21 +75,49 @@ pub async fn run(
     // Kept apart from `tracked`, so a poll that fails before tracking starts
     // still waits its interval instead of retrying every tick.
     let mut due: HashMap<String, Instant> = HashMap::new();
+    // FeedClusters with series in the metrics, to drop theirs once gone.
+    let mut known: HashSet<String> = HashSet::new();
     loop {
         tokio::select! {
             _ = tokio::time::sleep(TICK) => {}
             _ = shutdown.cancelled() => return,
         }
         let list = clusters.state();
-        let live: Vec<String> = list.iter().map(|fc| key(fc)).collect();
+        let live: HashSet<String> = list.iter().map(|fc| key(fc)).collect();
         tracked.retain(|k, _| live.contains(k));
         due.retain(|k, _| live.contains(k));
+        for gone in known.difference(&live) {
+            ctx.metrics.forget_observed(gone);
+            let _ = ctx.metrics.paused.remove_label_values(&[gone.as_str()]);
+        }
+        known = live;
+        for fc in &list {
+            let k = key(fc);
+            let paused = pause::is_paused(fc);
+            ctx.metrics
+                .paused
+                .with_label_values(&[k.as_str()])
+                .set(i64::from(paused));
+            if paused || !fc.spec.autoscaling.enabled {
+                ctx.metrics.forget_observed(&k);
+            }
+        }
         for fc in list.into_iter().filter(|fc| fc.spec.autoscaling.enabled) {
             let k = key(&fc);
             if due.get(&k).is_some_and(|at| *at > Instant::now()) {
                 continue;
             }
             due.insert(k.clone(), Instant::now() + poll_interval(&fc));
+            if pause::is_paused(&fc) {
+                // What it remembered is stale by the time it resumes: it
+                // starts afresh, as after a restart.
+                tracked.remove(&k);
+                ctx.metrics
+                    .paused_polls
+                    .with_label_values(&[k.as_str()])
+                    .inc();
+                continue;
+            }
             if let Err(e) = poll(&ctx, &fc, &mut tracked).await {
                 warn!(feedcluster = %k, error = %e, "autoscaling poll failed");
             }
@@ -263,6 +296,36 @@ impl BacklogSource for ClusterBacklog<'_> {
     }
 }
 
+/// Each stream's lag, pending entries and oldest unfinished entry's age,
+/// for the dashboards and alerts.
+fn record_streams(metrics: &crate::metrics::Metrics, feedcluster: &str, backlog: &Backlog) {
+    let now_ms = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as i64);
+    for s in &backlog.streams {
+        let labels = [feedcluster, s.stream.as_str()];
+        match s.lag {
+            Some(lag) => metrics
+                .stream_lag
+                .with_label_values(&labels)
+                .set(lag as i64),
+            // Unknown is not zero.
+            None => {
+                let _ = metrics.stream_lag.remove_label_values(&labels);
+            }
+        }
+        metrics
+            .stream_pending
+            .with_label_values(&labels)
+            .set(s.pending as i64);
+        let age_ms = s.oldest_unfinished_ms.map_or(0, |at| (now_ms - at).max(0));
+        metrics
+            .stream_oldest_unfinished
+            .with_label_values(&labels)
+            .set(age_ms as f64 / 1000.0);
+    }
+}
+
 /// Applies (or, in RecommendOnly mode, only reports) a decision.
 pub async fn act(
     ctx: &Context,
@@ -302,9 +365,18 @@ pub async fn act(
             }
         }
     }
+    if let Some(b) = backlog {
+        record_streams(&ctx.metrics, &k, b);
+    }
     observed
         .with_label_values(&[k.as_str(), "desired"])
         .set(i64::from(decision.desired));
+    observed
+        .with_label_values(&[k.as_str(), "replicas"])
+        .set(i64::from(current));
+    observed
+        .with_label_values(&[k.as_str(), "max_replicas"])
+        .set(i64::from(fc.spec.policy().max_replicas));
     ctx.metrics
         .decisions
         .with_label_values(&[

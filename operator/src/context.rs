@@ -63,6 +63,10 @@ fn summary(e: &kube::Error) -> String {
 }
 
 impl Error {
+    /// Every value [`Error::label`] gives, for the metrics to start at zero.
+    pub const LABELS: [&'static str; 4] = ["kube", "invalid_spec", "redis_url", "credential_lost"];
+
+    /// The error's kind, as the `error` label of the errors metric.
     pub(crate) fn label(&self) -> &'static str {
         match self {
             Error::Object { .. } | Error::Kube(_) => "kube",
@@ -160,4 +164,41 @@ fn truncate(text: &str, max: usize) -> &str {
         end -= 1;
     }
     &text[..end]
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_error_kind_is_listed_for_the_metrics() {
+        let kube = || kube::Error::Api(Box::new(kube::core::Status::failure("gone", "NotFound")));
+        let errors = [
+            Error::Object {
+                action: "get",
+                kind: "Service".into(),
+                name: "x".into(),
+                source: kube(),
+            },
+            Error::Kube(kube()),
+            Error::InvalidSpec("x".into()),
+            Error::RedisUrl(redis::RedisError::from((
+                redis::ErrorKind::InvalidClientConfig,
+                "x",
+            ))),
+            Error::CredentialLost("x".into()),
+        ];
+        for error in errors {
+            assert!(Error::LABELS.contains(&error.label()), "{}", error.label());
+        }
+        let text = feed_core::runtime::render_metrics(&Metrics::default().registry);
+        for kind in Error::LABELS {
+            assert!(
+                text.contains(&format!(
+                    "fanout_operator_reconcile_errors_total{{error=\"{kind}\"}} 0"
+                )),
+                "{text}"
+            );
+        }
+    }
 }

@@ -18,7 +18,7 @@ use kube::api::{Api, ObjectMeta};
 use kube::runtime::controller::{Action, Controller};
 use kube::runtime::events::EventType;
 use kube::runtime::reflector;
-use kube::runtime::{WatchStreamExt, predicates, watcher};
+use kube::runtime::{WatchStreamExt, watcher};
 use kube::{Client, Resource, ResourceExt};
 use rand::RngCore;
 use serde_json::json;
@@ -26,6 +26,7 @@ use tracing::{info, warn};
 
 use crate::context::{Context, Error, key, patch_status, publish};
 use crate::crd::{FeedCluster, FeedClusterStatus, ReplicaStatus};
+use crate::pause::{self, ACTIVE_MESSAGE, ACTIVE_REASON, PAUSED_CONDITION};
 use crate::resources::{self, Names};
 use children::{apply_object, get_or_create};
 
@@ -42,6 +43,13 @@ const BACKOFF_MAX: Duration = Duration::from_secs(300);
 /// status.
 pub async fn reconcile(fc: Arc<FeedCluster>, ctx: Arc<Context>) -> Result<Action, Error> {
     let started = Instant::now();
+    if pause::is_paused(&fc) {
+        let result = paused::hold(&fc, &ctx).await;
+        if result.is_ok() {
+            ctx.metrics.reconciles.with_label_values(&["paused"]).inc();
+        }
+        return result;
+    }
     let result = apply(&fc, &ctx).await;
     ctx.metrics
         .duration
@@ -109,6 +117,7 @@ async fn apply(fc: &FeedCluster, ctx: &Context) -> Result<Action, Error> {
             "conditions": [
                 condition(&previous, "Ready", false, "InvalidSpec", &why),
                 condition(&previous, "Degraded", true, "InvalidSpec", &why),
+                condition(&previous, PAUSED_CONDITION, false, ACTIVE_REASON, ACTIVE_MESSAGE),
             ],
         });
         patch_status(ctx, fc, &status).await?;
@@ -237,6 +246,13 @@ async fn apply(fc: &FeedCluster, ctx: &Context) -> Result<Action, Error> {
         } else {
             condition(&previous, "Degraded", false, "AsExpected", "no errors")
         },
+        condition(
+            &previous,
+            PAUSED_CONDITION,
+            false,
+            ACTIVE_REASON,
+            ACTIVE_MESSAGE,
+        ),
     ];
     // Only the reconciler's own status fields: the backlog and the last
     // scale decision belong to the autoscaler.
@@ -248,7 +264,11 @@ async fn apply(fc: &FeedCluster, ctx: &Context) -> Result<Action, Error> {
         "migratedImage": if migrated { Some(image.as_str()) } else { previous.migrated_image.as_deref() },
     });
     let became_ready = ready && !is_true(&previous, "Ready");
+    let resumed = is_true(&previous, PAUSED_CONDITION);
     patch_status(ctx, fc, &status).await?;
+    if resumed {
+        publish(ctx, fc, EventType::Normal, "Resumed", ACTIVE_MESSAGE).await;
+    }
     if became_ready {
         publish(ctx, fc, EventType::Normal, "Ready", &message).await;
     }
@@ -342,8 +362,9 @@ where
 
 /// The controller: watches FeedClusters (in `namespace`, or everywhere) and
 /// everything they own, so a deleted or edited child is put back. A
-/// FeedCluster is reconciled when its spec changes (its generation), not
-/// when its status does: the reconciler's and the autoscaler's own status
+/// FeedCluster is reconciled when its spec changes (its generation) or it is
+/// paused or resumed ([`pause::generation_or_pause`]), not when its status
+/// does: the reconciler's and the autoscaler's own status
 /// writes do not set off another round. Its store of FeedClusters, status
 /// included, is shared with the autoscaler, which never lists them itself.
 pub fn controller(client: &Client, namespace: Option<&str>) -> Controller<FeedCluster> {
@@ -353,7 +374,7 @@ pub fn controller(client: &Client, namespace: Option<&str>) -> Controller<FeedCl
         .default_backoff()
         .reflect(writer)
         .applied_objects()
-        .predicate_filter(predicates::generation, Default::default());
+        .predicate_filter(pause::generation_or_pause, Default::default());
     let config = watcher::Config::default().labels("app.kubernetes.io/managed-by=fanout-operator");
     Controller::for_stream(changes, store)
         .owns(scoped::<Deployment>(client, namespace), config.clone())
@@ -386,5 +407,6 @@ pub async fn run(
 }
 
 mod children;
+mod paused;
 #[cfg(test)]
 mod tests;

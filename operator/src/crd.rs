@@ -51,6 +51,7 @@ fn name_length_rule() -> kube::core::Rule {
     printcolumn = r#"{"name":"Workers","type":"string","jsonPath":".status.workers.summary"}"#,
     printcolumn = r#"{"name":"Backlog","type":"integer","jsonPath":".status.backlog"}"#,
     printcolumn = r#"{"name":"Age","type":"date","jsonPath":".metadata.creationTimestamp"}"#,
+    printcolumn = r#"{"name":"Paused","type":"string","priority":1,"jsonPath":".status.conditions[?(@.type==\"Paused\")].status"}"#,
     validation = name_pattern_rule(),
     validation = name_length_rule()
 )]
@@ -462,7 +463,9 @@ pub struct FeedClusterStatus {
     /// The generation of the spec this status describes.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub observed_generation: Option<i64>,
-    /// `Ready`, `Progressing` and `Degraded`, with reasons.
+    /// `Ready`, `Progressing`, `Degraded` and `Paused` (the annotation
+    /// `fanout.dev/paused: "true"` stops reconciling and autoscaling), with
+    /// reasons.
     #[serde(default)]
     pub conditions: Vec<Condition>,
     /// API pods.

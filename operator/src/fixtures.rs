@@ -145,6 +145,23 @@ impl ApiServerVerifier {
     }
 }
 
+impl ApiServerVerifier {
+    /// Fails if any request arrives within `quiet` (virtual time, under a
+    /// paused clock): for what must make no request at all.
+    pub fn silent_for(mut self, quiet: std::time::Duration) -> tokio::task::JoinHandle<()> {
+        tokio::spawn(async move {
+            if let Ok(Some((request, _))) = tokio::time::timeout(quiet, self.0.next_request()).await
+            {
+                panic!(
+                    "expected no request, got {} {}",
+                    request.method(),
+                    request.uri()
+                );
+            }
+        })
+    }
+}
+
 /// A context whose client talks to the returned mocked API server.
 pub fn test_context() -> (Arc<Context>, ApiServerVerifier) {
     let (service, handle) = tower_test::mock::pair::<Request<Body>, Response<Body>>();

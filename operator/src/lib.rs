@@ -9,6 +9,7 @@
 //!   context, field managers, errors, status patches and Events.
 //! - [`controller`]: the reconciler (server-side apply, status, events).
 //! - [`autoscaler`]: scales workers by stream backlog with the shared policy.
+//! - [`pause`]: the `fanout.dev/paused` switch that stops both.
 //! - [`scale_target`]: what it scales: the worker Deployment.
 //! - [`metrics`]: the operator's Prometheus metrics.
 //! - [`config`] and [`run`]: settings, probes, leader election, wiring.
@@ -26,6 +27,7 @@ pub mod crd;
 #[cfg(test)]
 mod fixtures;
 pub mod metrics;
+pub mod pause;
 pub mod resources;
 pub mod scale_target;
 use std::sync::Arc;

@@ -60,7 +60,10 @@ fn the_crd_validates_what_the_operator_relies_on() {
         .flatten()
         .map(|c| c.name.clone())
         .collect();
-    assert_eq!(columns, ["Ready", "API", "Workers", "Backlog", "Age"]);
+    assert_eq!(
+        columns,
+        ["Ready", "API", "Workers", "Backlog", "Age", "Paused"]
+    );
     assert!(
         crd.spec.versions[0]
             .subresources

@@ -5,6 +5,7 @@
 pub mod process;
 
 pub mod connect;
+pub mod monitoring;
 
 use std::net::TcpListener;
 use std::path::PathBuf;

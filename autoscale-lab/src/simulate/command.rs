@@ -111,14 +111,25 @@ pub fn read_settings(path: &Path) -> anyhow::Result<(WorkersSpec, AutoscalingSpe
 
 /// Runs the simulation `args` describe.
 pub fn simulate(args: &SimulateArgs) -> anyhow::Result<Output> {
-    if !(args.service_rate.is_finite() && args.service_rate > 0.0) {
-        anyhow::bail!("--service-rate must be a positive number of events per second");
-    }
     let (workers, autoscaling) = match &args.autoscaling {
         Some(path) => read_settings(path)?,
         None => (WorkersSpec::default(), AutoscalingSpec::default()),
     };
-    let settings = policy(&workers, &autoscaling);
+    simulate_with(args, &workers, &autoscaling)
+}
+
+/// Runs the simulation `args` describe on these settings instead of
+/// `args.autoscaling`'s (`kubectl fanout simulate` hands a live
+/// FeedCluster's).
+pub fn simulate_with(
+    args: &SimulateArgs,
+    workers: &WorkersSpec,
+    autoscaling: &AutoscalingSpec,
+) -> anyhow::Result<Output> {
+    if !(args.service_rate.is_finite() && args.service_rate > 0.0) {
+        anyhow::bail!("--service-rate must be a positive number of events per second");
+    }
+    let settings = policy(workers, autoscaling);
     settings
         .validate()
         .map_err(|e| anyhow::anyhow!("the autoscaling settings: {e}"))?;
@@ -178,7 +189,12 @@ pub fn simulate(args: &SimulateArgs) -> anyhow::Result<Output> {
 
 /// `autoscale-lab simulate`.
 pub fn execute(args: &SimulateArgs) -> anyhow::Result<()> {
-    let output = simulate(args)?;
+    report(args, &simulate(args)?)
+}
+
+/// Writes a simulation's output where `args` ask (JSON, plots) and its
+/// summary, a line per run, to standard error.
+pub fn report(args: &SimulateArgs, output: &Output) -> anyhow::Result<()> {
     let title = args
         .trace
         .file_stem()
@@ -196,7 +212,7 @@ pub fn execute(args: &SimulateArgs) -> anyhow::Result<()> {
             png,
         )?;
     }
-    let json = serde_json::to_string_pretty(&output)?;
+    let json = serde_json::to_string_pretty(output)?;
     match &args.out {
         Some(path) => std::fs::write(path, json + "\n")
             .with_context(|| format!("writing {}", path.display()))?,

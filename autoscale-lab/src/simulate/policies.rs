@@ -42,8 +42,12 @@ impl Policy for Fanout {
         self.settings.drain_seconds
     }
 
-    fn window_secs(&self) -> f64 {
-        self.settings.scale_down_window_secs
+    fn window_secs(&self, to: u32) -> f64 {
+        if to == 0 && self.settings.scale_to_zero {
+            self.settings.idle_seconds
+        } else {
+            self.settings.scale_down_window_secs
+        }
     }
 }
 
@@ -172,7 +176,11 @@ impl Policy for KedaHpa {
         self.drain_seconds
     }
 
-    fn window_secs(&self) -> f64 {
-        self.window_secs
+    fn window_secs(&self, to: u32) -> f64 {
+        if to == 0 {
+            KEDA_COOLDOWN_SECS as f64
+        } else {
+            self.window_secs
+        }
     }
 }

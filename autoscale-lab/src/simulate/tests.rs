@@ -43,7 +43,7 @@ impl Policy for Fixed {
     fn drain_seconds(&self) -> f64 {
         30.0
     }
-    fn window_secs(&self) -> f64 {
+    fn window_secs(&self, _to: u32) -> f64 {
         60.0
     }
 }
@@ -66,8 +66,8 @@ impl<P: Policy> Policy for Recording<P> {
     fn drain_seconds(&self) -> f64 {
         self.inner.drain_seconds()
     }
-    fn window_secs(&self) -> f64 {
-        self.inner.window_secs()
+    fn window_secs(&self, to: u32) -> f64 {
+        self.inner.window_secs(to)
     }
 }
 
@@ -155,7 +155,7 @@ fn new_pods_serve_only_after_the_start_delay() {
         fn drain_seconds(&self) -> f64 {
             30.0
         }
-        fn window_secs(&self) -> f64 {
+        fn window_secs(&self, _to: u32) -> f64 {
             60.0
         }
     }
@@ -356,7 +356,7 @@ impl Policy for Scripted {
     fn drain_seconds(&self) -> f64 {
         30.0
     }
-    fn window_secs(&self) -> f64 {
+    fn window_secs(&self, _to: u32) -> f64 {
         60.0
     }
 }

@@ -70,6 +70,24 @@ pub(super) struct Source {
     pub(super) more: bool,
 }
 
+impl Source {
+    /// The first `want` of `newest_first` (ids, newest first) older than
+    /// the cursor `before`.
+    fn older_than(
+        newest_first: impl IntoIterator<Item = Uuid>,
+        before: Option<(Uuid, i64)>,
+        want: usize,
+    ) -> Source {
+        let mut entries: Vec<Uuid> = newest_first
+            .into_iter()
+            .filter(|id| before.is_none_or(|(b, _)| *id < b))
+            .collect();
+        let more = entries.len() > want;
+        entries.truncate(want);
+        Source { entries, more }
+    }
+}
+
 /// The caller's home feed, newest first.
 #[utoipa::path(get, path = "/feed", tag = "feed", security(("bearer" = [])), params(PageQuery),
     responses((status = 200, body = FeedPage), (status = 400, body = Problem), (status = 401, body = Problem),
@@ -223,14 +241,7 @@ async fn from_database(
             score: feed_store::score(e.created_at),
         })
         .collect();
-    let mut entries: Vec<Uuid> = all
-        .into_iter()
-        .map(|e| e.post_id)
-        .filter(|id| before.is_none_or(|(b, _)| *id < b))
-        .collect();
-    let more = entries.len() > want;
-    entries.truncate(want);
-    let pushed = Source { entries, more };
+    let pushed = Source::older_than(all.into_iter().map(|e| e.post_id), before, want);
     let rows = db::feed::page(
         &state.db,
         caller.id,

@@ -149,9 +149,14 @@ async fn show_to_author(state: &AppState, post: &db::posts::Post) {
     };
     let copy = feed_store::CachedPost::from(post.clone());
     let written = async {
-        let mut conn = state.feeds.conn().await?;
-        feed_store::cache_post(&mut conn, &copy, limits).await?;
-        feed_store::add_to_feeds(&conn, &[post.author_id], own, limits).await
+        let conn = state.feeds.conn().await?;
+        let (mut copy_conn, author) = (conn.clone(), [post.author_id]);
+        // Both in flight at once: the create waits for one round trip.
+        let (cached, added) = tokio::join!(
+            feed_store::cache_post(&mut copy_conn, &copy, limits),
+            feed_store::add_to_feeds(&conn, &author, own, limits)
+        );
+        cached.and(added)
     };
     if let Err(e) = written.await {
         tracing::warn!(error = %e, "putting a new post in its author's feed failed; the workers will");

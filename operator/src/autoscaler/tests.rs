@@ -194,3 +194,130 @@ async fn before_a_scale_down_idle_workers_are_marked_cheapest_to_delete() {
     set_deletion_costs(&ctx, &fc, &consumers).await.unwrap();
     within_a_second(scenario).await;
 }
+
+#[tokio::test(start_paused = true)]
+async fn a_paused_feedcluster_is_neither_read_nor_scaled() {
+    let (ctx, server) = test_context();
+    // Several ticks of the loop (2 s each) on the paused clock.
+    let quiet = server.silent_for(Duration::from_secs(10));
+    let mut fc = FeedCluster::test();
+    fc.annotations_mut()
+        .insert(pause::PAUSED_ANNOTATION.into(), "true".into());
+    let (store, mut writer) = kube::runtime::reflector::store();
+    writer.apply_watcher_event(&kube::runtime::watcher::Event::Apply(fc));
+    let shutdown = tokio_util::sync::CancellationToken::new();
+    let autoscaler = tokio::spawn(run(ctx.clone(), store, shutdown.clone()));
+    quiet.await.expect("no request while paused");
+    shutdown.cancel();
+    autoscaler.await.unwrap();
+    let text = feed_core::runtime::render_metrics(&ctx.metrics.registry);
+    assert!(
+        text.contains(r#"fanout_autoscaler_paused_polls_total{feedcluster="feeds/demo"}"#),
+        "{text}"
+    );
+    assert!(text.contains(r#"fanout_operator_paused{feedcluster="feeds/demo"} 1"#));
+    assert!(
+        !text.contains("fanout_autoscaler_decisions_total{"),
+        "{text}"
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_deleted_feedcluster_leaves_no_gauge_behind() {
+    let (ctx, server) = test_context();
+    // Autoscaling off: the loop keeps its gauges but polls nothing.
+    let quiet = server.silent_for(Duration::from_secs(10));
+    let mut fc = FeedCluster::test();
+    fc.spec.autoscaling.enabled = false;
+    // What an earlier poll, with autoscaling on, left behind.
+    ctx.metrics
+        .observed
+        .with_label_values(&["feeds/demo", "desired"])
+        .set(5);
+    ctx.metrics
+        .stream_lag
+        .with_label_values(&["feeds/demo", "events:post.created"])
+        .set(9);
+    let (store, mut writer) = kube::runtime::reflector::store();
+    writer.apply_watcher_event(&kube::runtime::watcher::Event::Apply(fc.clone()));
+    let shutdown = tokio_util::sync::CancellationToken::new();
+    let autoscaler = tokio::spawn(run(ctx.clone(), store, shutdown.clone()));
+    let render = || feed_core::runtime::render_metrics(&ctx.metrics.registry);
+    let paused = r#"fanout_operator_paused{feedcluster="feeds/demo"} 0"#;
+    for _ in 0..10 {
+        if render().contains(paused) {
+            break;
+        }
+        tokio::time::sleep(Duration::from_secs(1)).await;
+    }
+    let text = render();
+    assert!(text.contains(paused), "{text}");
+    // Not observed any more: no stale count for dashboards and alerts.
+    assert!(!text.contains("fanout_autoscaler_observed{"), "{text}");
+    assert!(!text.contains("fanout_autoscaler_stream_lag{"), "{text}");
+
+    writer.apply_watcher_event(&kube::runtime::watcher::Event::Delete(fc));
+    for _ in 0..10 {
+        if !render().contains("fanout_operator_paused{") {
+            break;
+        }
+        tokio::time::sleep(Duration::from_secs(1)).await;
+    }
+    assert!(
+        !render().contains("fanout_operator_paused{"),
+        "{}",
+        render()
+    );
+    quiet.await.expect("no request");
+    shutdown.cancel();
+    autoscaler.await.unwrap();
+}
+
+#[test]
+fn each_stream_is_recorded_and_an_unknown_lag_is_no_series() {
+    let metrics = crate::metrics::Metrics::default();
+    let now_ms = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as i64;
+    let stream = |name: &str, lag: Option<u64>, waited_ms: Option<i64>| bus::StreamStats {
+        stream: name.into(),
+        lag,
+        pending: 7,
+        oldest_unfinished_ms: waited_ms.map(|ms| now_ms - ms),
+        ..bus::StreamStats::default()
+    };
+    let b = Backlog {
+        streams: vec![
+            stream("events:post.created", Some(40), Some(90_000)),
+            stream("events:post.liked", None, None),
+        ],
+        ..Backlog::default()
+    };
+    record_streams(&metrics, "feeds/demo", &b);
+    let text = feed_core::runtime::render_metrics(&metrics.registry);
+    let created = r#"{feedcluster="feeds/demo",stream="events:post.created"}"#;
+    let liked = r#"{feedcluster="feeds/demo",stream="events:post.liked"}"#;
+    assert!(
+        text.contains(&format!("fanout_autoscaler_stream_lag{created} 40")),
+        "{text}"
+    );
+    assert!(
+        !text.contains(&format!("fanout_autoscaler_stream_lag{liked}")),
+        "{text}"
+    );
+    assert!(text.contains(&format!("fanout_autoscaler_stream_pending{liked} 7")));
+    assert!(text.contains(&format!(
+        "fanout_autoscaler_stream_oldest_unfinished_seconds{liked} 0"
+    )));
+    let age: f64 = text
+        .lines()
+        .find(|l| {
+            l.starts_with(&format!(
+                "fanout_autoscaler_stream_oldest_unfinished_seconds{created}"
+            ))
+        })
+        .and_then(|l| l.rsplit(' ').next()?.parse().ok())
+        .unwrap();
+    assert!((90.0..100.0).contains(&age), "{age}");
+}

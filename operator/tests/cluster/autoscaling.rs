@@ -14,7 +14,7 @@ use serde_json::json;
 
 use crate::harness::{Scenario, apply, kubectl, run, until, wait_observed, wait_ready};
 
-const SPEC: &str = "  workers:
+pub const SPEC: &str = "  workers:
     minReplicas: 1
     maxReplicas: 5
   autoscaling:
@@ -34,7 +34,7 @@ const STREAM: &str = "events:post.liked";
 const BACKLOG: usize = 20_000;
 const WITHIN: Duration = Duration::from_secs(90);
 
-async fn push_backlog(redis: &mut MultiplexedConnection) {
+pub async fn push_backlog(redis: &mut MultiplexedConnection) {
     let mut pipe = redis::pipe();
     for _ in 0..BACKLOG {
         pipe.cmd("XADD")
@@ -80,7 +80,7 @@ async fn drain(redis: &mut MultiplexedConnection) {
     }
 }
 
-async fn replicas(scenario: &Scenario) -> i32 {
+pub async fn replicas(scenario: &Scenario) -> i32 {
     scenario
         .api::<Deployment>()
         .get("demo-workers")
@@ -92,7 +92,7 @@ async fn replicas(scenario: &Scenario) -> i32 {
         .unwrap_or(1)
 }
 
-async fn last_scale(scenario: &Scenario) -> Option<ScaleDecision> {
+pub async fn last_scale(scenario: &Scenario) -> Option<ScaleDecision> {
     let fc = scenario.api::<FeedCluster>().get("demo").await.ok()?;
     fc.status?.last_scale
 }
@@ -100,7 +100,7 @@ async fn last_scale(scenario: &Scenario) -> Option<ScaleDecision> {
 /// Waits until the Deployment runs `to` workers and the status records the
 /// decision that put them there: the autoscaler scales first and records
 /// after, so the two land in separate writes.
-async fn scaled_to(scenario: &Scenario, to: i32, what: &str) -> ScaleDecision {
+pub async fn scaled_to(scenario: &Scenario, to: i32, what: &str) -> ScaleDecision {
     until(what, WITHIN, || async {
         if replicas(scenario).await != to {
             return None;

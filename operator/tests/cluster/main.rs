@@ -15,6 +15,8 @@ mod admission;
 mod autoscaling;
 mod datastores;
 mod harness;
+mod kubectl_fanout;
 mod leadership;
 mod lifecycle;
+mod pause;
 mod process;

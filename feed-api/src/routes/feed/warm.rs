@@ -157,12 +157,6 @@ pub(super) async fn timeline(
     if let Err(e) = feed_store::rebuild(&mut conn, feed, &started, &posts, &[], limits).await {
         tracing::warn!(error = %e, "rebuilding a timeline in Redis failed");
     }
-    let mut entries: Vec<Uuid> = recent
-        .into_iter()
-        .map(|p| p.post_id)
-        .filter(|id| before.is_none_or(|(b, _)| *id < b))
-        .collect();
-    let more = entries.len() > want;
-    entries.truncate(want);
-    Ok((Source { entries, more }, true))
+    let source = Source::older_than(recent.into_iter().map(|p| p.post_id), before, want);
+    Ok((source, true))
 }
