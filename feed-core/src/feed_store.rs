@@ -128,7 +128,8 @@ const PULL_PREFIX: &str = "pull:";
 /// `user_of(key)` is the user a feed key ([`keys::feed`]) belongs to, what
 /// follows its first colon; `trim(key, n)` keeps a feed's newest `n` posts
 /// and every member that is not a post; `epoch()` is this server's run id
-/// (see the module's layout).
+/// (see the module's layout); `notify(key, pairs)` tells streams open on a
+/// feed what it gained.
 macro_rules! lua_helpers {
     () => {
         r"
@@ -150,6 +151,16 @@ local function trim(key, n)
 end
 local function epoch()
   return string.match(redis.call('INFO', 'server'), 'run_id:(%x+)')
+end
+-- Streams open on the feed hear of what it gained (see `crate::live`): a
+-- feed with no live key costs one EXISTS.
+local function notify(key, pairs)
+  local channel = 'live:' .. key
+  if redis.call('EXISTS', channel) == 1 then
+    for i = 2, #pairs, 2 do
+      redis.call('PUBLISH', channel, '+' .. pairs[i])
+    end
+  end
 end
 "
     };
@@ -201,16 +212,6 @@ end
 local marked = redis.call('EXISTS', KEYS[1]) == 1
 local function unfollowed(key)
   return redis.call('ZSCORE', KEYS[1], user_of(key))
-end
--- Streams open on the feed hear of what it gained (see `crate::live`): a
--- feed with no live key costs one EXISTS.
-local function notify(key, pairs)
-  local channel = 'live:' .. key
-  if redis.call('EXISTS', channel) == 1 then
-    for i = 2, #pairs, 2 do
-      redis.call('PUBLISH', channel, '+' .. pairs[i])
-    end
-  end
 end
 local written = 0
 for k = posts + 2, #KEYS do
@@ -282,6 +283,63 @@ pub async fn add_posts(
     }
     let feeds = [keys::feed(user)];
     Ok(add_to_kept(conn, &feeds, author, posts, None, limits).await? > 0)
+}
+
+/// Caches a new post's copy (`KEYS[1]`, `ARGV[1]`, living `ARGV[2]`
+/// seconds, stamped with the epoch) and adds the post (`ARGV[5]`, stored
+/// score `ARGV[4]`) to its author's feed `KEYS[4]` if Redis keeps it,
+/// trimming it back to `ARGV[3]` posts once [`TRIM_SLACK`] over; neither if
+/// the post has a tombstone (`KEYS[2]`) or is being deleted (`KEYS[3]`).
+/// What [`cache_post`] and [`add_to_feeds`] do for the author's own feed, in
+/// one call: the create waits for it.
+static SHOW_TO_AUTHOR: std::sync::LazyLock<redis::Script> = std::sync::LazyLock::new(|| {
+    redis::Script::new(concat!(
+        lua_helpers!(),
+        r"
+if redis.call('EXISTS', KEYS[2], KEYS[3]) > 0 then
+  return 0
+end
+redis.call('SET', KEYS[1], epoch() .. ' ' .. ARGV[1], 'EX', ARGV[2])
+local key = KEYS[4]
+local n = redis.call('ZCARD', key)
+if n > 0 then
+  local pair = {ARGV[4], ARGV[5]}
+  local added = redis.call('ZADD', key, ARGV[4], ARGV[5])
+  if n + added > tonumber(ARGV[3]) + 1 + tonumber(ARGV[6]) then
+    trim(key, tonumber(ARGV[3]))
+  end
+  if added > 0 then
+    notify(key, pair)
+  end
+end
+return 1
+",
+    ))
+});
+
+/// Shows a new post to its author at once: caches its copy and adds it to
+/// the author's own feed if Redis keeps it, in one round trip, unless it
+/// was deleted meanwhile (see [`crate::removals`]).
+pub async fn show_to_author(
+    conn: &mut impl ConnectionLike,
+    post: &CachedPost,
+    limits: FeedLimits,
+) -> RedisResult<()> {
+    let json = serde_json::to_string(post).expect("a cached post always serializes");
+    SHOW_TO_AUTHOR
+        .key(keys::post(post.id))
+        .key(keys::deleted(post.id))
+        .key(keys::withdrawn(post.id))
+        .key(keys::feed(post.author_id))
+        .arg(json)
+        .arg(limits.ttl.as_secs())
+        .arg(limits.max_len)
+        .arg(stored(score(post.created_at)))
+        .arg(post.id.to_string())
+        .arg(TRIM_SLACK)
+        .invoke_async::<i64>(conn)
+        .await?;
+    Ok(())
 }
 
 /// Tells those of many feeds that exist to pull `author`'s timeline (they

@@ -530,3 +530,57 @@ async fn pulls_and_the_sentinel_outlive_trims_and_pages_never_meet_them() {
     assert_eq!(home.pulls.len(), 2);
     assert!(home.pulls.contains(&later));
 }
+
+#[tokio::test]
+async fn a_new_post_is_shown_to_its_author_unless_it_is_being_deleted() {
+    let redis = RedisServer::start();
+    let mut conn = connect(&redis).await;
+    let (reader, idle) = (Uuid::now_v7(), Uuid::now_v7());
+    build(&mut conn, reader, &[], LIMITS).await;
+    let copy = |author: Uuid| feed_store::CachedPost {
+        id: Uuid::now_v7(),
+        author_id: author,
+        author_handle: "author".into(),
+        content: "mine".into(),
+        created_at: chrono::Utc::now(),
+        like_count: 0,
+    };
+
+    let shown = copy(reader);
+    feed_store::show_to_author(&mut conn, &shown, LIMITS)
+        .await
+        .unwrap();
+    assert_eq!(members(&mut conn, reader).await, [shown.id]);
+    let cached = feed_store::copies(&mut conn, &[shown.id]).await.unwrap();
+    assert_eq!(cached, [Some(shown.clone())]);
+
+    // An author whose feed Redis does not keep: the copy only.
+    let unread = copy(idle);
+    feed_store::show_to_author(&mut conn, &unread, LIMITS)
+        .await
+        .unwrap();
+    assert!(members(&mut conn, idle).await.is_empty());
+    assert_eq!(
+        feed_store::cached_posts(&mut conn, &[unread.id])
+            .await
+            .unwrap()
+            .len(),
+        1
+    );
+
+    // A post whose delete is committing: neither.
+    let withdrawn = copy(reader);
+    removals::withdraw(&mut conn, &[withdrawn.id])
+        .await
+        .unwrap();
+    feed_store::show_to_author(&mut conn, &withdrawn, LIMITS)
+        .await
+        .unwrap();
+    assert_eq!(members(&mut conn, reader).await, [shown.id]);
+    assert!(
+        feed_store::cached_posts(&mut conn, &[withdrawn.id])
+            .await
+            .unwrap()
+            .is_empty()
+    );
+}

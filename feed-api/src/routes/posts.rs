@@ -4,7 +4,6 @@ use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use chrono::{DateTime, Utc};
 use feed_core::events::{Envelope, Event, LikeChanged, PostCreated, PostDeleted};
-use feed_core::feed_store::FeedPost;
 use feed_core::validate;
 use feed_core::{db, feed_store, removals};
 use serde::{Deserialize, Serialize};
@@ -141,23 +140,10 @@ async fn create_post(
 /// put it there, and until they do, pages served from Redis miss it (pages
 /// served while Redis is unreachable come from PostgreSQL and show it).
 async fn show_to_author(state: &AppState, post: &db::posts::Post) {
-    let limits = state.config.feed.limits();
-    let own = FeedPost {
-        id: post.id,
-        author: post.author_id,
-        score: feed_store::score(post.created_at),
-    };
     let copy = feed_store::CachedPost::from(post.clone());
-    let written = async {
-        let conn = state.feeds.conn().await?;
-        let (mut copy_conn, author) = (conn.clone(), [post.author_id]);
-        // Both in flight at once: the create waits for one round trip.
-        let (cached, added) = tokio::join!(
-            feed_store::cache_post(&mut copy_conn, &copy, limits),
-            feed_store::add_to_feeds(&conn, &author, own, limits)
-        );
-        cached.and(added)
-    };
+    let limits = state.config.feed.limits();
+    let written =
+        async { feed_store::show_to_author(&mut state.feeds.conn().await?, &copy, limits).await };
     if let Err(e) = written.await {
         tracing::warn!(error = %e, "putting a new post in its author's feed failed; the workers will");
     }
