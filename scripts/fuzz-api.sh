@@ -31,33 +31,14 @@ scripts/services.sh up "$data" "$pg_port" "$redis_port"
 cargo build --workspace --all-targets
 api=http://127.0.0.1:$api_port
 
-export FANOUT_DATABASE_URL="postgres://fanout@127.0.0.1:$pg_port/fanout"
-export FANOUT_REDIS_URL="redis://127.0.0.1:$redis_port"
 export FANOUT_JWT_SECRET=fuzz-secret-that-is-at-least-32-bytes
-export FANOUT_LOG_FORMAT=json RUST_LOG=warn
 # The fuzzer sends hundreds of writes a second from one address: the limits
 # would answer most of them 429 and hide what is behind.
 export FANOUT_RATE_LIMIT_USER_PER_MIN=0 FANOUT_RATE_LIMIT_ADDRESS_PER_MIN=0
 export FANOUT_LOGIN_ATTEMPTS_PER_ADDRESS_PER_MIN=0 FANOUT_LOGIN_ATTEMPTS_PER_HANDLE=0
 
-# A fresh database each run, so a run is reproducible.
-psql -q "postgres://fanout@127.0.0.1:$pg_port/postgres" \
-  -c "DROP DATABASE IF EXISTS fanout" -c "CREATE DATABASE fanout"
-redis-cli -p "$redis_port" FLUSHALL >/dev/null
-
-pids=()
-stop() {
-  for pid in "${pids[@]}"; do kill -TERM "$pid" 2>/dev/null || true; done
-  for pid in "${pids[@]}"; do wait "$pid" 2>/dev/null || true; done
-  scripts/services.sh down "$data"
-}
-trap stop EXIT
-FANOUT_HTTP_ADDR=127.0.0.1:$api_port target/debug/feed-api --migrate > "$data/api.log" 2>&1 &
-pids+=($!)
-FANOUT_WORKER_HTTP_ADDR=127.0.0.1:$((api_port + 1)) target/debug/feed-worker > "$data/worker.log" 2>&1 &
-pids+=($!)
-for _ in $(seq 100); do curl -sf "$api/readyz" >/dev/null && break; sleep 0.2; done
-curl -sf "$api/readyz" >/dev/null || { cat "$data/api.log"; echo "feed-api did not become ready"; exit 1; }
+. scripts/test-stack.sh
+test_stack_start "$data" "$pg_port" "$redis_port" "$api_port" target/debug
 
 json='content-type: application/json'
 credentials='{"handle":"fuzzer","password":"correct horse battery"}'

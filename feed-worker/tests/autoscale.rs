@@ -244,7 +244,9 @@ async fn a_burst_scales_real_workers_up_and_down_and_every_event_lands_once(db: 
 /// The spiky load, in ticks of one poll each (the operator polls every
 /// 10 s; here every 2 s): a mean of this many events a tick...
 const TICK: Duration = Duration::from_secs(2);
-const PER_TICK: usize = 40;
+/// Light on purpose: a worker that falls behind the mean (a machine busy
+/// with other work) is right to ask for help, and that is not the point.
+const PER_TICK: usize = 10;
 const TICKS: usize = 14;
 /// ...and at these ticks a spike: ten times the mean for a tenth of the
 /// tick, so that tick brings twice the mean.
@@ -257,9 +259,9 @@ async fn spikes_one_worker_drains_in_time_pass_without_scaling_and_every_event_l
     let _alone = ONE_AT_A_TIME.lock().await;
     let cast = cast(&db).await;
     let workers = local_workers(&db, &cast.redis);
-    // One worker serves the mean at a fifth of its assumed rate, and a
-    // spike's tick within the drain target even at a third of it; the policy
-    // must let spikes pass.
+    // One worker serves the mean at a twentieth of its assumed rate, and a
+    // spike's tick within the drain target even at a tenth of it; the
+    // policy must let spikes pass.
     let settings = Settings {
         min_replicas: 1,
         max_replicas: 4,

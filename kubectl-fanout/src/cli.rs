@@ -2,7 +2,7 @@
 
 use std::path::PathBuf;
 
-use autoscale_lab::simulate::command::Baseline;
+use autoscale_lab::simulate::command::RunArgs;
 use clap::{Args, Parser, Subcommand};
 
 /// How a Fanout FeedCluster is doing, its pause switch, and autoscaling
@@ -82,27 +82,6 @@ pub struct SwitchArgs {
 pub struct SimulateArgs {
     /// The FeedCluster whose settings to simulate.
     pub name: String,
-    /// CSV with a header `t_seconds,arrivals[,service_rate]`: events
-    /// arriving in each second (autoscale-lab/traces/ has examples).
-    #[arg(long)]
-    pub trace: PathBuf,
-    /// Events one worker handles per second (where the trace does not say).
-    #[arg(long, default_value_t = 200.0)]
-    pub service_rate: f64,
-    /// Seconds from asking for a worker pod to its being ready.
-    #[arg(long, default_value_t = 10)]
-    pub start_delay: u64,
-    /// Workers running at the start; default: the minimum (0 with scale to
-    /// zero).
-    #[arg(long)]
-    pub initial_replicas: Option<u32>,
-    /// Also run the trace through a baseline policy.
-    #[arg(long, value_enum)]
-    pub baseline: Option<Baseline>,
-    /// Write the runs as JSON here instead of standard output.
-    #[arg(long)]
-    pub out: Option<PathBuf>,
-    /// Draw backlog and replicas over time into this PNG.
-    #[arg(long)]
-    pub plot: Option<PathBuf>,
+    #[command(flatten)]
+    pub run: RunArgs,
 }

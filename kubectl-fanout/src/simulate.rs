@@ -10,20 +10,7 @@ use crate::cluster::{Error, Target};
 /// result as the lab does.
 pub async fn run(target: &Target, args: &SimulateArgs) -> Result<(), Error> {
     let fc = target.feed_cluster(&args.name).await?;
-    let lab = LabArgs {
-        trace: args.trace.clone(),
-        autoscaling: None,
-        service_rate: args.service_rate,
-        start_delay: args.start_delay,
-        initial_replicas: args.initial_replicas,
-        baseline: args.baseline,
-        keda_activation_lag: 1,
-        keda_lag_count: None,
-        keda_sweep: None,
-        out: args.out.clone(),
-        plot: args.plot.clone(),
-        frontier: None,
-    };
+    let lab = LabArgs::of(args.run.clone());
     let output = command::simulate_with(&lab, &fc.spec.workers, &fc.spec.autoscaling)
         .map_err(Error::Simulation)?;
     eprintln!(

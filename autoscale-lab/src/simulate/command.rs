@@ -19,27 +19,12 @@ use operator::crd::{AutoscalingSpec, WorkersSpec, policy};
 /// `spec.autoscaling` before deploying it.
 #[derive(Debug, Clone, Args)]
 pub struct SimulateArgs {
-    /// CSV with a header `t_seconds,arrivals[,service_rate]`: events
-    /// arriving in each second, and optionally what one worker handles then.
-    #[arg(long)]
-    pub trace: PathBuf,
+    #[command(flatten)]
+    pub run: RunArgs,
     /// YAML with the settings: a FeedCluster manifest, or a block with
     /// `workers:` and `autoscaling:` as in its spec. Absent: the defaults.
     #[arg(long)]
     pub autoscaling: Option<PathBuf>,
-    /// Events one worker handles per second (where the trace does not say).
-    #[arg(long, default_value_t = 200.0)]
-    pub service_rate: f64,
-    /// Seconds from asking for a worker pod to its being ready.
-    #[arg(long, default_value_t = 10)]
-    pub start_delay: u64,
-    /// Workers running at the start; default: the minimum (0 with scale to
-    /// zero).
-    #[arg(long)]
-    pub initial_replicas: Option<u32>,
-    /// Also run the trace through a baseline policy.
-    #[arg(long, value_enum)]
-    pub baseline: Option<Baseline>,
     /// The baseline's `activationLagCount`: KEDA wakes from zero once the
     /// lag is greater than this (KEDA requires it with `lagCount`; its
     /// documentation's example uses 3).
@@ -55,17 +40,55 @@ pub struct SimulateArgs {
     /// 2000, 5000 and 10000.
     #[arg(long, value_delimiter = ',', num_args = 0.., default_missing_value = "50,100,200,500,1000,2000,5000,10000")]
     pub keda_sweep: Option<Vec<u64>>,
+    /// Draw the cost/miss frontier (the `--keda-sweep`, Fanout's policy
+    /// and the floor) into this PNG; without `--keda-sweep`, sweeps the
+    /// default `lagCount`s.
+    #[arg(long)]
+    pub frontier: Option<PathBuf>,
+}
+
+impl SimulateArgs {
+    /// A run on settings given by the caller (`kubectl fanout simulate`):
+    /// the baseline's defaults, no sweep, no frontier.
+    pub fn of(run: RunArgs) -> SimulateArgs {
+        SimulateArgs {
+            run,
+            autoscaling: None,
+            keda_activation_lag: 1,
+            keda_lag_count: None,
+            keda_sweep: None,
+            frontier: None,
+        }
+    }
+}
+
+/// What every replay takes, in the lab and in `kubectl fanout simulate`.
+#[derive(Debug, Clone, Args)]
+pub struct RunArgs {
+    /// CSV with a header `t_seconds,arrivals[,service_rate]`: events
+    /// arriving in each second, and optionally what one worker handles then
+    /// (autoscale-lab/traces/ has examples).
+    #[arg(long)]
+    pub trace: PathBuf,
+    /// Events one worker handles per second (where the trace does not say).
+    #[arg(long, default_value_t = 200.0)]
+    pub service_rate: f64,
+    /// Seconds from asking for a worker pod to its being ready.
+    #[arg(long, default_value_t = 10)]
+    pub start_delay: u64,
+    /// Workers running at the start; default: the minimum (0 with scale to
+    /// zero).
+    #[arg(long)]
+    pub initial_replicas: Option<u32>,
+    /// Also run the trace through a baseline policy.
+    #[arg(long, value_enum)]
+    pub baseline: Option<Baseline>,
     /// Write the result here instead of standard output.
     #[arg(long)]
     pub out: Option<PathBuf>,
     /// Draw backlog and replicas over time into this PNG.
     #[arg(long)]
     pub plot: Option<PathBuf>,
-    /// Draw the cost/miss frontier (the `--keda-sweep`, Fanout's policy
-    /// and the floor) into this PNG; without `--keda-sweep`, sweeps the
-    /// default `lagCount`s.
-    #[arg(long)]
-    pub frontier: Option<PathBuf>,
 }
 
 /// Policies to compare against.
@@ -126,22 +149,25 @@ pub fn simulate_with(
     workers: &WorkersSpec,
     autoscaling: &AutoscalingSpec,
 ) -> anyhow::Result<Output> {
-    if !(args.service_rate.is_finite() && args.service_rate > 0.0) {
+    if !(args.run.service_rate.is_finite() && args.run.service_rate > 0.0) {
         anyhow::bail!("--service-rate must be a positive number of events per second");
     }
     let settings = policy(workers, autoscaling);
     settings
         .validate()
         .map_err(|e| anyhow::anyhow!("the autoscaling settings: {e}"))?;
-    let trace = Trace::read(&args.trace)?;
-    let initial = args.initial_replicas.unwrap_or(if settings.scale_to_zero {
-        0
-    } else {
-        settings.min_replicas
-    });
+    let trace = Trace::read(&args.run.trace)?;
+    let initial = args
+        .run
+        .initial_replicas
+        .unwrap_or(if settings.scale_to_zero {
+            0
+        } else {
+            settings.min_replicas
+        });
     let facts = Facts {
-        service_rate: args.service_rate,
-        start_delay_secs: args.start_delay,
+        service_rate: args.run.service_rate,
+        start_delay_secs: args.run.start_delay,
         initial_replicas: initial.min(settings.max_replicas),
     };
     let poll = autoscaling.poll_interval_seconds.max(1) as u64;
@@ -150,7 +176,7 @@ pub fn simulate_with(
         &trace,
         &facts,
     )];
-    if args.baseline == Some(Baseline::KedaHpa) {
+    if args.run.baseline == Some(Baseline::KedaHpa) {
         runs.push(run(
             &mut KedaHpa::new(
                 &settings,
@@ -179,7 +205,7 @@ pub fn simulate_with(
         &keda_sweep,
     );
     Ok(Output {
-        trace: args.trace.display().to_string(),
+        trace: args.run.trace.display().to_string(),
         floor_replica_seconds: floor::replica_seconds(&trace, &facts),
         facts,
         runs,
@@ -196,10 +222,11 @@ pub fn execute(args: &SimulateArgs) -> anyhow::Result<()> {
 /// summary, a line per run, to standard error.
 pub fn report(args: &SimulateArgs, output: &Output) -> anyhow::Result<()> {
     let title = args
+        .run
         .trace
         .file_stem()
         .map_or_else(|| "trace".into(), |s| s.to_string_lossy().into_owned());
-    if let Some(png) = &args.plot {
+    if let Some(png) = &args.run.plot {
         let runs: Vec<&Run> = output.runs.iter().collect();
         plot::draw(&title, &runs, png)?;
     }
@@ -213,7 +240,7 @@ pub fn report(args: &SimulateArgs, output: &Output) -> anyhow::Result<()> {
         )?;
     }
     let json = serde_json::to_string_pretty(output)?;
-    match &args.out {
+    match &args.run.out {
         Some(path) => std::fs::write(path, json + "\n")
             .with_context(|| format!("writing {}", path.display()))?,
         None => println!("{json}"),
