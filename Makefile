@@ -24,7 +24,7 @@ export PATH := $(CURDIR)/.tools/bin:$(PATH)
 run: deps
 	scripts/run.sh
 
-## test: start a test PostgreSQL and a Kubernetes control plane, then run every test (each test starts its own redis-server)
+## test: start a test PostgreSQL and a Kubernetes control plane, then run every test (each test starts its own redis-server), the web client's in headless Chromium last
 test: deps monitoring-check
 	scripts/services.sh up $(DATA)/test $(TEST_PG_PORT)
 	scripts/control-plane.sh up $(CLUSTER_DIR)
@@ -32,6 +32,7 @@ test: deps monitoring-check
 	  if [ -f $$kubeconfig ]; then export FANOUT_TEST_KUBECONFIG=$$kubeconfig; fi; \
 	  DATABASE_URL=$(TEST_DATABASE_URL) cargo test --workspace --all-targets --no-fail-fast
 	DATABASE_URL=$(TEST_DATABASE_URL) cargo test --workspace --doc
+	scripts/browser-test.sh
 
 ## monitoring-check: promtool checks and unit-tests the chart's alert rules; the dashboards are JSON
 monitoring-check: deps

@@ -5,6 +5,19 @@ mod common;
 use common::{DEADLINE, Stack, eventually, ids};
 use sqlx::PgPool;
 
+/// A reader's home feed, as the API at `base` answers it.
+async fn feed_from(stack: &Stack, base: &str, reader: &common::User) -> serde_json::Value {
+    let read = stack
+        .http
+        .get(format!("{base}/feed"))
+        .bearer_auth(&reader.token)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(read.status(), 200);
+    read.json().await.unwrap()
+}
+
 #[sqlx::test(migrator = "feed_core::db::MIGRATOR")]
 async fn a_post_written_while_redis_is_down_reaches_followers_once_it_is_back(db: PgPool) {
     let mut stack = Stack::start(db.clone()).await;
@@ -134,15 +147,7 @@ async fn with_postgres_down_writes_answer_503_and_cached_feeds_are_still_served(
     assert_eq!(write.headers()["retry-after"], "1");
     assert!(write.text().await.unwrap().contains("unavailable"));
 
-    let read = stack
-        .http
-        .get(format!("{base}/feed"))
-        .bearer_auth(&bob.token)
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(read.status(), 200);
-    let page: serde_json::Value = read.json().await.unwrap();
+    let page = feed_from(&stack, &base, &bob).await;
     // A warm page needs no PostgreSQL.
     assert_eq!(page["freshness"]["source"], "cache");
     assert_eq!(ids(&page), vec![post]);
@@ -157,15 +162,7 @@ async fn with_postgres_down_writes_answer_503_and_cached_feeds_are_still_served(
         .query_async(&mut conn)
         .await
         .unwrap();
-    let read = stack
-        .http
-        .get(format!("{base}/feed"))
-        .bearer_auth(&bob.token)
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(read.status(), 200);
-    let page: serde_json::Value = read.json().await.unwrap();
+    let page = feed_from(&stack, &base, &bob).await;
     assert_eq!(page["freshness"]["source"], "degraded");
     assert!(ids(&page).is_empty());
 

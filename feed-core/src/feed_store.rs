@@ -56,7 +56,7 @@ mod post_cache;
 mod read;
 mod rebuild;
 
-pub use post_cache::{CachedPost, cache_post, cache_posts, cached_posts, copies, set_like_count};
+pub use post_cache::{CachedPost, cache_posts, cached_posts, copies, set_like_count};
 pub use read::{HomePage, Page, read, read_home};
 pub use rebuild::{Rebuild, begin_rebuild, rebuild};
 
@@ -290,7 +290,7 @@ pub async fn add_posts(
 /// score `ARGV[4]`) to its author's feed `KEYS[4]` if Redis keeps it,
 /// trimming it back to `ARGV[3]` posts once [`TRIM_SLACK`] over; neither if
 /// the post has a tombstone (`KEYS[2]`) or is being deleted (`KEYS[3]`).
-/// What [`cache_post`] and [`add_to_feeds`] do for the author's own feed, in
+/// What [`cache_posts`] and [`add_to_feeds`] do for the author's own feed, in
 /// one call: the create waits for it.
 static SHOW_TO_AUTHOR: std::sync::LazyLock<redis::Script> = std::sync::LazyLock::new(|| {
     redis::Script::new(concat!(

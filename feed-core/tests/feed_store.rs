@@ -403,7 +403,7 @@ async fn removals_marked_meanwhile_stay_out_of_rebuilds_fan_out_and_the_post_cac
         created_at: chrono::Utc::now(),
         like_count: 0,
     };
-    feed_store::cache_post(&mut conn, &copy, LIMITS)
+    feed_store::cache_posts(&mut conn, std::slice::from_ref(&copy), LIMITS)
         .await
         .unwrap();
     let cached = feed_store::cached_posts(&mut conn, &[deleted.id]).await;
@@ -448,7 +448,7 @@ async fn a_restart_from_old_data_is_a_new_epoch_whose_reads_rebuild() {
         created_at: chrono::Utc::now(),
         like_count: 0,
     };
-    feed_store::cache_post(&mut conn, &copy, LIMITS)
+    feed_store::cache_posts(&mut conn, std::slice::from_ref(&copy), LIMITS)
         .await
         .unwrap();
     let before = feed_store::copies(&mut conn, &[copy.id]).await.unwrap();

@@ -115,22 +115,22 @@ impl Fanout {
             // Deleted before we got to it.
             return Ok(Effect::default());
         };
-        // Warm pages show this copy, and so do pages served while
-        // PostgreSQL is down.
+        // The post's copy, which pages show, and its place in its author's
+        // own feed, in one call: what the API did before the create
+        // answered, done again for a create whose Redis write failed.
         let cached = feed_store::CachedPost::from(to_fan_out.post);
-        feed_store::cache_post(&mut self.redis.clone(), &cached, self.limits).await?;
+        feed_store::show_to_author(&mut self.redis.clone(), &cached, self.limits).await?;
         let post = FeedPost {
             id: e.post_id,
             author: e.author_id,
             score: feed_store::score(e.created_at),
         };
-        let own = [Timeline::Home(e.author_id)];
         let Some(first) = to_fan_out.followers else {
             // A celebrity: readers pull their posts from their timeline;
             // writing to every follower's feed would cost more than it
             // saves.
-            let timelines = [own[0], Timeline::Author(e.author_id)];
-            feed_store::add_to_feeds(&self.redis, &timelines, post, self.limits).await?;
+            let timeline = [Timeline::Author(e.author_id)];
+            feed_store::add_to_feeds(&self.redis, &timeline, post, self.limits).await?;
             return self.announce(e.author_id).await;
         };
         // Not (or no longer) a celebrity: should they become one again, the
@@ -145,8 +145,6 @@ impl Fanout {
                 async move { feed_store::add_to_feeds(&conn, &chunk, post, self.limits).await }
             })
             .await?;
-        // The author's own feed, where they see the post with the rest.
-        feed_store::add_to_feeds(&self.redis, &own, post, self.limits).await?;
         Ok(Effect {
             feed_writes,
             feeds_skipped: followers.saturating_sub(feed_writes),

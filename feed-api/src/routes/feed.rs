@@ -106,8 +106,6 @@ async fn home_feed(
         // `AuthUser` does.
         Err(Unserved::DatabaseDown) => degraded(&state, caller.id, limit, before).await,
         Err(Unserved::Failed(e)) => Err(e),
-        // `page` reads PostgreSQL instead.
-        Err(Unserved::RedisDown) => Err(ApiError::Unavailable("the feeds' Redis")),
     }
     .map(axum::Json)
 }
@@ -117,17 +115,8 @@ async fn home_feed(
 enum Unserved {
     /// PostgreSQL is unreachable: [`degraded`] may still serve the page.
     DatabaseDown,
-    /// The feeds' Redis is unreachable: PostgreSQL serves the page.
-    RedisDown,
     /// Any other failure, as it is answered.
     Failed(ApiError),
-}
-
-impl From<redis::RedisError> for Unserved {
-    fn from(e: redis::RedisError) -> Unserved {
-        tracing::warn!(error = %e, "Redis unavailable; reading the feed from PostgreSQL");
-        Unserved::RedisDown
-    }
 }
 
 impl From<sqlx::Error> for Unserved {
@@ -182,10 +171,10 @@ async fn page(
                         Ok(assemble(state, source, &served.sources, served.posts, limit).await)
                     }
                     // Lost Redis half-way: PostgreSQL has it all.
-                    Err(Unserved::RedisDown) => {
+                    Err(warm::Unwarm::RedisDown) => {
                         from_database(state, caller, None, limit, before, want).await
                     }
-                    Err(e) => Err(e),
+                    Err(warm::Unwarm::Unserved(e)) => Err(e),
                 }
             }
             // No built feed: a rebuild is begun, so fan-out writes to the

@@ -15,8 +15,8 @@ pub struct Post {
     pub created_at: DateTime<Utc>,
 }
 
-/// The copy fan-out caches for feed reads while PostgreSQL is down: the
-/// same fields, so one conversion serves every writer of the cache.
+/// The copy cached for pages served from Redis: the same fields, so one
+/// conversion serves every writer of the cache.
 #[cfg(feature = "redis")]
 impl From<Post> for crate::feed_store::CachedPost {
     fn from(p: Post) -> Self {

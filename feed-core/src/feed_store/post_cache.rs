@@ -94,15 +94,6 @@ pub async fn cache_posts(
     Ok(())
 }
 
-/// Caches one post (see [`cache_posts`]).
-pub async fn cache_post(
-    conn: &mut impl ConnectionLike,
-    post: &CachedPost,
-    limits: FeedLimits,
-) -> RedisResult<()> {
-    cache_posts(conn, std::slice::from_ref(post), limits).await
-}
-
 /// The copies of `ids`, in the order asked: `None` where Redis holds none
 /// of this epoch.
 pub async fn copies(

@@ -229,7 +229,7 @@ async fn keep_timeline(
 ) -> Result<Vec<Uuid>, ApiError> {
     match super::warm::timeline(state, author, None, newest).await {
         Ok((source, _)) => Ok(source.entries),
-        Err(super::Unserved::Failed(e)) => Err(e),
+        Err(super::warm::Unwarm::Unserved(super::Unserved::Failed(e))) => Err(e),
         Err(_) => Err(ApiError::Unavailable("the live feed stream")),
     }
 }

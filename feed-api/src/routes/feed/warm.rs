@@ -25,6 +25,27 @@ use super::{Source, Unserved};
 use crate::routes::posts::PostView;
 use crate::state::AppState;
 
+/// Why a page could not be served from Redis.
+pub(super) enum Unwarm {
+    /// The feeds' Redis failed half-way: PostgreSQL serves the page.
+    RedisDown,
+    /// PostgreSQL, asked for what Redis lacks, failed: as any page.
+    Unserved(Unserved),
+}
+
+impl From<redis::RedisError> for Unwarm {
+    fn from(e: redis::RedisError) -> Unwarm {
+        tracing::warn!(error = %e, "Redis unavailable; reading the feed from PostgreSQL");
+        Unwarm::RedisDown
+    }
+}
+
+impl From<sqlx::Error> for Unwarm {
+    fn from(e: sqlx::Error) -> Unwarm {
+        Unwarm::Unserved(e.into())
+    }
+}
+
 /// What a page asks of each source.
 #[derive(Debug, Clone, Copy)]
 pub(super) struct Wanted {
@@ -57,7 +78,7 @@ pub(super) async fn serve(
     pulls: &[Uuid],
     hidden: &[Uuid],
     wanted: Wanted,
-) -> Result<Served, Unserved> {
+) -> Result<Served, Unwarm> {
     let Wanted {
         before,
         want,
@@ -86,14 +107,12 @@ pub(super) async fn serve(
         .into_iter()
         .rev()
         .collect();
-    let mut conn = state.feeds.conn().await.map_err(Unserved::from)?;
+    let mut conn = state.feeds.conn().await?;
     let mut posts = Vec::with_capacity(limit + 1);
     while posts.len() <= limit && !ids.is_empty() {
         let rest = ids.split_off((limit + 1 - posts.len()).min(ids.len()));
         let chunk = std::mem::replace(&mut ids, rest);
-        let copies = feed_store::copies(&mut conn, &chunk)
-            .await
-            .map_err(Unserved::from)?;
+        let copies = feed_store::copies(&mut conn, &chunk).await?;
         let mut missing = Vec::new();
         for (id, copy) in chunk.into_iter().zip(copies) {
             match copy {
@@ -131,20 +150,17 @@ pub(super) async fn timeline(
     author: Uuid,
     before: Option<(Uuid, i64)>,
     want: usize,
-) -> Result<(Source, bool), Unserved> {
+) -> Result<(Source, bool), Unwarm> {
     let limits = state.config.feed.limits();
-    let mut conn = state.feeds.conn().await.map_err(Unserved::from)?;
+    let mut conn = state.feeds.conn().await?;
     let feed = Timeline::Author(author);
-    if let Page::Entries { posts, more } = feed_store::read(&mut conn, feed, before, want, limits)
-        .await
-        .map_err(Unserved::from)?
+    if let Page::Entries { posts, more } =
+        feed_store::read(&mut conn, feed, before, want, limits).await?
     {
         let entries = posts.into_iter().map(|(id, _)| id).collect();
         return Ok((Source { entries, more }, false));
     }
-    let started = feed_store::begin_rebuild(&mut conn, feed)
-        .await
-        .map_err(Unserved::from)?;
+    let started = feed_store::begin_rebuild(&mut conn, feed).await?;
     let recent = db::feed::recent_by_author(&state.db, author, limits.max_len as i64).await?;
     let posts: Vec<FeedPost> = recent
         .iter()
