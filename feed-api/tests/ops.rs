@@ -39,7 +39,7 @@ async fn probes_metrics_and_debug_views_answer(db: PgPool) {
     assert_eq!(streams.len(), 6);
     let created = streams
         .iter()
-        .find(|s| s["stream"] == "events:post.created")
+        .find(|s| s["stream"] == "{events}:post.created")
         .unwrap();
     assert!(created["entries_added"].as_u64().unwrap() >= 1);
     assert_eq!(summary["dead_letters"], 0);

@@ -3,6 +3,7 @@
 mod common;
 
 use common::{DEADLINE, Stack, eventually, ids};
+use feed_core::bus::Keyspace;
 use sqlx::PgPool;
 
 /// A reader's home feed, as the API at `base` answers it.
@@ -158,7 +159,7 @@ async fn with_postgres_down_writes_answer_503_and_cached_feeds_are_still_served(
     // without it, and says so.
     let mut conn = fanout_testkit::connect::redis(&stack.redis).await;
     let _: () = redis::cmd("DEL")
-        .arg(feed_core::keys::post(post))
+        .arg(feed_core::keys::post(conn.layout(), post))
         .query_async(&mut conn)
         .await
         .unwrap();

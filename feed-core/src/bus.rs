@@ -7,101 +7,24 @@ use std::collections::HashMap;
 use std::time::Duration;
 
 use redis::RedisResult;
-use redis::aio::{ConnectionLike, ConnectionManager, ConnectionManagerConfig};
+use redis::aio::ConnectionLike;
 use redis::streams::{
     StreamAutoClaimOptions, StreamId, StreamInfoGroupsReply, StreamPendingCountReply,
     StreamPendingReply, StreamReadOptions, StreamReadReply, StreamTrimOptions, StreamTrimmingMode,
 };
-use tokio::sync::OnceCell;
 
 use crate::delivery;
 use crate::events::Envelope;
 use crate::keys;
 
+mod conn;
 mod stats;
 
+pub use conn::{Conn, Keyspace, Redis, client};
 pub use stats::{Backlog, StreamStats, backlog, stream_stats, total_lag};
 
 /// The stream entry field that holds the JSON envelope.
 pub const ENVELOPE_FIELD: &str = "event";
-
-/// A Redis connection opened on first use, so a process starts (and serves
-/// what it can) while Redis is down. Once open, [`ConnectionManager`]
-/// reconnects by itself after Redis restarts. Cloning shares it: one
-/// reference count, as requests clone their state several times each (a
-/// profile of feed reads found cloning the client's settings, strings and
-/// all, costing more than the feed read's own work).
-#[derive(Clone)]
-pub struct Redis(std::sync::Arc<Shared>);
-
-struct Shared {
-    client: redis::Client,
-    config: ConnectionManagerConfig,
-    conn: OnceCell<ConnectionManager>,
-}
-
-/// The one place a Redis client is made, so every process trusts the same
-/// certificates. With `root_ca_pem` (PEM, one or more certificates) a
-/// `rediss://` server must present a chain to one of those CAs, and only
-/// those; without it, `rediss://` trusts the compiled-in Mozilla roots and
-/// `redis://` is plain TCP. A CA with a `redis://` URL is an error rather
-/// than silently unencrypted.
-pub fn client(url: &str, root_ca_pem: Option<&[u8]>) -> RedisResult<redis::Client> {
-    match root_ca_pem {
-        None => redis::Client::open(url),
-        Some(pem) => redis::Client::build_with_tls(
-            url,
-            redis::TlsCertificates {
-                client_tls: None,
-                root_cert: Some(pem.to_vec()),
-            },
-        ),
-    }
-}
-
-impl Redis {
-    /// A handle on `url` trusting the built-in roots for `rediss://` (see
-    /// [`client`]); `response_timeout` bounds every command, so it must
-    /// exceed the longest `BLOCK` issued on this handle.
-    pub fn new(url: &str, response_timeout: Duration) -> RedisResult<Redis> {
-        Ok(Redis::with_client(client(url, None)?, response_timeout))
-    }
-
-    /// A handle on a client made by [`client`] (to trust a private CA); the
-    /// timeout is as for [`Redis::new`].
-    pub fn with_client(client: redis::Client, response_timeout: Duration) -> Redis {
-        let config = ConnectionManagerConfig::new()
-            .set_connection_timeout(Some(Duration::from_secs(1)))
-            .set_response_timeout(Some(response_timeout))
-            .set_number_of_retries(2)
-            .set_max_delay(Duration::from_secs(1));
-        Redis(std::sync::Arc::new(Shared {
-            client,
-            config,
-            conn: OnceCell::new(),
-        }))
-    }
-
-    /// The client, for connections of their own (a Pub/Sub subscriber
-    /// cannot share the multiplexed one).
-    pub fn client(&self) -> &redis::Client {
-        &self.0.client
-    }
-
-    /// The shared connection, opening it if this is the first use.
-    pub async fn conn(&self) -> RedisResult<ConnectionManager> {
-        let shared = &self.0;
-        shared
-            .conn
-            .get_or_try_init(|| {
-                shared
-                    .client
-                    .get_connection_manager_with_config(shared.config.clone())
-            })
-            .await
-            .cloned()
-    }
-}
 
 /// Where a published event landed: its entry id, and the epoch of the
 /// stream's group when it was published (`None`: no group yet). The outbox

@@ -50,7 +50,8 @@ use redis::RedisResult;
 use redis::aio::ConnectionLike;
 use uuid::Uuid;
 
-use crate::keys;
+use crate::bus::Keyspace;
+use crate::keys::{self, Layout};
 
 mod post_cache;
 mod read;
@@ -81,10 +82,17 @@ pub enum Timeline {
 }
 
 impl Timeline {
-    fn key(self) -> String {
+    fn key(self, layout: Layout) -> String {
         match self {
-            Timeline::Home(user) => keys::feed(user),
-            Timeline::Author(author) => keys::timeline(author),
+            Timeline::Home(user) => keys::feed(layout, user),
+            Timeline::Author(author) => keys::timeline(layout, author),
+        }
+    }
+
+    /// Whose it is, which decides its shard.
+    fn owner(self) -> Uuid {
+        match self {
+            Timeline::Home(id) | Timeline::Author(id) => id,
         }
     }
 }
@@ -126,7 +134,7 @@ const PULL_PREFIX: &str = "pull:";
 /// (score, member) pairs to `key`, in slices, since Lua's `unpack` takes a
 /// few thousand values at most, and returns how many were new;
 /// `user_of(key)` is the user a feed key ([`keys::feed`]) belongs to, what
-/// follows its first colon; `trim(key, n)` keeps a feed's newest `n` posts
+/// follows its last colon; `trim(key, n)` keeps a feed's newest `n` posts
 /// and every member that is not a post; `epoch()` is this server's run id
 /// (see the module's layout); `notify(key, pairs)` tells streams open on a
 /// feed what it gained.
@@ -134,7 +142,7 @@ macro_rules! lua_helpers {
     () => {
         r"
 local function user_of(key)
-  return string.sub(key, string.find(key, ':', 1, true) + 1)
+  return string.match(key, '[^:]+$')
 end
 local function zadd_all(key, pairs)
   local added = 0
@@ -186,7 +194,10 @@ pub(crate) use lua_helpers;
 ///
 /// A feed that gained a member is announced on its live channel when an
 /// API replica holds a stream on it ([`crate::live`]); the live key is not
-/// among `KEYS`, which a single Redis (not a cluster) allows.
+/// among `KEYS`, which a cluster allows as it shares the feed's hash slot.
+///
+/// All keys are of one shard (see [`crate::keys`]): the marks are the
+/// shard's own.
 static ADD_TO_KEPT_FEEDS: std::sync::LazyLock<redis::Script> = std::sync::LazyLock::new(|| {
     redis::Script::new(concat!(
         lua_helpers!(),
@@ -251,12 +262,12 @@ pub struct FeedPost {
 /// Returns how many feeds were written: the others are rebuilt from
 /// PostgreSQL when next read.
 pub async fn add_to_feeds<T: Into<Timeline> + Copy>(
-    conn: &(impl ConnectionLike + Clone),
+    conn: &(impl ConnectionLike + Keyspace + Clone),
     feeds: &[T],
     post: FeedPost,
     limits: FeedLimits,
 ) -> RedisResult<u64> {
-    let feeds: Vec<String> = feeds.iter().map(|f| (*f).into().key()).collect();
+    let feeds: Vec<Timeline> = feeds.iter().map(|f| (*f).into()).collect();
     add_to_kept(
         conn,
         &feeds,
@@ -272,7 +283,7 @@ pub async fn add_to_feeds<T: Into<Timeline> + Copy>(
 /// the feed exists, leaving out what was deleted or unfollowed since
 /// PostgreSQL was read; returns whether it wrote the feed.
 pub async fn add_posts(
-    conn: &(impl ConnectionLike + Clone),
+    conn: &(impl ConnectionLike + Keyspace + Clone),
     user: Uuid,
     author: Uuid,
     posts: &[(Uuid, i64)],
@@ -281,7 +292,7 @@ pub async fn add_posts(
     if posts.is_empty() {
         return Ok(false);
     }
-    let feeds = [keys::feed(user)];
+    let feeds = [Timeline::Home(user)];
     Ok(add_to_kept(conn, &feeds, author, posts, None, limits).await? > 0)
 }
 
@@ -291,7 +302,7 @@ pub async fn add_posts(
 /// trimming it back to `ARGV[3]` posts once [`TRIM_SLACK`] over; neither if
 /// the post has a tombstone (`KEYS[2]`) or is being deleted (`KEYS[3]`).
 /// What [`cache_posts`] and [`add_to_feeds`] do for the author's own feed, in
-/// one call: the create waits for it.
+/// one call: the create waits for it. Returns 1 if it wrote the copy.
 static SHOW_TO_AUTHOR: std::sync::LazyLock<redis::Script> = std::sync::LazyLock::new(|| {
     redis::Script::new(concat!(
         lua_helpers!(),
@@ -319,26 +330,43 @@ return 1
 
 /// Shows a new post to its author at once: caches its copy and adds it to
 /// the author's own feed if Redis keeps it, in one round trip, unless it
-/// was deleted meanwhile (see [`crate::removals`]).
+/// was deleted meanwhile (see [`crate::removals`]). On a cluster, where the
+/// post's copy and its author's feed are mostly in different shards, the
+/// copy first (the marks beside it decide), then the feed.
 pub async fn show_to_author(
-    conn: &mut impl ConnectionLike,
+    conn: &(impl ConnectionLike + Keyspace + Clone),
     post: &CachedPost,
     limits: FeedLimits,
 ) -> RedisResult<()> {
+    let layout = conn.layout();
+    let shard = layout.shard(post.id);
+    let together = shard == layout.shard(post.author_id);
+    let copy_key = keys::post(layout, post.id);
+    // Apart, the script is given a feed in the copy's slot that no reader
+    // has: it writes the copy alone.
+    let feed_key = match together {
+        true => keys::feed(layout, post.author_id),
+        false => format!("{copy_key}:none"),
+    };
     let json = serde_json::to_string(post).expect("a cached post always serializes");
-    SHOW_TO_AUTHOR
-        .key(keys::post(post.id))
-        .key(keys::deleted(post.id))
-        .key(keys::withdrawn(post.id))
-        .key(keys::feed(post.author_id))
+    let shown: i64 = SHOW_TO_AUTHOR
+        .key(&copy_key)
+        .key(keys::deleted(shard, post.id))
+        .key(keys::withdrawn(layout, post.id))
+        .key(feed_key)
         .arg(json)
         .arg(limits.ttl.as_secs())
         .arg(limits.max_len)
         .arg(stored(score(post.created_at)))
         .arg(post.id.to_string())
         .arg(TRIM_SLACK)
-        .invoke_async::<i64>(conn)
+        .invoke_async(&mut conn.clone())
         .await?;
+    if shown == 1 && !together {
+        let feed = [Timeline::Home(post.author_id)];
+        let own = [(post.id, score(post.created_at))];
+        add_to_kept(conn, &feed, post.author_id, &own, None, limits).await?;
+    }
     Ok(())
 }
 
@@ -347,36 +375,41 @@ pub async fn show_to_author(
 /// unfollowed them since PostgreSQL was read; returns how many feeds were
 /// written.
 pub async fn add_pulls(
-    conn: &(impl ConnectionLike + Clone),
+    conn: &(impl ConnectionLike + Keyspace + Clone),
     users: &[Uuid],
     author: Uuid,
     limits: FeedLimits,
 ) -> RedisResult<u64> {
-    let feeds: Vec<String> = users.iter().map(|u| keys::feed(*u)).collect();
+    let feeds: Vec<Timeline> = users.iter().map(|u| Timeline::Home(*u)).collect();
     let pull = (PULL_SCORE, pull_member(author));
     add_to_kept(conn, &feeds, author, &[], Some(pull), limits).await
 }
 
-/// Runs [`ADD_TO_KEPT_FEEDS`] over `feeds`, [`FEEDS_PER_CALL`] to a call, all
-/// calls in flight at once: `author`'s posts (ids and [`score`]s), and a
-/// member with no tombstone to check (a pull); returns how many feeds were
-/// written.
+/// Runs [`ADD_TO_KEPT_FEEDS`] over `feeds`, a call per shard and
+/// [`FEEDS_PER_CALL`] feeds, all calls in flight at once: `author`'s posts
+/// (ids and [`score`]s), and a member with no tombstone to check (a pull);
+/// returns how many feeds were written.
 async fn add_to_kept(
-    conn: &(impl ConnectionLike + Clone),
-    feeds: &[String],
+    conn: &(impl ConnectionLike + Keyspace + Clone),
+    feeds: &[Timeline],
     author: Uuid,
     posts: &[(Uuid, i64)],
     untombstoned: Option<(i64, String)>,
     limits: FeedLimits,
 ) -> RedisResult<u64> {
-    let calls = feeds.chunks(FEEDS_PER_CALL).map(|chunk| {
+    let layout = conn.layout();
+    let groups = layout.group(feeds.iter().copied(), |feed| feed.owner());
+    let chunks = groups.iter().flat_map(|(shard, feeds)| {
+        feeds.chunks(FEEDS_PER_CALL).map(move |chunk| (*shard, chunk))
+    });
+    let calls = chunks.map(|(shard, chunk)| {
         let mut invocation = ADD_TO_KEPT_FEEDS.prepare_invoke();
-        invocation.key(keys::unfollowed(author));
+        invocation.key(keys::unfollowed(shard, author));
         for (id, _) in posts {
-            invocation.key(keys::deleted(*id));
+            invocation.key(keys::deleted(shard, *id));
         }
         for feed in chunk {
-            invocation.key(feed);
+            invocation.key(feed.key(layout));
         }
         invocation
             .arg(limits.max_len)
@@ -397,10 +430,10 @@ async fn add_to_kept(
         .sum())
 }
 
-/// Removes posts, and the pull members of `pulls`, from many feeds in one
-/// round trip.
+/// Removes posts, and the pull members of `pulls`, from many feeds: one
+/// round trip (on a cluster, one per shard, all in flight at once).
 pub async fn remove_from_feeds<T: Into<Timeline> + Copy>(
-    conn: &mut impl ConnectionLike,
+    conn: &(impl ConnectionLike + Keyspace + Clone),
     feeds: &[T],
     posts: &[Uuid],
     pulls: &[Uuid],
@@ -410,11 +443,18 @@ pub async fn remove_from_feeds<T: Into<Timeline> + Copy>(
     if feeds.is_empty() || members.is_empty() {
         return Ok(());
     }
-    let mut pipe = redis::pipe();
-    for feed in feeds {
-        pipe.zrem((*feed).into().key(), &members).ignore();
-    }
-    pipe.query_async(conn).await
+    let layout = conn.layout();
+    let groups = layout.group(feeds.iter().map(|f| (*f).into()), |f: &Timeline| f.owner());
+    let calls = groups.into_iter().map(|(_, feeds)| {
+        let mut pipe = redis::pipe();
+        for feed in feeds {
+            pipe.zrem(feed.key(layout), &members).ignore();
+        }
+        let mut conn = conn.clone();
+        async move { pipe.query_async::<()>(&mut conn).await }
+    });
+    futures_util::future::try_join_all(calls).await?;
+    Ok(())
 }
 
 /// The score of pull members (see the module's layout).
@@ -467,11 +507,11 @@ fn newest_first(posts: &mut [(Uuid, i64)]) {
 /// Every post a feed holds, newest first, built or not: for
 /// tests and for operators looking into a feed.
 pub async fn members(
-    conn: &mut impl ConnectionLike,
+    conn: &mut (impl ConnectionLike + Keyspace),
     feed: impl Into<Timeline>,
 ) -> RedisResult<Vec<Uuid>> {
     let raw: Vec<(String, f64)> = redis::cmd("ZRANGE")
-        .arg(feed.into().key())
+        .arg(feed.into().key(conn.layout()))
         .arg("-inf")
         .arg("(0")
         .arg("BYSCORE")

@@ -1,6 +1,24 @@
 //! Names of everything Fanout keeps in Redis.
 //!
 //! All of it is derived state: it can be dropped and rebuilt from PostgreSQL.
+//!
+//! # Layout
+//!
+//! On a Redis Cluster a script or a pipeline may only touch keys of one
+//! hash slot, so the keys are grouped by hash tag ([`Layout`]):
+//!
+//! - the event streams, and everything kept beside them, share the tag
+//!   `{events}`: a worker reads every stream in one `XREADGROUP`;
+//! - a user's feed keys (their home feed, their hidden authors, the live
+//!   key of their streams) share the tag of the user's *shard*, one of
+//!   [`CLUSTER_SHARDS`]; so do an author's timeline, and a post's copy and
+//!   its withdrawal mark (the shard of the post's id);
+//! - the marks every feed write checks (a deleted post's tombstone, an
+//!   author's unfollowers) are kept once per shard, each beside the feeds
+//!   it guards, so a fan-out checks them in the same atomic call that
+//!   writes the feeds of one shard.
+//!
+//! On one server there is a single shard and the feed keys carry no tag.
 
 use uuid::Uuid;
 
@@ -16,9 +34,9 @@ pub fn stream(event_type: EventType) -> String {
 }
 
 /// The stream of an event type given by its wire name, as an envelope
-/// carries it.
+/// carries it. Every stream shares one hash tag (see the module's layout).
 pub fn stream_named(event_type: &str) -> String {
-    format!("events:{event_type}")
+    format!("{{events}}:{event_type}")
 }
 
 /// Every stream the workers consume.
@@ -26,18 +44,103 @@ pub fn all_streams() -> Vec<String> {
     EventType::ALL.iter().map(|t| stream(*t)).collect()
 }
 
+/// Shards of a cluster's feed keys. A fan-out makes one script call per
+/// shard among a post's followers, so more shards spread the feeds over
+/// more nodes at the cost of more, smaller calls: each call costs Redis a
+/// few microseconds of its own, about what two feed writes cost. Sixteen
+/// spread evenly enough over the clusters this is built for (up to about
+/// sixteen primaries: the capacity model in docs/benchmarks.md) while a
+/// post to 100 followers still writes about six feeds per call. Every
+/// process must agree on it, so it is a constant, not a setting.
+pub const CLUSTER_SHARDS: u16 = 16;
+
+/// How the keys are laid out over the servers behind a connection.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Layout {
+    /// One server: one shard, and no hash tags in feed keys.
+    Single,
+    /// A Redis Cluster: [`CLUSTER_SHARDS`] shards, each under a hash tag.
+    Cluster,
+}
+
+impl Layout {
+    /// The shard of a user's, an author's or a post's keys.
+    pub fn shard(self, id: Uuid) -> Shard {
+        match self {
+            Layout::Single => Shard(None),
+            Layout::Cluster => Shard(Some((id.as_u128() % u128::from(CLUSTER_SHARDS)) as u16)),
+        }
+    }
+
+    /// Every shard, to leave a mark in each.
+    pub fn shards(self) -> Vec<Shard> {
+        match self {
+            Layout::Single => vec![Shard(None)],
+            Layout::Cluster => (0..CLUSTER_SHARDS).map(|s| Shard(Some(s))).collect(),
+        }
+    }
+
+    /// `items` grouped by the shard of `id(item)`, in order within each
+    /// group: what one script call or pipeline may touch together. On one
+    /// server, a single group.
+    pub fn group<T>(self, items: impl IntoIterator<Item = T>, id: impl Fn(&T) -> Uuid) -> Vec<(Shard, Vec<T>)> {
+        let mut groups: Vec<(Shard, Vec<T>)> = Vec::new();
+        for item in items {
+            let shard = self.shard(id(&item));
+            match groups.iter_mut().find(|(s, _)| *s == shard) {
+                Some((_, group)) => group.push(item),
+                None => groups.push((shard, vec![item])),
+            }
+        }
+        groups
+    }
+}
+
+/// One shard of the feed keys (see [`Layout`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct Shard(Option<u16>);
+
+impl std::fmt::Display for Shard {
+    /// The shard's part of a key: its hash tag and a colon, or nothing.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self.0 {
+            Some(shard) => write!(f, "{{{shard}}}:"),
+            None => Ok(()),
+        }
+    }
+}
+
+/// `keys` grouped by their hash tag, the part of a key Redis Cluster
+/// places it by: what one pipeline or script call may touch together. On
+/// one server (no tags), a single group.
+pub fn by_tag(keys: impl IntoIterator<Item = String>) -> Vec<Vec<String>> {
+    let mut groups: Vec<(String, Vec<String>)> = Vec::new();
+    for key in keys {
+        let tag = key
+            .split_once('{')
+            .and_then(|(_, rest)| rest.split_once('}'))
+            .map_or("", |(tag, _)| tag)
+            .to_owned();
+        match groups.iter_mut().find(|(t, _)| *t == tag) {
+            Some((_, group)) => group.push(key),
+            None => groups.push((tag, vec![key])),
+        }
+    }
+    groups.into_iter().map(|(_, group)| group).collect()
+}
+
 /// A user's home feed: a sorted set of post ids scored by their negated
 /// creation time in ms, newest first (see [`crate::feed_store`]). The
-/// feed scripts read the user id back as what follows the first colon.
-pub fn feed(user_id: Uuid) -> String {
-    format!("feed:{user_id}")
+/// feed scripts read the user id back as what follows the last colon.
+pub fn feed(layout: Layout, user_id: Uuid) -> String {
+    format!("feed:{}{user_id}", layout.shard(user_id))
 }
 
 /// An author's own timeline: their newest posts, kept only for authors
 /// whose posts are pulled by readers instead of fanned out (celebrities),
 /// laid out as a home feed is.
-pub fn timeline(author_id: Uuid) -> String {
-    format!("timeline:{author_id}")
+pub fn timeline(layout: Layout, author_id: Uuid) -> String {
+    format!("timeline:{}{author_id}", layout.shard(author_id))
 }
 
 /// Marks a celebrity whose followers' feeds have been told to pull their
@@ -47,35 +150,37 @@ pub fn announced(author_id: Uuid) -> String {
 }
 
 /// Marks a post deleted (see [`crate::removals`]), so that a fan-out or a
-/// rebuild that read it before the delete does not write it back.
-pub fn deleted(post_id: Uuid) -> String {
-    format!("deleted:{post_id}")
+/// rebuild that read it before the delete does not write it back: one
+/// mark per shard, beside the feeds it guards.
+pub fn deleted(shard: Shard, post_id: Uuid) -> String {
+    format!("deleted:{shard}{post_id}")
 }
 
 /// The users who recently unfollowed an author (a sorted set scored by
 /// when), so that a fan-out or a rebuild that read the follow before it
-/// went does not write the author's posts back (see [`crate::removals`]).
-pub fn unfollowed(author_id: Uuid) -> String {
-    format!("unfollowed:{author_id}")
+/// went does not write the author's posts back (see [`crate::removals`]);
+/// each shard holds its own users' unfollows.
+pub fn unfollowed(shard: Shard, author_id: Uuid) -> String {
+    format!("unfollowed:{shard}{author_id}")
 }
 
 /// Marks a post whose delete is committing (see [`crate::removals`]): no
 /// copy of it is cached meanwhile.
-pub fn withdrawn(post_id: Uuid) -> String {
-    format!("withdrawn:{post_id}")
+pub fn withdrawn(layout: Layout, post_id: Uuid) -> String {
+    format!("withdrawn:{}{post_id}", layout.shard(post_id))
 }
 
 /// The authors a reader unfollowed whose posts the workers may not have
 /// taken out of the reader's feed yet (a sorted set scored by when), so
 /// reads served from Redis alone skip them (see [`crate::removals`]).
-pub fn hidden(reader_id: Uuid) -> String {
-    format!("hidden:{reader_id}")
+pub fn hidden(layout: Layout, reader_id: Uuid) -> String {
+    format!("hidden:{}{reader_id}", layout.shard(reader_id))
 }
 
 /// A post's public fields (JSON), so feeds can still be served while
 /// PostgreSQL is down.
-pub fn post(post_id: Uuid) -> String {
-    format!("post:{post_id}")
+pub fn post(layout: Layout, post_id: Uuid) -> String {
+    format!("post:{}{post_id}", layout.shard(post_id))
 }
 
 /// A single-use ticket that opens one live feed stream (`GET

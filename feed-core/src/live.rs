@@ -18,6 +18,8 @@ use redis::RedisResult;
 use redis::aio::ConnectionLike;
 use uuid::Uuid;
 
+use crate::keys::{self, Layout};
+
 /// The prefix of every live key and channel.
 pub const PREFIX: &str = "live:";
 
@@ -27,14 +29,14 @@ pub fn channel(feed_key: &str) -> String {
 }
 
 /// The channel of a user's home feed.
-pub fn home(user: Uuid) -> String {
-    channel(&crate::keys::feed(user))
+pub fn home(layout: Layout, user: Uuid) -> String {
+    channel(&keys::feed(layout, user))
 }
 
 /// The channel of a celebrity's timeline, which their followers' streams
 /// listen to as their posts are not fanned out.
-pub fn timeline(author: Uuid) -> String {
-    channel(&crate::keys::timeline(author))
+pub fn timeline(layout: Layout, author: Uuid) -> String {
+    channel(&keys::timeline(layout, author))
 }
 
 /// One change to a feed, as published.
@@ -79,20 +81,22 @@ impl Note {
 }
 
 /// Sets (or renews) the live keys of `channels` for `ttl`, in one round
-/// trip.
+/// trip (on a cluster, one per hash tag, in flight together).
 pub async fn mark_live(
-    conn: &mut impl ConnectionLike,
+    conn: &(impl ConnectionLike + Clone),
     channels: &[String],
     ttl: Duration,
 ) -> RedisResult<()> {
-    if channels.is_empty() {
-        return Ok(());
-    }
-    let mut pipe = redis::pipe();
-    for channel in channels {
-        pipe.set_ex(channel, 1, ttl.as_secs().max(1)).ignore();
-    }
-    pipe.query_async(conn).await
+    let calls = keys::by_tag(channels.iter().cloned()).into_iter().map(|group| {
+        let mut pipe = redis::pipe();
+        for channel in group {
+            pipe.set_ex(channel, 1, ttl.as_secs().max(1)).ignore();
+        }
+        let mut conn = conn.clone();
+        async move { pipe.query_async::<()>(&mut conn).await }
+    });
+    futures_util::future::try_join_all(calls).await?;
+    Ok(())
 }
 
 /// Publishes `note` on each channel whose live key exists: one script call
@@ -117,21 +121,26 @@ return sent
 /// Tells the streams open on `feed_keys` (feed or timeline keys) about
 /// `notes`; returns how many of those feeds had a stream open.
 pub async fn notify(
-    conn: &mut impl ConnectionLike,
+    conn: &(impl ConnectionLike + Clone),
     feed_keys: &[String],
     notes: &[Note],
 ) -> RedisResult<u64> {
-    if feed_keys.is_empty() || notes.is_empty() {
+    if notes.is_empty() {
         return Ok(0);
     }
-    let mut invocation = PUBLISH_IF_LIVE.prepare_invoke();
-    for key in feed_keys {
-        invocation.key(channel(key));
-    }
-    for note in notes {
-        invocation.arg(note.encode());
-    }
-    invocation.invoke_async(conn).await
+    let notes: Vec<String> = notes.iter().map(|note| note.encode()).collect();
+    let calls = keys::by_tag(feed_keys.iter().map(|key| channel(key))).into_iter().map(|group| {
+        let mut invocation = PUBLISH_IF_LIVE.prepare_invoke();
+        for channel in group {
+            invocation.key(channel);
+        }
+        for note in &notes {
+            invocation.arg(note);
+        }
+        let mut conn = conn.clone();
+        async move { invocation.invoke_async::<u64>(&mut conn).await }
+    });
+    Ok(futures_util::future::try_join_all(calls).await?.iter().sum())
 }
 
 #[cfg(test)]

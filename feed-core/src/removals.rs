@@ -43,6 +43,7 @@ use redis::RedisResult;
 use redis::aio::ConnectionLike;
 use uuid::Uuid;
 
+use crate::bus::Keyspace;
 use crate::keys;
 
 /// How long a mark lasts. It must outlast the span between any feed
@@ -53,33 +54,41 @@ use crate::keys;
 /// of a small key per deleted post and a set member per unfollow.
 pub const MARK_TTL: Duration = Duration::from_secs(600);
 
-/// Leaves a deleted post's tombstone, and drops its cached copy. Call
-/// before removing it from feeds.
-pub async fn mark_deleted(conn: &mut impl ConnectionLike, post_id: Uuid) -> RedisResult<()> {
-    redis::pipe()
-        .atomic()
-        .cmd("SET")
-        .arg(keys::deleted(post_id))
-        .arg(1)
-        .arg("EX")
-        .arg(MARK_TTL.as_secs())
-        .ignore()
-        .cmd("DEL")
-        .arg(keys::post(post_id))
-        .ignore()
-        .query_async(conn)
-        .await
+/// Leaves a deleted post's tombstone, in every shard (see [`crate::keys`]),
+/// and drops its cached copy. Call before removing it from feeds.
+pub async fn mark_deleted(
+    conn: &(impl ConnectionLike + Keyspace + Clone),
+    post_id: Uuid,
+) -> RedisResult<()> {
+    let layout = conn.layout();
+    let calls = layout.shards().into_iter().map(|shard| {
+        let mut pipe = redis::pipe();
+        pipe.atomic()
+            .cmd("SET")
+            .arg(keys::deleted(shard, post_id))
+            .arg(1)
+            .arg("EX")
+            .arg(MARK_TTL.as_secs())
+            .ignore();
+        if shard == layout.shard(post_id) {
+            pipe.cmd("DEL").arg(keys::post(layout, post_id)).ignore();
+        }
+        let mut conn = conn.clone();
+        async move { pipe.query_async::<()>(&mut conn).await }
+    });
+    futures_util::future::try_join_all(calls).await?;
+    Ok(())
 }
 
 /// Marks that `follower` no longer follows `author`, and forgets marks
 /// older than [`MARK_TTL`]. Call before removing the author's posts from
 /// the follower's feed.
 pub async fn mark_unfollowed(
-    conn: &mut impl ConnectionLike,
+    conn: &mut (impl ConnectionLike + Keyspace),
     follower: Uuid,
     author: Uuid,
 ) -> RedisResult<()> {
-    let key = keys::unfollowed(author);
+    let key = keys::unfollowed(conn.layout().shard(follower), author);
     let now = chrono::Utc::now().timestamp_millis();
     let ttl_ms = MARK_TTL.as_millis() as i64;
     redis::pipe()
@@ -97,12 +106,12 @@ pub async fn mark_unfollowed(
 /// Clears `follower`'s unfollow mark on `author`, once they follow again.
 /// Call before reading the author's posts to add.
 pub async fn clear_unfollowed(
-    conn: &mut impl ConnectionLike,
+    conn: &mut (impl ConnectionLike + Keyspace),
     follower: Uuid,
     author: Uuid,
 ) -> RedisResult<()> {
     redis::cmd("ZREM")
-        .arg(keys::unfollowed(author))
+        .arg(keys::unfollowed(conn.layout().shard(follower), author))
         .arg(follower.to_string())
         .query_async::<i64>(conn)
         .await?;
@@ -124,32 +133,42 @@ pub const HIDE_TTL: Duration = Duration::from_secs(24 * 60 * 60);
 /// finds no copy and asks PostgreSQL, which knows the delete once it
 /// commits. Call before the delete commits (see `feed-api`'s delete
 /// handlers): if it fails, the delete must not commit.
-pub async fn withdraw(conn: &mut impl ConnectionLike, posts: &[Uuid]) -> RedisResult<()> {
-    if posts.is_empty() {
-        return Ok(());
-    }
-    let mut pipe = redis::pipe();
-    pipe.atomic();
-    for post in posts {
-        pipe.cmd("SET")
-            .arg(keys::withdrawn(*post))
-            .arg(1)
-            .arg("EX")
-            .arg(MARK_TTL.as_secs())
-            .ignore()
-            .cmd("DEL")
-            .arg(keys::post(*post))
-            .ignore();
-    }
-    pipe.query_async(conn).await
+pub async fn withdraw(
+    conn: &(impl ConnectionLike + Keyspace + Clone),
+    posts: &[Uuid],
+) -> RedisResult<()> {
+    let layout = conn.layout();
+    let calls = layout.group(posts, |post| **post).into_iter().map(|(_, posts)| {
+        let mut pipe = redis::pipe();
+        pipe.atomic();
+        for post in posts {
+            pipe.cmd("SET")
+                .arg(keys::withdrawn(layout, *post))
+                .arg(1)
+                .arg("EX")
+                .arg(MARK_TTL.as_secs())
+                .ignore()
+                .cmd("DEL")
+                .arg(keys::post(layout, *post))
+                .ignore();
+        }
+        let mut conn = conn.clone();
+        async move { pipe.query_async::<()>(&mut conn).await }
+    });
+    futures_util::future::try_join_all(calls).await?;
+    Ok(())
 }
 
 /// Hides `author` from `reader`'s pages served from Redis until the workers
 /// have taken the author's posts out of the reader's feed (see [`unhide`]).
 /// Call before the unfollow commits: if it fails, the unfollow must not
 /// commit.
-pub async fn hide(conn: &mut impl ConnectionLike, reader: Uuid, author: Uuid) -> RedisResult<()> {
-    let key = keys::hidden(reader);
+pub async fn hide(
+    conn: &mut (impl ConnectionLike + Keyspace),
+    reader: Uuid,
+    author: Uuid,
+) -> RedisResult<()> {
+    let key = keys::hidden(conn.layout(), reader);
     redis::pipe()
         .atomic()
         .zadd(
@@ -166,9 +185,13 @@ pub async fn hide(conn: &mut impl ConnectionLike, reader: Uuid, author: Uuid) ->
 
 /// Shows `author` in `reader`'s pages again: the reader follows them
 /// again. Call before the follow commits.
-pub async fn unhide(conn: &mut impl ConnectionLike, reader: Uuid, author: Uuid) -> RedisResult<()> {
+pub async fn unhide(
+    conn: &mut (impl ConnectionLike + Keyspace),
+    reader: Uuid,
+    author: Uuid,
+) -> RedisResult<()> {
     redis::cmd("ZREM")
-        .arg(keys::hidden(reader))
+        .arg(keys::hidden(conn.layout(), reader))
         .arg(author.to_string())
         .query_async::<i64>(conn)
         .await?;
@@ -177,12 +200,12 @@ pub async fn unhide(conn: &mut impl ConnectionLike, reader: Uuid, author: Uuid) 
 
 /// When `author` was hidden from `reader`'s pages, if they are.
 pub async fn hidden_since(
-    conn: &mut impl ConnectionLike,
+    conn: &mut (impl ConnectionLike + Keyspace),
     reader: Uuid,
     author: Uuid,
 ) -> RedisResult<Option<i64>> {
     redis::cmd("ZSCORE")
-        .arg(keys::hidden(reader))
+        .arg(keys::hidden(conn.layout(), reader))
         .arg(author.to_string())
         .query_async(conn)
         .await
@@ -205,13 +228,13 @@ return 1
 /// the author's posts out of the reader's feed, unless they were hidden
 /// again after `since` ([`hidden_since`], read before the feed was).
 pub async fn unhide_if_since(
-    conn: &mut impl ConnectionLike,
+    conn: &mut (impl ConnectionLike + Keyspace),
     reader: Uuid,
     author: Uuid,
     since: i64,
 ) -> RedisResult<()> {
     UNHIDE_IF_SINCE
-        .key(keys::hidden(reader))
+        .key(keys::hidden(conn.layout(), reader))
         .arg(author.to_string())
         .arg(since)
         .invoke_async::<i64>(conn)
@@ -221,11 +244,15 @@ pub async fn unhide_if_since(
 
 /// Drops what Redis keeps for a reader whose account is being deleted: a
 /// token issued before the delete must not be served their feed from Redis.
-pub async fn forget_reader(conn: &mut impl ConnectionLike, reader: Uuid) -> RedisResult<()> {
+pub async fn forget_reader(
+    conn: &mut (impl ConnectionLike + Keyspace),
+    reader: Uuid,
+) -> RedisResult<()> {
+    let layout = conn.layout();
     redis::cmd("DEL")
-        .arg(keys::feed(reader))
-        .arg(keys::hidden(reader))
-        .arg(keys::timeline(reader))
+        .arg(keys::feed(layout, reader))
+        .arg(keys::hidden(layout, reader))
+        .arg(keys::timeline(layout, reader))
         .query_async::<i64>(conn)
         .await?;
     Ok(())

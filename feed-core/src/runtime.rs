@@ -59,6 +59,8 @@ impl PostgresArgs {
 #[derive(Debug, Clone, Args)]
 pub struct RedisArgs {
     /// Redis URL: redis://[:password@]host:port[/db], or rediss:// for TLS.
+    /// A node of a Redis Cluster works as well: the others are found from
+    /// it.
     #[arg(
         long,
         env = "FANOUT_REDIS_URL",
@@ -121,14 +123,19 @@ impl RedisArgs {
     /// The Redis client these settings describe (see [`crate::bus::client`]),
     /// with the CA file read now.
     pub fn client(&self) -> Result<redis::Client, RedisConfigError> {
-        self.client_for(&self.redis_url, URL_VAR)
+        Ok(self.client_for(&self.redis_url, URL_VAR)?.0)
     }
 
-    /// A client for `url`, named by the variable `var` in errors.
-    fn client_for(&self, url: &str, var: &'static str) -> Result<redis::Client, RedisConfigError> {
+    /// A client for `url`, named by the variable `var` in errors, and the
+    /// CA certificates it trusts.
+    fn client_for(
+        &self,
+        url: &str,
+        var: &'static str,
+    ) -> Result<(redis::Client, Option<Vec<u8>>), RedisConfigError> {
         let url_error = |source| RedisConfigError::Url { var, source };
         let Some(path) = &self.redis_ca_file else {
-            return crate::bus::client(url, None).map_err(url_error);
+            return Ok((crate::bus::client(url, None).map_err(url_error)?, None));
         };
         if !url.starts_with("rediss://") {
             return Err(RedisConfigError::CaWithoutTls { var });
@@ -154,16 +161,18 @@ impl RedisArgs {
         if certificates == 0 {
             return Err(bad("no certificate found".into()));
         }
-        crate::bus::client(url, Some(&pem)).map_err(|e| match e.kind() {
+        let client = crate::bus::client(url, Some(&pem)).map_err(|e| match e.kind() {
             redis::ErrorKind::InvalidClientConfig => url_error(e),
             _ => bad(format!("not a usable CA certificate ({e})")),
-        })
+        })?;
+        Ok((client, Some(pem)))
     }
 
     /// A [`Redis`] handle from these settings; `response_timeout` as for
     /// [`Redis::new`].
     pub fn connect(&self, response_timeout: Duration) -> Result<Redis, RedisConfigError> {
-        Ok(Redis::with_client(self.client()?, response_timeout))
+        let (client, ca) = self.client_for(&self.redis_url, URL_VAR)?;
+        Ok(Redis::with_client(client, ca, response_timeout))
     }
 
     /// The handle for home feeds: on FANOUT_FEED_REDIS_URL when it is set,
@@ -174,10 +183,10 @@ impl RedisArgs {
         response_timeout: Duration,
     ) -> Result<Redis, RedisConfigError> {
         match &self.feed_redis_url {
-            Some(url) => Ok(Redis::with_client(
-                self.client_for(url, FEED_URL_VAR)?,
-                response_timeout,
-            )),
+            Some(url) => {
+                let (client, ca) = self.client_for(url, FEED_URL_VAR)?;
+                Ok(Redis::with_client(client, ca, response_timeout))
+            }
             None => Ok(streams.clone()),
         }
     }

@@ -7,7 +7,7 @@ use fanout_testkit::RedisServer;
 use fanout_testkit::connect::redis as connect;
 use feed_core::feed_store::{self, FeedLimits, FeedPost, Page, TRIM_SLACK};
 use feed_core::{keys, removals};
-use redis::aio::MultiplexedConnection;
+use feed_core::bus::{Conn, Keyspace};
 use uuid::Uuid;
 
 const LIMITS: FeedLimits = FeedLimits {
@@ -35,16 +35,16 @@ fn new_post(score: i64) -> FeedPost {
     by_author(&[(Uuid::now_v7(), score)])[0]
 }
 
-async fn ttl(conn: &mut MultiplexedConnection, user: Uuid) -> i64 {
+async fn ttl(conn: &mut Conn, user: Uuid) -> i64 {
     redis::cmd("TTL")
-        .arg(keys::feed(user))
+        .arg(keys::feed(conn.layout(), user))
         .query_async(conn)
         .await
         .unwrap()
 }
 
 /// The posts a feed holds, oldest first.
-async fn members(conn: &mut MultiplexedConnection, user: Uuid) -> Vec<Uuid> {
+async fn members(conn: &mut Conn, user: Uuid) -> Vec<Uuid> {
     let mut newest_first = feed_store::members(conn, user).await.unwrap();
     newest_first.reverse();
     newest_first
@@ -52,7 +52,7 @@ async fn members(conn: &mut MultiplexedConnection, user: Uuid) -> Vec<Uuid> {
 
 /// Builds a feed as a reader does: placeholder first, then the rebuild.
 async fn build(
-    conn: &mut MultiplexedConnection,
+    conn: &mut Conn,
     user: Uuid,
     posts: &[(Uuid, i64)],
     limits: FeedLimits,
@@ -153,7 +153,7 @@ async fn fan_out_leaves_a_readers_ttl_alone() {
     let user = Uuid::now_v7();
     build(&mut conn, user, &[(Uuid::now_v7(), 1_000)], LIMITS).await;
     redis::cmd("EXPIRE")
-        .arg(keys::feed(user))
+        .arg(keys::feed(conn.layout(), user))
         .arg(50)
         .query_async::<i64>(&mut conn)
         .await
@@ -291,7 +291,7 @@ async fn a_placeholder_beside_a_built_feed_is_never_read_as_a_post() {
     let page = feed_store::read(&mut conn, user, None, 10, LIMITS).await;
     assert_eq!(page.unwrap(), expected);
     let entries: u64 = redis::cmd("ZCARD")
-        .arg(keys::feed(user))
+        .arg(keys::feed(conn.layout(), user))
         .query_async(&mut conn)
         .await
         .unwrap();
@@ -410,7 +410,11 @@ async fn removals_marked_meanwhile_stay_out_of_rebuilds_fan_out_and_the_post_cac
     assert!(cached.unwrap().is_empty());
 
     // The marks expire.
-    for key in [keys::deleted(deleted.id), keys::unfollowed(unfollowed)] {
+    let shard = conn.layout().shard(user);
+    for key in [
+        keys::deleted(shard, deleted.id),
+        keys::unfollowed(shard, unfollowed),
+    ] {
         let left: i64 = redis::cmd("TTL")
             .arg(&key)
             .query_async(&mut conn)

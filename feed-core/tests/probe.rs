@@ -4,11 +4,11 @@
 
 use fanout_testkit::RedisServer;
 use fanout_testkit::connect::redis as connect;
-use feed_core::bus;
+use feed_core::bus::{self, Conn};
 use feed_core::events::EventType;
 use feed_core::keys;
 
-async fn add(conn: &mut redis::aio::MultiplexedConnection, stream: &str, n: usize) -> Vec<String> {
+async fn add(conn: &mut Conn, stream: &str, n: usize) -> Vec<String> {
     let mut ids = Vec::new();
     for i in 0..n {
         let id: String = redis::cmd("XADD")

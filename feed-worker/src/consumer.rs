@@ -15,7 +15,7 @@ use feed_core::events::{Envelope, EventType};
 use futures_util::StreamExt;
 use futures_util::stream::FuturesUnordered;
 use redis::RedisResult;
-use redis::aio::ConnectionManager;
+use feed_core::bus::Conn;
 use sqlx::PgPool;
 use tokio_util::sync::CancellationToken;
 use tracing::{Instrument, debug, info, info_span, warn};
@@ -44,9 +44,9 @@ pub struct Consumer {
     pub settings: Settings,
     pub fanout: Fanout,
     /// The event streams: acknowledgements, claims and trims.
-    pub streams: ConnectionManager,
+    pub streams: Conn,
     /// For blocking reads only: a blocked connection answers nothing else.
-    pub reader: ConnectionManager,
+    pub reader: Conn,
     pub db: PgPool,
     pub metrics: Arc<Metrics>,
 }

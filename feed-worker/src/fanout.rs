@@ -23,7 +23,7 @@
 use feed_core::events::{Event, FollowChanged, LikeChanged, PostCreated, PostDeleted};
 use feed_core::feed_store::{self, FeedLimits, FeedPost, Timeline};
 use feed_core::{db, keys, live, removals};
-use redis::aio::ConnectionManager;
+use feed_core::bus::{Conn, Keyspace};
 use sqlx::PgPool;
 use uuid::Uuid;
 
@@ -47,13 +47,16 @@ impl HandleError {
             HandleError::Db(e) => db::is_unavailable(e),
             // Any I/O failure (refused, dropped, timed out), what the server
             // says while it starts or fails over (LOADING, MASTERDOWN,
-            // TRYAGAIN, ...), and READONLY: a primary demoted by a failover
-            // that the connection still points at.
+            // TRYAGAIN, CLUSTERDOWN, ...), a cluster none of whose nodes
+            // answers, and READONLY: a primary demoted by a failover that
+            // the connection still points at.
             HandleError::Redis(e) => {
                 e.is_io_error()
                     || matches!(
                         e.retry_method(),
-                        redis::RetryMethod::WaitAndRetry | redis::RetryMethod::Reconnect
+                        redis::RetryMethod::WaitAndRetry
+                            | redis::RetryMethod::Reconnect
+                            | redis::RetryMethod::ReconnectFromInitialConnections
                     )
                     || e.kind() == redis::ErrorKind::Server(redis::ServerErrorKind::ReadOnly)
             }
@@ -88,7 +91,7 @@ impl std::ops::AddAssign for Effect {
 #[derive(Clone)]
 pub struct Fanout {
     pub db: PgPool,
-    pub redis: ConnectionManager,
+    pub redis: Conn,
     pub limits: FeedLimits,
     pub celebrity_threshold: i64,
     pub chunk: i64,
@@ -186,20 +189,24 @@ impl Fanout {
 
     async fn post_deleted(&self, e: &PostDeleted) -> Result<Effect, HandleError> {
         // First the tombstone: a fan-out still writing the post skips it.
-        removals::mark_deleted(&mut self.redis.clone(), e.post_id).await?;
+        removals::mark_deleted(&self.redis, e.post_id).await?;
         let posts = [e.post_id];
         let own = [Timeline::Home(e.author_id), Timeline::Author(e.author_id)];
-        feed_store::remove_from_feeds(&mut self.redis.clone(), &own, &posts, &[]).await?;
+        feed_store::remove_from_feeds(&self.redis, &own, &posts, &[]).await?;
         let removed = [live::Note::Removed(e.post_id)];
-        let own_keys = [keys::feed(e.author_id), keys::timeline(e.author_id)];
-        live::notify(&mut self.redis.clone(), &own_keys, &removed).await?;
+        let layout = self.redis.layout();
+        let own_keys = [
+            keys::feed(layout, e.author_id),
+            keys::timeline(layout, e.author_id),
+        ];
+        live::notify(&self.redis, &own_keys, &removed).await?;
         let (_, feed_writes) = self
             .for_each_follower_chunk(e.author_id, None, |chunk| {
-                let mut conn = self.redis.clone();
+                let conn = self.redis.clone();
                 async move {
-                    feed_store::remove_from_feeds(&mut conn, &chunk, &posts, &[]).await?;
-                    let feeds: Vec<String> = chunk.iter().map(|u| keys::feed(*u)).collect();
-                    live::notify(&mut conn, &feeds, &removed).await?;
+                    feed_store::remove_from_feeds(&conn, &chunk, &posts, &[]).await?;
+                    let feeds: Vec<String> = chunk.iter().map(|u| keys::feed(layout, *u)).collect();
+                    live::notify(&conn, &feeds, &removed).await?;
                     Ok(chunk.len() as u64)
                 }
             })

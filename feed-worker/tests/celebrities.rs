@@ -10,12 +10,12 @@ use fanout_testkit::RedisServer;
 use feed_core::events::{Event, FollowChanged};
 use feed_core::feed_store::{self, Timeline};
 use feed_core::{db, removals};
-use redis::aio::ConnectionManager;
+use feed_core::bus::Conn;
 use sqlx::PgPool;
 use uuid::Uuid;
 
 /// The celebrities a user's feed pulls.
-async fn pulls(conn: &ConnectionManager, user: Uuid) -> Vec<Uuid> {
+async fn pulls(conn: &Conn, user: Uuid) -> Vec<Uuid> {
     let limits = common::limits();
     let home = feed_store::read_home(&mut conn.clone(), user, None, 1, limits)
         .await

@@ -383,7 +383,7 @@ mod tests {
                     "message": "paused", "lastTransitionTime": "2026-11-29T20:00:00Z"}],
                 "api": {"desired": 1, "ready": 1, "summary": "1/1"},
                 "workers": {"desired": 5, "ready": 4, "summary": "4/5"},
-                "streams": [{"name": "events:post.created", "lag": 100, "pending": 20}],
+                "streams": [{"name": "{events}:post.created", "lag": 100, "pending": 20}],
                 "lastScale": {"time": "2026-11-29T19:59:00Z", "direction": "Up", "from": 1,
                     "to": 5, "reason": "backlog 120 asks for 5", "applied": true}}}"#,
         )
@@ -410,7 +410,7 @@ mod tests {
             "Paused       True    Annotated       2026-11-29T20:00:00Z  paused",
             "workers      4/5            autoscaled 1..5 (Scale)",
             "live read not possible: redis://x:6379 did not answer",
-            "events:post.created      100       20",
+            "{events}:post.created    100       20",
             "total (lag + pending): 120",
             "2026-11-29T19:59:00Z  Up 1 -> 5 (applied): backlog 120 asks for 5",
             "2026-11-29T19:59:00Z  Scaled      (x2) backlog 120 asks for 5",

@@ -125,7 +125,7 @@ async fn push_backlog(namespace: &str, count: usize) {
             .spawn()
             .expect("kubectl is needed to reach the managed Redis");
         let mut stdin = child.stdin.take().unwrap();
-        let line = format!("XADD events:post.liked * event '{event}'\n");
+        let line = format!("XADD {{events}}:post.liked * event '{event}'\n");
         let writer = std::thread::spawn(move || {
             for _ in 0..count {
                 stdin.write_all(line.as_bytes()).unwrap();

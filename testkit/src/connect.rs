@@ -6,11 +6,12 @@ use sqlx::PgPool;
 
 use crate::RedisServer;
 
-/// A connection to a test's own Redis.
-pub async fn redis(server: &RedisServer) -> redis::aio::MultiplexedConnection {
-    redis::Client::open(server.url())
+/// A connection to a test's own Redis, as the processes connect: to one
+/// server, or to a cluster (see [`RedisServer`]).
+pub async fn redis(server: &RedisServer) -> feed_core::bus::Conn {
+    feed_core::bus::Redis::new(&server.url(), std::time::Duration::from_secs(5))
         .expect("a valid Redis URL")
-        .get_multiplexed_async_connection()
+        .conn()
         .await
         .expect("the test's Redis answers")
 }

@@ -4,6 +4,7 @@
 #![forbid(unsafe_code)]
 pub mod process;
 
+pub mod cluster;
 pub mod connect;
 pub mod monitoring;
 
@@ -14,12 +15,21 @@ use std::time::{Duration, Instant};
 
 /// A `redis-server` of this test's own, on a free loopback port, with its
 /// data in a temporary folder. Stopped when dropped.
+///
+/// With `FANOUT_TEST_REDIS=cluster` in the environment, [`RedisServer::start`]
+/// starts a Redis Cluster of [`cluster::PRIMARIES`] primaries instead, each
+/// a server of its own; the URL names the first, from which clients find the
+/// others, and stopping or restarting stops or restarts them all. `make
+/// test` runs the feed-store and end-to-end tests both ways.
 pub struct RedisServer {
     port: u16,
     dir: tempfile::TempDir,
     child: Option<Child>,
     /// Set for a server that speaks only TLS (see [`RedisServer::start_tls`]).
     tls: Option<TlsFiles>,
+    /// The cluster's other primaries, when this server is a cluster's first.
+    peers: Vec<RedisServer>,
+    cluster: bool,
 }
 
 /// The certificate, key and CA a TLS server is started with.
@@ -32,9 +42,38 @@ struct TlsFiles {
 
 impl RedisServer {
     /// Starts a server with an append-only file, so a restart keeps its data
-    /// as a production Redis would.
+    /// as a production Redis would; a cluster when the environment asks for
+    /// one (see the type's documentation).
     pub fn start() -> RedisServer {
-        RedisServer::launched(None)
+        match std::env::var("FANOUT_TEST_REDIS").as_deref() {
+            Ok("cluster") => RedisServer::start_cluster(),
+            _ => RedisServer::launched(None),
+        }
+    }
+
+    /// Starts a Redis Cluster of [`cluster::PRIMARIES`] primaries on
+    /// loopback, its slots spread evenly, and waits until every node serves.
+    pub fn start_cluster() -> RedisServer {
+        let node = || {
+            let mut server = RedisServer::unlaunched(None);
+            server.cluster = true;
+            server.launch();
+            server
+        };
+        let mut first = node();
+        first.peers = (1..cluster::PRIMARIES).map(|_| node()).collect();
+        cluster::form(&first.ports());
+        first
+    }
+
+    /// Whether this is a cluster (see [`RedisServer::start`]).
+    pub fn is_cluster(&self) -> bool {
+        self.cluster
+    }
+
+    /// The ports of every node: this one's, then its peers'.
+    fn ports(&self) -> Vec<u16> {
+        self.nodes().map(|node| node.port).collect()
     }
 
     /// Starts a server that speaks only TLS, with the server certificate
@@ -48,14 +87,20 @@ impl RedisServer {
     }
 
     fn launched(tls: Option<TlsFiles>) -> RedisServer {
-        let mut server = RedisServer {
+        let mut server = RedisServer::unlaunched(tls);
+        server.launch();
+        server
+    }
+
+    fn unlaunched(tls: Option<TlsFiles>) -> RedisServer {
+        RedisServer {
             port: free_port(),
             dir: tempfile::tempdir().expect("a temporary folder for redis"),
             child: None,
             tls,
-        };
-        server.launch();
-        server
+            peers: Vec::new(),
+            cluster: false,
+        }
     }
 
     /// The URL to connect to: `rediss://` for a TLS server.
@@ -73,8 +118,12 @@ impl RedisServer {
         self.port
     }
 
-    /// Stops the server cleanly (it writes its data out first).
+    /// Stops the server cleanly (it writes its data out first); every node
+    /// of a cluster.
     pub fn stop(&mut self) {
+        for peer in &mut self.peers {
+            peer.stop();
+        }
         if let Some(mut child) = self.child.take() {
             let _ = Command::new("kill")
                 .arg("-TERM")
@@ -84,27 +133,51 @@ impl RedisServer {
         }
     }
 
-    /// Starts the server again on the same port with the same data.
+    /// Starts the server again on the same port with the same data; a
+    /// cluster's nodes find each other again from their saved
+    /// configuration, and this waits until they serve.
     pub fn restart(&mut self) {
         self.stop();
-        self.launch();
+        self.launch_all();
     }
 
     /// A copy of the server's data as it is now (its append-only file, which
-    /// it writes out on every command), for [`RedisServer::restart_from`].
+    /// it writes out on every command), for [`RedisServer::restart_from`];
+    /// a cluster's, node by node.
     pub fn copy_data(&self) -> tempfile::TempDir {
         let copy = tempfile::tempdir().expect("a temporary folder for a copy");
-        copy_tree(self.dir.path(), copy.path());
+        for (i, node) in self.nodes().enumerate() {
+            copy_tree(node.dir.path(), &copy.path().join(i.to_string()));
+        }
         copy
     }
 
-    /// Restarts the server from data copied earlier: a server restored
-    /// from an old snapshot, or from a file that lost its last writes.
+    /// Restarts the server (every node of a cluster) from data copied
+    /// earlier: a server restored from an old snapshot, or from a file that
+    /// lost its last writes.
     pub fn restart_from(&mut self, data: &tempfile::TempDir) {
         self.stop();
-        std::fs::remove_dir_all(self.dir.path()).expect("the old data removed");
-        copy_tree(data.path(), self.dir.path());
+        for (i, node) in self.nodes().enumerate() {
+            std::fs::remove_dir_all(node.dir.path()).expect("the old data removed");
+            copy_tree(&data.path().join(i.to_string()), node.dir.path());
+        }
+        self.launch_all();
+    }
+
+    /// This server, then a cluster's other nodes.
+    fn nodes(&self) -> impl Iterator<Item = &RedisServer> {
+        std::iter::once(self).chain(&self.peers)
+    }
+
+    /// Launches every node and, on a cluster, waits until they serve.
+    fn launch_all(&mut self) {
         self.launch();
+        for peer in &mut self.peers {
+            peer.launch();
+        }
+        if self.cluster {
+            cluster::wait_until_serving(&self.ports());
+        }
     }
 
     fn launch(&mut self) {
@@ -125,6 +198,11 @@ impl RedisServer {
         };
         let child = command
             .args(["--bind", "127.0.0.1", "--save", ""])
+            .args(if self.cluster {
+                cluster::SERVER_ARGS
+            } else {
+                &[]
+            })
             .args(["--appendonly", "yes", "--appendfsync", "always"])
             .arg("--dir")
             .arg(&dir)

@@ -10,6 +10,7 @@
 use std::time::Duration;
 
 use feed_core::feed_store::{self, FeedLimits, FeedPost};
+use feed_core::keys::Layout;
 use futures_util::StreamExt;
 use uuid::Uuid;
 
@@ -40,7 +41,7 @@ async fn main() -> anyhow::Result<()> {
             let members: Vec<(i64, String)> = (0..POSTS_PER_FEED)
                 .map(|i| (-(i as i64), Uuid::now_v7().to_string()))
                 .collect();
-            pipe.zadd_multiple(feed_core::keys::feed(*user), &members)
+            pipe.zadd_multiple(feed_core::keys::feed(Layout::Single, *user), &members)
                 .ignore();
         }
         pipe.query_async::<()>(&mut fill).await?;
@@ -99,7 +100,7 @@ async fn main() -> anyhow::Result<()> {
     run("no live key (nobody streaming)").await?;
     let channels: Vec<String> = feeds
         .iter()
-        .map(|u| format!("live:{}", feed_core::keys::feed(*u)))
+        .map(|u| format!("live:{}", feed_core::keys::feed(Layout::Single, *u)))
         .collect();
     let mut keys = conn.clone();
     for chunk in channels.chunks(500) {

@@ -5,6 +5,7 @@ use axum::http::StatusCode;
 use chrono::{DateTime, Utc};
 use feed_core::events::{Event, FollowChanged, PostDeleted};
 use feed_core::validate;
+use feed_core::bus::Keyspace;
 use feed_core::{db, keys, removals};
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
@@ -344,8 +345,9 @@ async fn unfollow(
         // itself loses them when the workers get there.
         let note = [feed_core::live::Note::Unfollowed(followee)];
         let told = async {
-            let mut conn = state.feeds.conn().await?;
-            feed_core::live::notify(&mut conn, &[keys::feed(caller.id)], &note).await
+            let conn = state.feeds.conn().await?;
+            let feed = keys::feed(conn.layout(), caller.id);
+            feed_core::live::notify(&conn, &[feed], &note).await
         };
         if let Err(e) = told.await {
             tracing::warn!(error = %e, "telling live streams of an unfollow failed");

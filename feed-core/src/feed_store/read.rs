@@ -5,6 +5,7 @@ use redis::aio::ConnectionLike;
 use uuid::Uuid;
 
 use super::{FeedLimits, PULL_SCORE, Timeline, built, epoch, newest_first, parse, pulled, stored};
+use crate::bus::Keyspace;
 use crate::keys;
 
 /// A page read from a feed.
@@ -18,9 +19,6 @@ pub enum Page {
     Entries { posts: Vec<(Uuid, i64)>, more: bool },
 }
 
-/// A key no feed has: what a timeline's read asks for in place of the
-/// reader's hidden authors, so both reads are one pipeline.
-const NOTHING: &str = "fanout:none";
 
 /// A page of a home feed and what the reader's page needs beside it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -36,7 +34,7 @@ pub struct HomePage {
 /// Reads up to `limit` posts older than `before` (a post id and its score),
 /// newest first, and renews the feed's TTL.
 pub async fn read(
-    conn: &mut impl ConnectionLike,
+    conn: &mut (impl ConnectionLike + Keyspace),
     feed: impl Into<Timeline>,
     before: Option<(Uuid, i64)>,
     limit: usize,
@@ -50,16 +48,17 @@ pub async fn read(
 /// Reads a page of `user`'s home feed (see [`read`]), with the followed
 /// celebrities and the hidden authors.
 pub async fn read_home(
-    conn: &mut impl ConnectionLike,
+    conn: &mut (impl ConnectionLike + Keyspace),
     user: Uuid,
     before: Option<(Uuid, i64)>,
     limit: usize,
     limits: FeedLimits,
 ) -> RedisResult<HomePage> {
+    let hidden = keys::hidden(conn.layout(), user);
     read_with(
         conn,
         Timeline::Home(user),
-        Some(keys::hidden(user)),
+        Some(hidden),
         before,
         limit,
         limits,
@@ -68,14 +67,17 @@ pub async fn read_home(
 }
 
 async fn read_with(
-    conn: &mut impl ConnectionLike,
+    conn: &mut (impl ConnectionLike + Keyspace),
     feed: Timeline,
     hidden_key: Option<String>,
     before: Option<(Uuid, i64)>,
     limit: usize,
     limits: FeedLimits,
 ) -> RedisResult<HomePage> {
-    let key = feed.key();
+    let key = feed.key(conn.layout());
+    // A timeline has no hidden authors: its read asks for a key that does
+    // not exist, in the feed's hash slot, so both reads are one pipeline.
+    let hidden_key = hidden_key.unwrap_or_else(|| format!("{key}:none"));
     let min = before.map_or_else(|| "-inf".to_owned(), |(_, score)| stored(score).to_string());
     // Posts sharing the cursor's millisecond come back first and are skipped
     // below; over-fetch so a page is still full after skipping them.
@@ -108,7 +110,7 @@ async fn read_with(
             .arg(PULL_SCORE)
             .arg("BYSCORE")
             .cmd("ZRANGE")
-            .arg(hidden_key.as_deref().unwrap_or(NOTHING))
+            .arg(&hidden_key)
             .arg(0)
             .arg(-1)
             .cmd("INFO")

@@ -9,6 +9,7 @@ use redis::aio::ConnectionLike;
 use uuid::Uuid;
 
 use super::{FeedLimits, FeedPost, Timeline, lua_helpers, pull_member, stored};
+use crate::bus::Keyspace;
 use crate::keys;
 
 /// The TTL of a feed that holds nothing but placeholders: a rebuild takes
@@ -107,11 +108,11 @@ return 1
 /// on fan-out writes to it, so a post committed after that read still
 /// reaches it. Call before reading PostgreSQL, then [`rebuild`].
 pub async fn begin_rebuild(
-    conn: &mut impl ConnectionLike,
+    conn: &mut (impl ConnectionLike + Keyspace),
     feed: impl Into<Timeline>,
 ) -> RedisResult<Rebuild> {
     let placeholder = BEGIN_REBUILD
-        .key(feed.into().key())
+        .key(feed.into().key(conn.layout()))
         .arg(Uuid::new_v4().to_string())
         .arg(PLACEHOLDER_TTL.as_secs())
         .invoke_async(conn)
@@ -126,7 +127,7 @@ pub async fn begin_rebuild(
 /// then lack a post fan-out passed over), or if another reader's rebuild
 /// has been written since; the next read rebuilds it if it is not built.
 pub async fn rebuild(
-    conn: &mut impl ConnectionLike,
+    conn: &mut (impl ConnectionLike + Keyspace),
     feed: impl Into<Timeline>,
     started: &Rebuild,
     posts: &[FeedPost],
@@ -141,13 +142,16 @@ pub async fn rebuild(
     authors.sort_unstable();
     authors.dedup();
     let index = |author: &Uuid| authors.binary_search(author).unwrap_or_default() + 1;
+    let feed = feed.into();
+    let layout = conn.layout();
+    let shard = layout.shard(feed.owner());
     let mut invocation = REBUILD.prepare_invoke();
-    invocation.key(feed.into().key());
+    invocation.key(feed.key(layout));
     for post in posts {
-        invocation.key(keys::deleted(post.id));
+        invocation.key(keys::deleted(shard, post.id));
     }
     for author in &authors {
-        invocation.key(keys::unfollowed(*author));
+        invocation.key(keys::unfollowed(shard, *author));
     }
     invocation
         .arg(limits.max_len)

@@ -11,7 +11,7 @@ use feed_core::db;
 use feed_core::events::{Envelope, Event, FollowChanged, PostCreated};
 use feed_core::feed_store::{self, FeedLimits};
 use feed_worker::fanout::Fanout;
-use redis::aio::ConnectionManager;
+use feed_core::bus::Conn;
 use sqlx::PgPool;
 use uuid::Uuid;
 
@@ -50,9 +50,8 @@ pub async fn post(db: &PgPool, author: Uuid, text: &str) -> (Uuid, Envelope) {
     )
 }
 
-pub async fn connect(redis: &RedisServer) -> ConnectionManager {
-    let client = redis::Client::open(redis.url()).unwrap();
-    let mut conn = client.get_connection_manager().await.unwrap();
+pub async fn connect(redis: &RedisServer) -> Conn {
+    let mut conn = fanout_testkit::connect::redis(redis).await;
     bus::ensure_groups(&mut conn).await.unwrap();
     conn
 }
@@ -64,7 +63,7 @@ pub fn limits() -> FeedLimits {
     }
 }
 
-pub fn fanout(db: &PgPool, conn: &ConnectionManager) -> Fanout {
+pub fn fanout(db: &PgPool, conn: &Conn) -> Fanout {
     Fanout {
         db: db.clone(),
         redis: conn.clone(),
@@ -76,13 +75,13 @@ pub fn fanout(db: &PgPool, conn: &ConnectionManager) -> Fanout {
 }
 
 /// The post ids in a user's feed in Redis, newest first.
-pub async fn feed(conn: &ConnectionManager, user: Uuid) -> Vec<Uuid> {
+pub async fn feed(conn: &Conn, user: Uuid) -> Vec<Uuid> {
     feed_store::members(&mut conn.clone(), user).await.unwrap()
 }
 
 /// Builds (empty) feeds for these users, as their first read does before
 /// anything is posted: fan-out writes only the feeds Redis keeps.
-pub async fn reads(conn: &ConnectionManager, users: &[Uuid]) {
+pub async fn reads(conn: &Conn, users: &[Uuid]) {
     for user in users {
         let mut conn = conn.clone();
         let started = feed_store::begin_rebuild(&mut conn, *user).await.unwrap();
@@ -91,13 +90,13 @@ pub async fn reads(conn: &ConnectionManager, users: &[Uuid]) {
     }
 }
 
-pub async fn pending(conn: &ConnectionManager, stream: &str) -> u64 {
+pub async fn pending(conn: &Conn, stream: &str) -> u64 {
     let stats = bus::stream_stats(&mut conn.clone()).await.unwrap();
     stats.iter().find(|s| s.stream == stream).unwrap().pending
 }
 
 /// The like count of a post's cached copy, if it has one.
-pub async fn cached_like_count(conn: &ConnectionManager, post_id: Uuid) -> Option<i64> {
+pub async fn cached_like_count(conn: &Conn, post_id: Uuid) -> Option<i64> {
     feed_store::cached_posts(&mut conn.clone(), &[post_id])
         .await
         .unwrap()

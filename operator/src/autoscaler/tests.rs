@@ -236,7 +236,7 @@ async fn a_deleted_feedcluster_leaves_no_gauge_behind() {
         .set(5);
     ctx.metrics
         .stream_lag
-        .with_label_values(&["feeds/demo", "events:post.created"])
+        .with_label_values(&["feeds/demo", "{events}:post.created"])
         .set(9);
     let (store, mut writer) = kube::runtime::reflector::store();
     writer.apply_watcher_event(&kube::runtime::watcher::Event::Apply(fc.clone()));
@@ -289,15 +289,15 @@ fn each_stream_is_recorded_and_an_unknown_lag_is_no_series() {
     };
     let b = Backlog {
         streams: vec![
-            stream("events:post.created", Some(40), Some(90_000)),
-            stream("events:post.liked", None, None),
+            stream("{events}:post.created", Some(40), Some(90_000)),
+            stream("{events}:post.liked", None, None),
         ],
         ..Backlog::default()
     };
     record_streams(&metrics, "feeds/demo", &b);
     let text = feed_core::runtime::render_metrics(&metrics.registry);
-    let created = r#"{feedcluster="feeds/demo",stream="events:post.created"}"#;
-    let liked = r#"{feedcluster="feeds/demo",stream="events:post.liked"}"#;
+    let created = r#"{feedcluster="feeds/demo",stream="{events}:post.created"}"#;
+    let liked = r#"{feedcluster="feeds/demo",stream="{events}:post.liked"}"#;
     assert!(
         text.contains(&format!("fanout_autoscaler_stream_lag{created} 40")),
         "{text}"

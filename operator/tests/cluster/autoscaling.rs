@@ -28,7 +28,7 @@ pub const SPEC: &str = "  workers:
     external: {secretName: redis}
 ";
 
-const STREAM: &str = "events:post.liked";
+const STREAM: &str = "{events}:post.liked";
 /// Far more than one worker drains within the 10 s target at the assumed
 /// 200 events a second: the policy asks for the most workers.
 const BACKLOG: usize = 20_000;

@@ -75,7 +75,7 @@ async fn kubectl_fanout_reports_pauses_resumes_and_simulates_a_live_feedcluster(
         "Ready        True".to_owned(),
         // Live from the external Secret's Redis: the test's own.
         format!("BACKLOG (live from {})", scenario.redis.url()),
-        "events:post.liked        20000".to_owned(),
+        "{events}:post.liked      20000".to_owned(),
         "Up 1 -> 5 (applied)".to_owned(),
         "RECENT DECISIONS".to_owned(),
         "Scaled".to_owned(),

@@ -125,7 +125,7 @@ async fn a_feedcluster_becomes_ready_with_owned_children_and_rests_without_churn
     // off reconciles: those follow spec changes only.
     let mut redis = scenario.streams().await;
     let _: String = redis::cmd("XADD")
-        .arg("events:post.liked")
+        .arg("{events}:post.liked")
         .arg("*")
         .arg("junk")
         .arg("1")

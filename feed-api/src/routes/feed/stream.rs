@@ -24,6 +24,7 @@ use axum::response::sse::{Event, KeepAlive, Sse};
 use feed_core::cursor::Cursor;
 use feed_core::live::{self, Note};
 use feed_core::{db, feed_store, keys, validate};
+use feed_core::keys::Layout;
 use serde::{Deserialize, Serialize};
 use tokio::sync::{mpsc, oneshot};
 use utoipa::{IntoParams, ToSchema};
@@ -172,15 +173,20 @@ pub(super) async fn stream(
     };
     let permit = state.live.admit(user).map_err(refused)?;
     let stream = &state.config.stream;
+    let layout = state
+        .feeds
+        .layout()
+        .await
+        .map_err(|_| refused(Refused::Unavailable))?;
     let (mut subscription, notes, ending) = state.live.subscriber(NOTES_QUEUED);
     subscription
-        .listen(live::home(user))
+        .listen(live::home(layout, user))
         .await
         .map_err(refused)?;
     let threshold = state.config.feed.celebrity_threshold;
     for author in db::feed::followed_celebrities(&state.db, user, threshold).await? {
         subscription
-            .listen(live::timeline(author))
+            .listen(live::timeline(layout, author))
             .await
             .map_err(refused)?;
         keep_timeline(&state, author, 1).await?;
@@ -192,6 +198,7 @@ pub(super) async fn stream(
     let pusher = Pusher {
         state: state.clone(),
         user,
+        layout,
         events,
         bye: Some(bye),
         position: resume,
@@ -277,6 +284,8 @@ impl Remembered {
 struct Pusher {
     state: AppState,
     user: Uuid,
+    /// How the feeds' Redis lays out keys, for the channels to listen to.
+    layout: Layout,
     events: mpsc::Sender<Event>,
     /// Where the goodbye goes: sent after the queued events.
     bye: Option<oneshot::Sender<Event>>,
@@ -419,7 +428,7 @@ impl Pusher {
                         // Refused only while Redis is unreachable: the
                         // client resumes once it is back.
                         subscription
-                            .listen(live::timeline(author))
+                            .listen(live::timeline(self.layout, author))
                             .await
                             .map_err(|_| Stop::End(reason::LOST))?;
                         // As a follow's backfill brings a fanned-out
@@ -438,7 +447,7 @@ impl Pusher {
                         .await?
                     }
                     Note::Unfollowed(author) => {
-                        subscription.forget(&live::timeline(author));
+                        subscription.forget(&live::timeline(self.layout, author));
                         self.push_removal(FeedRemoval {
                             post_id: None,
                             author_id: Some(author),
