@@ -24,7 +24,14 @@ export PATH := $(CURDIR)/.tools/bin:$(PATH)
 run: deps
 	scripts/run.sh
 
-## test: start a test PostgreSQL and a Kubernetes control plane, then run every test (each test starts its own redis-server), the web client's in headless Chromium last
+# The tests run a second time against a 3-primary Redis Cluster (each test
+# its own, see testkit): the feed store's, the workers' and the API's end to
+# end. The autoscaling tests stay on one server: they time real workers.
+REDIS_CLUSTER_TESTS := --test feed_store --test probe --test consumer --test removals \
+	--test celebrities --test feed --test feed_redis --test outage --test recovery \
+	--test stream --test warm_reads --test ops
+
+## test: start a test PostgreSQL and a Kubernetes control plane, then run every test (each test starts its own redis-server), the feed and end-to-end tests again on a Redis Cluster, the web client's in headless Chromium last
 test: deps monitoring-check
 	scripts/services.sh up $(DATA)/test $(TEST_PG_PORT)
 	scripts/control-plane.sh up $(CLUSTER_DIR)
@@ -32,6 +39,8 @@ test: deps monitoring-check
 	  if [ -f $$kubeconfig ]; then export FANOUT_TEST_KUBECONFIG=$$kubeconfig; fi; \
 	  DATABASE_URL=$(TEST_DATABASE_URL) cargo test --workspace --all-targets --no-fail-fast
 	DATABASE_URL=$(TEST_DATABASE_URL) cargo test --workspace --doc
+	FANOUT_TEST_REDIS=cluster DATABASE_URL=$(TEST_DATABASE_URL) \
+	  cargo test --workspace $(REDIS_CLUSTER_TESTS) --no-fail-fast
 	scripts/browser-test.sh
 
 ## monitoring-check: promtool checks and unit-tests the chart's alert rules; the dashboards are JSON

@@ -6,8 +6,8 @@ mod common;
 
 use common::{DEADLINE, Stack, eventually, ids};
 use fanout_testkit::{RedisServer, connect};
-use feed_core::events::EventType;
 use feed_core::bus::Keyspace;
+use feed_core::events::EventType;
 use feed_core::{feed_store, keys};
 use reqwest::StatusCode;
 use serde_json::Value;
@@ -50,7 +50,10 @@ async fn feeds_live_on_their_own_redis_and_losing_it_loses_nothing(db: PgPool) {
     let layout = connect::redis(&feeds).await.layout();
     assert!(!exists(&stack.redis, &keys::feed(layout, bob.id)).await);
     assert!(!exists(&stack.redis, &keys::post(layout, first)).await);
-    assert!(exists(&feeds, &keys::post(layout, first)).await, "the cached post");
+    assert!(
+        exists(&feeds, &keys::post(layout, first)).await,
+        "the cached post"
+    );
 
     let ready = stack.http.get(stack.url("/readyz")).send().await.unwrap();
     assert_eq!(ready.status(), StatusCode::OK);

@@ -400,7 +400,9 @@ async fn add_to_kept(
     let layout = conn.layout();
     let groups = layout.group(feeds.iter().copied(), |feed| feed.owner());
     let chunks = groups.iter().flat_map(|(shard, feeds)| {
-        feeds.chunks(FEEDS_PER_CALL).map(move |chunk| (*shard, chunk))
+        feeds
+            .chunks(FEEDS_PER_CALL)
+            .map(move |chunk| (*shard, chunk))
     });
     let calls = chunks.map(|(shard, chunk)| {
         let mut invocation = ADD_TO_KEPT_FEEDS.prepare_invoke();

@@ -83,7 +83,11 @@ impl Layout {
     /// `items` grouped by the shard of `id(item)`, in order within each
     /// group: what one script call or pipeline may touch together. On one
     /// server, a single group.
-    pub fn group<T>(self, items: impl IntoIterator<Item = T>, id: impl Fn(&T) -> Uuid) -> Vec<(Shard, Vec<T>)> {
+    pub fn group<T>(
+        self,
+        items: impl IntoIterator<Item = T>,
+        id: impl Fn(&T) -> Uuid,
+    ) -> Vec<(Shard, Vec<T>)> {
         let mut groups: Vec<(Shard, Vec<T>)> = Vec::new();
         for item in items {
             let shard = self.shard(id(&item));
@@ -187,4 +191,69 @@ pub fn post(layout: Layout, post_id: Uuid) -> String {
 /// /feed/stream?ticket=`), holding the user it was issued to.
 pub fn stream_ticket(ticket: &str) -> String {
     format!("stream-ticket:{ticket}")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn one_server_keeps_the_untagged_names_in_one_group() {
+        let user = Uuid::from_u128(7);
+        assert_eq!(feed(Layout::Single, user), format!("feed:{user}"));
+        assert_eq!(
+            deleted(Layout::Single.shard(user), user),
+            format!("deleted:{user}")
+        );
+        assert_eq!(Layout::Single.shards().len(), 1);
+        let ids: Vec<Uuid> = (0..100).map(Uuid::from_u128).collect();
+        let groups = Layout::Single.group(ids.clone(), |id| *id);
+        assert_eq!(groups.len(), 1);
+        assert_eq!(groups[0].1, ids, "in order");
+    }
+
+    #[test]
+    fn on_a_cluster_a_readers_keys_share_a_tag_and_users_spread_over_every_shard() {
+        let user = Uuid::new_v4();
+        let shard = Layout::Cluster.shard(user);
+        let tag = shard.to_string();
+        for key in [
+            feed(Layout::Cluster, user),
+            hidden(Layout::Cluster, user),
+            timeline(Layout::Cluster, user),
+            unfollowed(shard, Uuid::new_v4()),
+            deleted(shard, Uuid::new_v4()),
+        ] {
+            assert!(key.contains(&tag), "{key} has {tag}");
+        }
+        assert!(tag.starts_with('{') && tag.ends_with("}:"), "{tag}");
+        let users: Vec<Uuid> = (0..2_000).map(|_| Uuid::now_v7()).collect();
+        let groups = Layout::Cluster.group(users, |id| *id);
+        assert_eq!(groups.len(), usize::from(CLUSTER_SHARDS));
+        assert_eq!(Layout::Cluster.shards().len(), usize::from(CLUSTER_SHARDS));
+        for (shard, members) in &groups {
+            assert!(members.len() > 60, "{shard}: {}", members.len());
+            assert!(members.iter().all(|m| Layout::Cluster.shard(*m) == *shard));
+        }
+    }
+
+    #[test]
+    fn streams_share_one_tag_and_keys_group_by_theirs() {
+        assert!(all_streams().iter().all(|s| s.starts_with("{events}:")));
+        let keys = [
+            "live:feed:{3}:a".to_owned(),
+            "live:feed:b".to_owned(),
+            "live:feed:{3}:c".to_owned(),
+            "live:feed:{12}:d".to_owned(),
+            "live:feed:e".to_owned(),
+        ];
+        assert_eq!(
+            by_tag(keys),
+            vec![
+                vec!["live:feed:{3}:a".to_owned(), "live:feed:{3}:c".to_owned()],
+                vec!["live:feed:b".to_owned(), "live:feed:e".to_owned()],
+                vec!["live:feed:{12}:d".to_owned()],
+            ]
+        );
+    }
 }

@@ -87,14 +87,16 @@ pub async fn mark_live(
     channels: &[String],
     ttl: Duration,
 ) -> RedisResult<()> {
-    let calls = keys::by_tag(channels.iter().cloned()).into_iter().map(|group| {
-        let mut pipe = redis::pipe();
-        for channel in group {
-            pipe.set_ex(channel, 1, ttl.as_secs().max(1)).ignore();
-        }
-        let mut conn = conn.clone();
-        async move { pipe.query_async::<()>(&mut conn).await }
-    });
+    let calls = keys::by_tag(channels.iter().cloned())
+        .into_iter()
+        .map(|group| {
+            let mut pipe = redis::pipe();
+            for channel in group {
+                pipe.set_ex(channel, 1, ttl.as_secs().max(1)).ignore();
+            }
+            let mut conn = conn.clone();
+            async move { pipe.query_async::<()>(&mut conn).await }
+        });
     futures_util::future::try_join_all(calls).await?;
     Ok(())
 }
@@ -129,18 +131,23 @@ pub async fn notify(
         return Ok(0);
     }
     let notes: Vec<String> = notes.iter().map(|note| note.encode()).collect();
-    let calls = keys::by_tag(feed_keys.iter().map(|key| channel(key))).into_iter().map(|group| {
-        let mut invocation = PUBLISH_IF_LIVE.prepare_invoke();
-        for channel in group {
-            invocation.key(channel);
-        }
-        for note in &notes {
-            invocation.arg(note);
-        }
-        let mut conn = conn.clone();
-        async move { invocation.invoke_async::<u64>(&mut conn).await }
-    });
-    Ok(futures_util::future::try_join_all(calls).await?.iter().sum())
+    let calls = keys::by_tag(feed_keys.iter().map(|key| channel(key)))
+        .into_iter()
+        .map(|group| {
+            let mut invocation = PUBLISH_IF_LIVE.prepare_invoke();
+            for channel in group {
+                invocation.key(channel);
+            }
+            for note in &notes {
+                invocation.arg(note);
+            }
+            let mut conn = conn.clone();
+            async move { invocation.invoke_async::<u64>(&mut conn).await }
+        });
+    Ok(futures_util::future::try_join_all(calls)
+        .await?
+        .iter()
+        .sum())
 }
 
 #[cfg(test)]

@@ -138,23 +138,26 @@ pub async fn withdraw(
     posts: &[Uuid],
 ) -> RedisResult<()> {
     let layout = conn.layout();
-    let calls = layout.group(posts, |post| **post).into_iter().map(|(_, posts)| {
-        let mut pipe = redis::pipe();
-        pipe.atomic();
-        for post in posts {
-            pipe.cmd("SET")
-                .arg(keys::withdrawn(layout, *post))
-                .arg(1)
-                .arg("EX")
-                .arg(MARK_TTL.as_secs())
-                .ignore()
-                .cmd("DEL")
-                .arg(keys::post(layout, *post))
-                .ignore();
-        }
-        let mut conn = conn.clone();
-        async move { pipe.query_async::<()>(&mut conn).await }
-    });
+    let calls = layout
+        .group(posts, |post| **post)
+        .into_iter()
+        .map(|(_, posts)| {
+            let mut pipe = redis::pipe();
+            pipe.atomic();
+            for post in posts {
+                pipe.cmd("SET")
+                    .arg(keys::withdrawn(layout, *post))
+                    .arg(1)
+                    .arg("EX")
+                    .arg(MARK_TTL.as_secs())
+                    .ignore()
+                    .cmd("DEL")
+                    .arg(keys::post(layout, *post))
+                    .ignore();
+            }
+            let mut conn = conn.clone();
+            async move { pipe.query_async::<()>(&mut conn).await }
+        });
     futures_util::future::try_join_all(calls).await?;
     Ok(())
 }

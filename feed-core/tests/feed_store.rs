@@ -5,9 +5,9 @@ use std::time::Duration;
 
 use fanout_testkit::RedisServer;
 use fanout_testkit::connect::redis as connect;
+use feed_core::bus::{Conn, Keyspace};
 use feed_core::feed_store::{self, FeedLimits, FeedPost, Page, TRIM_SLACK};
 use feed_core::{keys, removals};
-use feed_core::bus::{Conn, Keyspace};
 use uuid::Uuid;
 
 const LIMITS: FeedLimits = FeedLimits {
@@ -51,12 +51,7 @@ async fn members(conn: &mut Conn, user: Uuid) -> Vec<Uuid> {
 }
 
 /// Builds a feed as a reader does: placeholder first, then the rebuild.
-async fn build(
-    conn: &mut Conn,
-    user: Uuid,
-    posts: &[(Uuid, i64)],
-    limits: FeedLimits,
-) {
+async fn build(conn: &mut Conn, user: Uuid, posts: &[(Uuid, i64)], limits: FeedLimits) {
     let started = feed_store::begin_rebuild(conn, user).await.unwrap();
     let written = feed_store::rebuild(conn, user, &started, &by_author(posts), &[], limits).await;
     assert!(written.unwrap(), "a feed Redis kept is written");

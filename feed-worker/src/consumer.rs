@@ -9,13 +9,13 @@ use std::pin::Pin;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use feed_core::bus::Conn;
 use feed_core::bus::{self, Delivery};
 use feed_core::db::{self, dead_letters::DeadLetter};
 use feed_core::events::{Envelope, EventType};
 use futures_util::StreamExt;
 use futures_util::stream::FuturesUnordered;
 use redis::RedisResult;
-use feed_core::bus::Conn;
 use sqlx::PgPool;
 use tokio_util::sync::CancellationToken;
 use tracing::{Instrument, debug, info, info_span, warn};

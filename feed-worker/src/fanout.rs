@@ -20,10 +20,10 @@
 //!   committed after that second read is handled by its own event, which
 //!   starts after the commit and so writes after this handler did.
 
+use feed_core::bus::{Conn, Keyspace};
 use feed_core::events::{Event, FollowChanged, LikeChanged, PostCreated, PostDeleted};
 use feed_core::feed_store::{self, FeedLimits, FeedPost, Timeline};
 use feed_core::{db, keys, live, removals};
-use feed_core::bus::{Conn, Keyspace};
 use sqlx::PgPool;
 use uuid::Uuid;
 

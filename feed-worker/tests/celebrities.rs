@@ -7,10 +7,10 @@ mod common;
 
 use common::{connect, fanout, feed, follow, post, reads, user};
 use fanout_testkit::RedisServer;
+use feed_core::bus::Conn;
 use feed_core::events::{Event, FollowChanged};
 use feed_core::feed_store::{self, Timeline};
 use feed_core::{db, removals};
-use feed_core::bus::Conn;
 use sqlx::PgPool;
 use uuid::Uuid;
 

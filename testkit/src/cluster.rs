@@ -22,6 +22,23 @@ pub const SERVER_ARGS: &[&str] = &[
     "2000",
 ];
 
+/// A free port for a cluster node whose bus port, 10000 above it (Redis
+/// Cluster's rule), is free too: ephemeral ports run up to 60999, whose
+/// bus port would not exist.
+pub fn free_port() -> u16 {
+    loop {
+        let port = crate::free_port();
+        if port <= u16::MAX - BUS_PORT_OFFSET
+            && std::net::TcpListener::bind(("127.0.0.1", port + BUS_PORT_OFFSET)).is_ok()
+        {
+            return port;
+        }
+    }
+}
+
+/// How far above its port a node listens to the other nodes.
+const BUS_PORT_OFFSET: u16 = 10_000;
+
 fn connect(port: u16) -> redis::Connection {
     redis::Client::open(format!("redis://127.0.0.1:{port}"))
         .expect("a valid Redis URL")

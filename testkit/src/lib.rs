@@ -55,8 +55,7 @@ impl RedisServer {
     /// loopback, its slots spread evenly, and waits until every node serves.
     pub fn start_cluster() -> RedisServer {
         let node = || {
-            let mut server = RedisServer::unlaunched(None);
-            server.cluster = true;
+            let mut server = RedisServer::unlaunched(None, true);
             server.launch();
             server
         };
@@ -87,19 +86,24 @@ impl RedisServer {
     }
 
     fn launched(tls: Option<TlsFiles>) -> RedisServer {
-        let mut server = RedisServer::unlaunched(tls);
+        let mut server = RedisServer::unlaunched(tls, false);
         server.launch();
         server
     }
 
-    fn unlaunched(tls: Option<TlsFiles>) -> RedisServer {
+    /// A server not started yet: one of its own, or a cluster's node.
+    fn unlaunched(tls: Option<TlsFiles>, cluster: bool) -> RedisServer {
         RedisServer {
-            port: free_port(),
+            port: if cluster {
+                cluster::free_port()
+            } else {
+                free_port()
+            },
             dir: tempfile::tempdir().expect("a temporary folder for redis"),
             child: None,
             tls,
             peers: Vec::new(),
-            cluster: false,
+            cluster,
         }
     }
 

@@ -3,9 +3,9 @@
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use chrono::{DateTime, Utc};
+use feed_core::bus::Keyspace;
 use feed_core::events::{Event, FollowChanged, PostDeleted};
 use feed_core::validate;
-use feed_core::bus::Keyspace;
 use feed_core::{db, keys, removals};
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;

@@ -3,7 +3,9 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use redis::aio::{ConnectionLike, ConnectionManager, ConnectionManagerConfig, MultiplexedConnection};
+use redis::aio::{
+    ConnectionLike, ConnectionManager, ConnectionManagerConfig, MultiplexedConnection,
+};
 use redis::cluster::ClusterClientBuilder;
 use redis::cluster_async::ClusterConnection;
 use redis::{Cmd, Pipeline, RedisFuture, RedisResult, Value};
@@ -66,7 +68,11 @@ impl Redis {
     /// [`client`]); `response_timeout` bounds every command, so it must
     /// exceed the longest `BLOCK` issued on this handle.
     pub fn new(url: &str, response_timeout: Duration) -> RedisResult<Redis> {
-        Ok(Redis::with_client(client(url, None)?, None, response_timeout))
+        Ok(Redis::with_client(
+            client(url, None)?,
+            None,
+            response_timeout,
+        ))
     }
 
     /// A handle on a client made by [`client`] with the same `root_ca_pem`
@@ -106,10 +112,11 @@ impl Redis {
     async fn open(&self) -> RedisResult<Conn> {
         let shared = &self.0;
         if is_cluster(&mut self.probe().await?).await? {
-            let mut builder = ClusterClientBuilder::new([shared.client.get_connection_info().clone()])
-                .connection_timeout(CONNECTION_TIMEOUT)
-                .response_timeout(shared.response_timeout)
-                .retries(RETRIES);
+            let mut builder =
+                ClusterClientBuilder::new([shared.client.get_connection_info().clone()])
+                    .connection_timeout(CONNECTION_TIMEOUT)
+                    .response_timeout(shared.response_timeout)
+                    .retries(RETRIES);
             if let Some(pem) = &shared.root_ca_pem {
                 builder = builder.certs(certificates(pem));
             }
@@ -122,7 +129,10 @@ impl Redis {
             .set_number_of_retries(RETRIES as usize)
             .set_max_delay(Duration::from_secs(1));
         Ok(Conn::Single(
-            shared.client.get_connection_manager_with_config(config).await?,
+            shared
+                .client
+                .get_connection_manager_with_config(config)
+                .await?,
         ))
     }
 
@@ -140,9 +150,7 @@ impl Redis {
 /// Whether the server is a node of a Redis Cluster.
 async fn is_cluster(conn: &mut impl ConnectionLike) -> RedisResult<bool> {
     let info: String = redis::cmd("INFO").arg("cluster").query_async(conn).await?;
-    Ok(info
-        .lines()
-        .any(|line| line.trim() == "cluster_enabled:1"))
+    Ok(info.lines().any(|line| line.trim() == "cluster_enabled:1"))
 }
 
 /// A connection to one server or to a cluster (which routes each command,

@@ -80,20 +80,23 @@ pub async fn cache_posts(
     limits: FeedLimits,
 ) -> RedisResult<()> {
     let layout = conn.layout();
-    let calls = layout.group(posts, |post| post.id).into_iter().map(|(shard, posts)| {
-        let mut invocation = CACHE_UNLESS_DELETED.prepare_invoke();
-        invocation.arg(limits.ttl.as_secs());
-        for post in posts {
-            let json = serde_json::to_string(post).expect("a cached post always serializes");
-            invocation
-                .key(keys::post(layout, post.id))
-                .key(keys::deleted(shard, post.id))
-                .key(keys::withdrawn(layout, post.id))
-                .arg(json);
-        }
-        let mut conn = conn.clone();
-        async move { invocation.invoke_async::<i64>(&mut conn).await }
-    });
+    let calls = layout
+        .group(posts, |post| post.id)
+        .into_iter()
+        .map(|(shard, posts)| {
+            let mut invocation = CACHE_UNLESS_DELETED.prepare_invoke();
+            invocation.arg(limits.ttl.as_secs());
+            for post in posts {
+                let json = serde_json::to_string(post).expect("a cached post always serializes");
+                invocation
+                    .key(keys::post(layout, post.id))
+                    .key(keys::deleted(shard, post.id))
+                    .key(keys::withdrawn(layout, post.id))
+                    .arg(json);
+            }
+            let mut conn = conn.clone();
+            async move { invocation.invoke_async::<i64>(&mut conn).await }
+        });
     futures_util::future::try_join_all(calls).await?;
     Ok(())
 }
@@ -111,7 +114,10 @@ pub async fn copies(
         // MGET and the stamps checked here: a Lua script checking them
         // costs Redis twenty times as much (51 against 2.3 µs for 34
         // copies).
-        let keys: Vec<String> = group.iter().map(|(_, id)| keys::post(layout, **id)).collect();
+        let keys: Vec<String> = group
+            .iter()
+            .map(|(_, id)| keys::post(layout, **id))
+            .collect();
         let mut conn = conn.clone();
         async move {
             let (info, found): (String, Vec<Option<String>>) = redis::pipe()
@@ -127,11 +133,21 @@ pub async fn copies(
                 let json = copy.strip_prefix(stamp.as_deref()?)?;
                 serde_json::from_str::<CachedPost>(json).ok()
             });
-            RedisResult::Ok(group.into_iter().map(|(at, _)| at).zip(copies).collect::<Vec<_>>())
+            RedisResult::Ok(
+                group
+                    .into_iter()
+                    .map(|(at, _)| at)
+                    .zip(copies)
+                    .collect::<Vec<_>>(),
+            )
         }
     });
     let mut all = vec![None; ids.len()];
-    for (at, copy) in futures_util::future::try_join_all(reads).await?.into_iter().flatten() {
+    for (at, copy) in futures_util::future::try_join_all(reads)
+        .await?
+        .into_iter()
+        .flatten()
+    {
         all[at] = copy;
     }
     Ok(all)

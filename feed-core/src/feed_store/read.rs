@@ -19,7 +19,6 @@ pub enum Page {
     Entries { posts: Vec<(Uuid, i64)>, more: bool },
 }
 
-
 /// A page of a home feed and what the reader's page needs beside it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct HomePage {

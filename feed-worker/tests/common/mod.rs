@@ -7,11 +7,11 @@ use std::time::Duration;
 use chrono::Utc;
 use fanout_testkit::RedisServer;
 use feed_core::bus;
+use feed_core::bus::Conn;
 use feed_core::db;
 use feed_core::events::{Envelope, Event, FollowChanged, PostCreated};
 use feed_core::feed_store::{self, FeedLimits};
 use feed_worker::fanout::Fanout;
-use feed_core::bus::Conn;
 use sqlx::PgPool;
 use uuid::Uuid;
 
