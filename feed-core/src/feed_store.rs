@@ -53,10 +53,13 @@ use uuid::Uuid;
 use crate::bus::Keyspace;
 use crate::keys::{self, Layout};
 
+mod deliver;
 mod post_cache;
 mod read;
 mod rebuild;
 
+pub use deliver::FeedWriter;
+use deliver::add_to_kept;
 pub use post_cache::{CachedPost, cache_posts, cached_posts, copies, set_like_count};
 pub use read::{HomePage, Page, read, read_home};
 pub use rebuild::{Rebuild, begin_rebuild, rebuild};
@@ -114,11 +117,6 @@ fn stored(score: i64) -> i64 {
     -score
 }
 
-/// Feeds one script call writes. The script runs atomically, so it holds
-/// Redis for its whole length: 100 feeds take well under a millisecond,
-/// short enough that readers queued behind it barely notice.
-const FEEDS_PER_CALL: usize = 100;
-
 /// How far past its length fan-out lets a feed grow before trimming it back.
 /// Trimming on every add would cost a command per delivery, which Redis
 /// executes and appends to its AOF (doubling the AOF's growth, and so its
@@ -174,77 +172,6 @@ end
     };
 }
 pub(crate) use lua_helpers;
-
-/// Adds posts of one author to each feed of `KEYS` that exists, and trims
-/// each back to `ARGV[1]` posts once it is `ARGV[2]` (the slack) over;
-/// returns how many feeds it wrote.
-///
-/// `KEYS[1]` holds the author's unfollow marks and `KEYS[2..n+1]` the
-/// tombstones of the `n = ARGV[3]` posts, whose (score, member) pairs are
-/// `ARGV[4..]`; the feeds follow. A deleted post is not added, nor are the
-/// author's posts to the feed of a user who unfollowed them (see
-/// [`crate::removals`]). Pairs past the posts' are added with no tombstone
-/// to check: the author's pull member.
-///
-/// A feed that does not exist is left alone: nobody read it lately (or
-/// Redis lost it), and its next read builds it from PostgreSQL, this post
-/// included. Writing it would fill Redis with feeds of users who are not
-/// reading. One call instead of pipelined commands per feed: Redis parses,
-/// queues and answers one command, which is most of a small command's cost.
-///
-/// A feed that gained a member is announced on its live channel when an
-/// API replica holds a stream on it ([`crate::live`]); the live key is not
-/// among `KEYS`, which a cluster allows as it shares the feed's hash slot.
-///
-/// All keys are of one shard (see [`crate::keys`]): the marks are the
-/// shard's own.
-static ADD_TO_KEPT_FEEDS: std::sync::LazyLock<redis::Script> = std::sync::LazyLock::new(|| {
-    redis::Script::new(concat!(
-        lua_helpers!(),
-        r"
-local max_len = tonumber(ARGV[1])
-local most = max_len + 1 + tonumber(ARGV[2])
-local posts = tonumber(ARGV[3])
-local live = {}
-for i = 1, posts do
-  if redis.call('EXISTS', KEYS[1 + i]) == 0 then
-    live[#live + 1] = ARGV[2 + 2 * i]
-    live[#live + 1] = ARGV[3 + 2 * i]
-  end
-end
-for i = 4 + 2 * posts, #ARGV do
-  live[#live + 1] = ARGV[i]
-end
-if #live == 0 then
-  return 0
-end
--- Whether the feed's user unfollowed the author: looked up only when
--- someone did lately.
-local marked = redis.call('EXISTS', KEYS[1]) == 1
-local function unfollowed(key)
-  return redis.call('ZSCORE', KEYS[1], user_of(key))
-end
-local written = 0
-for k = posts + 2, #KEYS do
-  local key = KEYS[k]
-  -- An empty sorted set does not exist: 0 means no feed is kept. (One call
-  -- instead of EXISTS, then ZCARD after the add.)
-  local n = redis.call('ZCARD', key)
-  if n > 0 and not (marked and unfollowed(key)) then
-    local added = zadd_all(key, live)
-    if n + added > most then
-      trim(key, max_len)
-    end
-    if added > 0 then
-      notify(key, live)
-    end
-    written = written + 1
-  end
-end
-return written
-",
-    ))
-});
 
 /// A post as a rebuild writes it to a feed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -383,53 +310,6 @@ pub async fn add_pulls(
     let feeds: Vec<Timeline> = users.iter().map(|u| Timeline::Home(*u)).collect();
     let pull = (PULL_SCORE, pull_member(author));
     add_to_kept(conn, &feeds, author, &[], Some(pull), limits).await
-}
-
-/// Runs [`ADD_TO_KEPT_FEEDS`] over `feeds`, a call per shard and
-/// [`FEEDS_PER_CALL`] feeds, all calls in flight at once: `author`'s posts
-/// (ids and [`score`]s), and a member with no tombstone to check (a pull);
-/// returns how many feeds were written.
-async fn add_to_kept(
-    conn: &(impl ConnectionLike + Keyspace + Clone),
-    feeds: &[Timeline],
-    author: Uuid,
-    posts: &[(Uuid, i64)],
-    untombstoned: Option<(i64, String)>,
-    limits: FeedLimits,
-) -> RedisResult<u64> {
-    let layout = conn.layout();
-    let groups = layout.group(feeds.iter().copied(), |feed| feed.owner());
-    let chunks = groups.iter().flat_map(|(shard, feeds)| {
-        feeds
-            .chunks(FEEDS_PER_CALL)
-            .map(move |chunk| (*shard, chunk))
-    });
-    let calls = chunks.map(|(shard, chunk)| {
-        let mut invocation = ADD_TO_KEPT_FEEDS.prepare_invoke();
-        invocation.key(keys::unfollowed(shard, author));
-        for (id, _) in posts {
-            invocation.key(keys::deleted(shard, *id));
-        }
-        for feed in chunk {
-            invocation.key(feed.key(layout));
-        }
-        invocation
-            .arg(limits.max_len)
-            .arg(TRIM_SLACK)
-            .arg(posts.len());
-        for (score, member) in entries(posts) {
-            invocation.arg(score).arg(member);
-        }
-        if let Some((score, member)) = &untombstoned {
-            invocation.arg(score).arg(member);
-        }
-        let mut conn = conn.clone();
-        async move { invocation.invoke_async::<u64>(&mut conn).await }
-    });
-    Ok(futures_util::future::try_join_all(calls)
-        .await?
-        .iter()
-        .sum())
 }
 
 /// Removes posts, and the pull members of `pulls`, from many feeds: one

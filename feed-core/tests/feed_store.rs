@@ -583,3 +583,51 @@ async fn a_new_post_is_shown_to_its_author_unless_it_is_being_deleted() {
             .is_empty()
     );
 }
+
+#[tokio::test]
+async fn posts_fanned_out_together_share_calls_and_each_keeps_its_own_marks() {
+    let redis = RedisServer::start();
+    let mut conn = connect(&redis).await;
+    // Readers enough to span every shard of a cluster.
+    let readers: Vec<Uuid> = (0..40).map(|_| Uuid::now_v7()).collect();
+    for reader in &readers {
+        build(&mut conn, *reader, &[], LIMITS).await;
+    }
+    let idle = Uuid::now_v7();
+    let (unfollower, unfollowed) = (readers[0], Uuid::now_v7());
+    removals::mark_unfollowed(&mut conn, unfollower, unfollowed)
+        .await
+        .unwrap();
+    let deleted = new_post(1_000);
+    removals::mark_deleted(&conn, deleted.id).await.unwrap();
+    let kept = new_post(2_000);
+    let theirs = FeedPost {
+        author: unfollowed,
+        ..new_post(3_000)
+    };
+    let mut to_all = readers.clone();
+    to_all.push(idle);
+
+    let writer = feed_store::FeedWriter::spawn(conn.clone(), LIMITS);
+    let (kept_written, theirs_written, deleted_written) = tokio::join!(
+        writer.add_to_feeds(&to_all, kept),
+        writer.add_to_feeds(&readers, theirs),
+        writer.add_to_feeds(&readers, deleted),
+    );
+    assert_eq!(
+        kept_written.unwrap(),
+        readers.len() as u64,
+        "not the idle one"
+    );
+    assert_eq!(
+        theirs_written.unwrap(),
+        readers.len() as u64 - 1,
+        "not the unfollower's"
+    );
+    assert_eq!(deleted_written.unwrap(), 0);
+    assert_eq!(members(&mut conn, unfollower).await, [kept.id]);
+    for reader in &readers[1..] {
+        assert_eq!(members(&mut conn, *reader).await, [kept.id, theirs.id]);
+    }
+    assert!(members(&mut conn, idle).await.is_empty());
+}

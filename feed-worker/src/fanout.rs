@@ -22,7 +22,7 @@
 
 use feed_core::bus::{Conn, Keyspace};
 use feed_core::events::{Event, FollowChanged, LikeChanged, PostCreated, PostDeleted};
-use feed_core::feed_store::{self, FeedLimits, FeedPost, Timeline};
+use feed_core::feed_store::{self, FeedLimits, FeedPost, FeedWriter, Timeline};
 use feed_core::{db, keys, live, removals};
 use sqlx::PgPool;
 use uuid::Uuid;
@@ -92,6 +92,9 @@ impl std::ops::AddAssign for Effect {
 pub struct Fanout {
     pub db: PgPool,
     pub redis: Conn,
+    /// Writes new posts into followers' feeds, in batches with the posts
+    /// other handlers fan out meanwhile (on [`Fanout::redis`]).
+    pub writer: FeedWriter,
     pub limits: FeedLimits,
     pub celebrity_threshold: i64,
     pub chunk: i64,
@@ -122,7 +125,7 @@ impl Fanout {
         // own feed, in one call: what the API did before the create
         // answered, done again for a create whose Redis write failed.
         let cached = feed_store::CachedPost::from(to_fan_out.post);
-        feed_store::show_to_author(&mut self.redis.clone(), &cached, self.limits).await?;
+        feed_store::show_to_author(&self.redis, &cached, self.limits).await?;
         let post = FeedPost {
             id: e.post_id,
             author: e.author_id,
@@ -133,7 +136,7 @@ impl Fanout {
             // writing to every follower's feed would cost more than it
             // saves.
             let timeline = [Timeline::Author(e.author_id)];
-            feed_store::add_to_feeds(&self.redis, &timeline, post, self.limits).await?;
+            self.writer.add_to_feeds(&timeline, post).await?;
             return self.announce(e.author_id).await;
         };
         // Not (or no longer) a celebrity: should they become one again, the
@@ -143,9 +146,8 @@ impl Fanout {
             .query_async::<i64>(&mut self.redis.clone())
             .await?;
         let (followers, feed_writes) = self
-            .for_each_follower_chunk(e.author_id, Some(first), |chunk| {
-                let conn = self.redis.clone();
-                async move { feed_store::add_to_feeds(&conn, &chunk, post, self.limits).await }
+            .for_each_follower_chunk(e.author_id, Some(first), |chunk| async move {
+                self.writer.add_to_feeds(&chunk, post).await
             })
             .await?;
         Ok(Effect {
@@ -289,7 +291,7 @@ impl Fanout {
                 .into_iter()
                 .collect();
         let gone: Vec<Uuid> = held.into_iter().filter(|id| !kept.contains(id)).collect();
-        feed_store::remove_from_feeds(&mut conn, &[follower], &gone, &[followee]).await?;
+        feed_store::remove_from_feeds(&conn, &[follower], &gone, &[followee]).await?;
         // The feed no longer holds them: pages need not hide them, unless
         // an unfollow since hid them again.
         if let Some(since) = hidden {

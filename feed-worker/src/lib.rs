@@ -22,6 +22,7 @@ use std::time::Duration;
 
 use anyhow::Context;
 use feed_core::bus;
+use feed_core::feed_store::FeedWriter;
 use sqlx::PgPool;
 use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
@@ -95,6 +96,7 @@ pub async fn run(config: Config, db: PgPool, shutdown: CancellationToken) -> any
         },
         fanout: Fanout {
             db: db.clone(),
+            writer: FeedWriter::spawn(feeds.clone(), config.feed.limits()),
             redis: feeds,
             limits: config.feed.limits(),
             celebrity_threshold: config.feed.celebrity_threshold,

@@ -51,6 +51,11 @@ impl RedisServer {
         }
     }
 
+    /// Starts a server of its own, whatever the environment asks for.
+    pub fn start_single() -> RedisServer {
+        RedisServer::launched(None)
+    }
+
     /// Starts a Redis Cluster of [`cluster::PRIMARIES`] primaries on
     /// loopback, its slots spread evenly, and waits until every node serves.
     pub fn start_cluster() -> RedisServer {
@@ -68,6 +73,11 @@ impl RedisServer {
     /// Whether this is a cluster (see [`RedisServer::start`]).
     pub fn is_cluster(&self) -> bool {
         self.cluster
+    }
+
+    /// The URL of every node: this one's, then a cluster's others.
+    pub fn node_urls(&self) -> Vec<String> {
+        self.nodes().map(RedisServer::url).collect()
     }
 
     /// The ports of every node: this one's, then its peers'.

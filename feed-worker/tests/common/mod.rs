@@ -10,7 +10,7 @@ use feed_core::bus;
 use feed_core::bus::Conn;
 use feed_core::db;
 use feed_core::events::{Envelope, Event, FollowChanged, PostCreated};
-use feed_core::feed_store::{self, FeedLimits};
+use feed_core::feed_store::{self, FeedLimits, FeedWriter};
 use feed_worker::fanout::Fanout;
 use sqlx::PgPool;
 use uuid::Uuid;
@@ -67,6 +67,7 @@ pub fn fanout(db: &PgPool, conn: &Conn) -> Fanout {
     Fanout {
         db: db.clone(),
         redis: conn.clone(),
+        writer: FeedWriter::spawn(conn.clone(), limits()),
         limits: limits(),
         celebrity_threshold: 10_000,
         chunk: 2,
