@@ -257,8 +257,8 @@ impl Subscription {
             return Ok(());
         }
         let inner = &self.live.inner;
-        let mut conn = inner.feeds.conn().await.map_err(|_| Refused::Unavailable)?;
-        live::mark_live(&mut conn, std::slice::from_ref(&channel), LIVE_KEY_TTL)
+        let conn = inner.feeds.conn().await.map_err(|_| Refused::Unavailable)?;
+        live::mark_live(&conn, std::slice::from_ref(&channel), LIVE_KEY_TTL)
             .await
             .map_err(|_| Refused::Unavailable)?;
         let (done, subscribed) = oneshot::channel();
@@ -373,8 +373,8 @@ async fn run(
                     let feeds = feeds.clone();
                     tokio::spawn(async move {
                         let renewed = async {
-                            let mut conn = feeds.conn().await?;
-                            live::mark_live(&mut conn, &keys, LIVE_KEY_TTL).await
+                            let conn = feeds.conn().await?;
+                            live::mark_live(&conn, &keys, LIVE_KEY_TTL).await
                         };
                         if let Err(e) = renewed.await {
                             tracing::warn!(error = %e, "live hub: renewing live keys failed");

@@ -109,8 +109,8 @@ async fn unfollow_removes_follow_backfills_delete_removes_and_likes_count(db: Pg
         DEADLINE,
         "the worker to count the like in the cached copy",
         || async {
-            let mut conn = connect::redis(&stack.redis).await;
-            let cached = feed_core::feed_store::cached_posts(&mut conn, &[first])
+            let conn = connect::redis(&stack.redis).await;
+            let cached = feed_core::feed_store::cached_posts(&conn, &[first])
                 .await
                 .unwrap();
             (cached.first().map(|p| p.like_count) == Some(1)).then_some(())

@@ -129,8 +129,8 @@ async fn removals_and_own_posts_show_on_warm_pages_before_any_worker_runs(db: Pg
         .find(|p| p["id"] == from_star.to_string())
         .unwrap();
     assert_eq!(liked["like_count"], 1);
-    let mut conn = fanout_testkit::connect::redis(&stack.redis).await;
-    let copies = feed_core::feed_store::copies(&mut conn, &[from_star]).await;
+    let conn = fanout_testkit::connect::redis(&stack.redis).await;
+    let copies = feed_core::feed_store::copies(&conn, &[from_star]).await;
     assert_eq!(copies.unwrap()[0].as_ref().unwrap().like_count, 1);
     cast.stack.stop().await;
 }

@@ -358,7 +358,7 @@ async fn removals_marked_meanwhile_stay_out_of_rebuilds_fan_out_and_the_post_cac
     // While the reader reads PostgreSQL, a post is deleted and an author
     // unfollowed: the rebuild has both, and writes neither.
     let deleted = new_post(3_000);
-    removals::mark_deleted(&mut conn, deleted.id).await.unwrap();
+    removals::mark_deleted(&conn, deleted.id).await.unwrap();
     removals::mark_unfollowed(&mut conn, user, unfollowed)
         .await
         .unwrap();
@@ -398,10 +398,10 @@ async fn removals_marked_meanwhile_stay_out_of_rebuilds_fan_out_and_the_post_cac
         created_at: chrono::Utc::now(),
         like_count: 0,
     };
-    feed_store::cache_posts(&mut conn, std::slice::from_ref(&copy), LIMITS)
+    feed_store::cache_posts(&conn, std::slice::from_ref(&copy), LIMITS)
         .await
         .unwrap();
-    let cached = feed_store::cached_posts(&mut conn, &[deleted.id]).await;
+    let cached = feed_store::cached_posts(&conn, &[deleted.id]).await;
     assert!(cached.unwrap().is_empty());
 
     // The marks expire.
@@ -447,10 +447,10 @@ async fn a_restart_from_old_data_is_a_new_epoch_whose_reads_rebuild() {
         created_at: chrono::Utc::now(),
         like_count: 0,
     };
-    feed_store::cache_posts(&mut conn, std::slice::from_ref(&copy), LIMITS)
+    feed_store::cache_posts(&conn, std::slice::from_ref(&copy), LIMITS)
         .await
         .unwrap();
-    let before = feed_store::copies(&mut conn, &[copy.id]).await.unwrap();
+    let before = feed_store::copies(&conn, &[copy.id]).await.unwrap();
     assert_eq!(before, vec![Some(copy.clone())]);
 
     // Restarted from its own data: the built feed, the placeholder and the
@@ -461,7 +461,7 @@ async fn a_restart_from_old_data_is_a_new_epoch_whose_reads_rebuild() {
     assert_eq!(members(&mut conn, built).await, vec![kept[0].0]);
     let page = feed_store::read(&mut conn, built, None, 10, LIMITS).await;
     assert_eq!(page.unwrap(), Page::NotBuilt, "built in another epoch");
-    let copies = feed_store::copies(&mut conn, &[copy.id]).await.unwrap();
+    let copies = feed_store::copies(&conn, &[copy.id]).await.unwrap();
     assert_eq!(copies, vec![None], "a copy of another epoch is missing");
     let rebuilt = feed_store::rebuild(&mut conn, building, &started, &[], &[], LIMITS).await;
     assert!(!rebuilt.unwrap(), "a placeholder of another epoch");
@@ -546,21 +546,21 @@ async fn a_new_post_is_shown_to_its_author_unless_it_is_being_deleted() {
     };
 
     let shown = copy(reader);
-    feed_store::show_to_author(&mut conn, &shown, LIMITS)
+    feed_store::show_to_author(&conn, &shown, LIMITS)
         .await
         .unwrap();
     assert_eq!(members(&mut conn, reader).await, [shown.id]);
-    let cached = feed_store::copies(&mut conn, &[shown.id]).await.unwrap();
+    let cached = feed_store::copies(&conn, &[shown.id]).await.unwrap();
     assert_eq!(cached, [Some(shown.clone())]);
 
     // An author whose feed Redis does not keep: the copy only.
     let unread = copy(idle);
-    feed_store::show_to_author(&mut conn, &unread, LIMITS)
+    feed_store::show_to_author(&conn, &unread, LIMITS)
         .await
         .unwrap();
     assert!(members(&mut conn, idle).await.is_empty());
     assert_eq!(
-        feed_store::cached_posts(&mut conn, &[unread.id])
+        feed_store::cached_posts(&conn, &[unread.id])
             .await
             .unwrap()
             .len(),
@@ -569,15 +569,13 @@ async fn a_new_post_is_shown_to_its_author_unless_it_is_being_deleted() {
 
     // A post whose delete is committing: neither.
     let withdrawn = copy(reader);
-    removals::withdraw(&mut conn, &[withdrawn.id])
-        .await
-        .unwrap();
-    feed_store::show_to_author(&mut conn, &withdrawn, LIMITS)
+    removals::withdraw(&conn, &[withdrawn.id]).await.unwrap();
+    feed_store::show_to_author(&conn, &withdrawn, LIMITS)
         .await
         .unwrap();
     assert_eq!(members(&mut conn, reader).await, [shown.id]);
     assert!(
-        feed_store::cached_posts(&mut conn, &[withdrawn.id])
+        feed_store::cached_posts(&conn, &[withdrawn.id])
             .await
             .unwrap()
             .is_empty()

@@ -262,7 +262,7 @@ async fn from_database(
         }
         let copies: Vec<feed_store::CachedPost> =
             rows.visible.iter().cloned().map(Into::into).collect();
-        if let Err(e) = feed_store::cache_posts(&mut conn, &copies, limits).await {
+        if let Err(e) = feed_store::cache_posts(&conn, &copies, limits).await {
             tracing::warn!(error = %e, "caching a page's posts failed");
         }
     }
@@ -339,7 +339,7 @@ async fn degraded(
         return Err(ApiError::Unavailable("the database"));
     };
     let ids: Vec<Uuid> = posts.iter().map(|(id, _)| *id).collect();
-    let copies = feed_store::cached_posts(&mut conn, &ids)
+    let copies = feed_store::cached_posts(&conn, &ids)
         .await
         .map_err(unavailable)?;
     tracing::warn!("PostgreSQL unavailable; serving a feed from Redis alone");

@@ -143,7 +143,7 @@ async fn show_to_author(state: &AppState, post: &db::posts::Post) {
     let copy = feed_store::CachedPost::from(post.clone());
     let limits = state.config.feed.limits();
     let written =
-        async { feed_store::show_to_author(&mut state.feeds.conn().await?, &copy, limits).await };
+        async { feed_store::show_to_author(&state.feeds.conn().await?, &copy, limits).await };
     if let Err(e) = written.await {
         tracing::warn!(error = %e, "putting a new post in its author's feed failed; the workers will");
     }
@@ -205,7 +205,7 @@ async fn delete_post(
     db::posts::delete(write.conn(), id).await?;
     // Before the delete commits: pages served from Redis stop showing the
     // post the moment this answers (see `feed_core::removals`).
-    removals::withdraw(&mut state.feeds.conn().await?, &[id]).await?;
+    removals::withdraw(&state.feeds.conn().await?, &[id]).await?;
     write
         .record(Event::PostDeleted(PostDeleted {
             post_id: id,

@@ -234,7 +234,7 @@ async fn delete_me(
     // Before the delete commits: pages served from Redis stop showing the
     // posts, and tokens issued before stop being served the feed.
     let mut conn = state.feeds.conn().await?;
-    removals::withdraw(&mut conn, &posts).await?;
+    removals::withdraw(&conn, &posts).await?;
     removals::forget_reader(&mut conn, caller.id).await?;
     // Each post leaves the feeds and caches it reached.
     for post_id in posts {

@@ -98,7 +98,7 @@ pub async fn pending(conn: &Conn, stream: &str) -> u64 {
 
 /// The like count of a post's cached copy, if it has one.
 pub async fn cached_like_count(conn: &Conn, post_id: Uuid) -> Option<i64> {
-    feed_store::cached_posts(&mut conn.clone(), &[post_id])
+    feed_store::cached_posts(&conn.clone(), &[post_id])
         .await
         .unwrap()
         .first()

@@ -468,8 +468,8 @@ impl Pusher {
     /// PostgreSQL for those with none; in the notes' order.
     async fn hydrate(&self, ids: &[Uuid]) -> Result<Vec<PostView>, Stop> {
         let lost = |_| Stop::End(reason::LOST);
-        let mut conn = self.state.feeds.conn().await.map_err(lost)?;
-        let copies = feed_store::copies(&mut conn, ids).await.map_err(lost)?;
+        let conn = self.state.feeds.conn().await.map_err(lost)?;
+        let copies = feed_store::copies(&conn, ids).await.map_err(lost)?;
         let missing: Vec<Uuid> = ids
             .iter()
             .zip(&copies)

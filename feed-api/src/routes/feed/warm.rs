@@ -107,12 +107,12 @@ pub(super) async fn serve(
         .into_iter()
         .rev()
         .collect();
-    let mut conn = state.feeds.conn().await?;
+    let conn = state.feeds.conn().await?;
     let mut posts = Vec::with_capacity(limit + 1);
     while posts.len() <= limit && !ids.is_empty() {
         let rest = ids.split_off((limit + 1 - posts.len()).min(ids.len()));
         let chunk = std::mem::replace(&mut ids, rest);
-        let copies = feed_store::copies(&mut conn, &chunk).await?;
+        let copies = feed_store::copies(&conn, &chunk).await?;
         let mut missing = Vec::new();
         for (id, copy) in chunk.into_iter().zip(copies) {
             match copy {
@@ -129,7 +129,7 @@ pub(super) async fn serve(
             // So the next page finds them; a post deleted meanwhile is
             // refused by the cache (see `feed_core::removals`).
             if let Err(e) =
-                feed_store::cache_posts(&mut conn, &copies, state.config.feed.limits()).await
+                feed_store::cache_posts(&conn, &copies, state.config.feed.limits()).await
             {
                 tracing::warn!(error = %e, "caching a page's posts failed");
             }
