@@ -17,7 +17,7 @@ export SQLX_OFFLINE := true
 # Tools `make deps` installs for the tests (helm).
 export PATH := $(CURDIR)/.tools/bin:$(PATH)
 
-.PHONY: monitoring-check run test fuzz-api browser-test bench drills autoscale-lab e2e deps lint fmt generate sqlx-prepare stop clean \
+.PHONY: monitoring-check run test fuzz-api browser-test scale-out bench drills autoscale-lab e2e deps lint fmt generate sqlx-prepare stop clean \
 	control-plane cluster-up cluster-down
 
 ## run: PostgreSQL + Redis + feed-api on 127.0.0.1:8080 + two feed-workers (Ctrl-C stops all)
@@ -65,6 +65,10 @@ cluster-down:
 ## fuzz-api: Schemathesis against a running stack with a signed-in user (no 5xx, responses as documented)
 fuzz-api: deps
 	scripts/fuzz-api.sh
+
+## scale-out: fan-out on one Redis and on a 3-primary Redis Cluster, side by side (docs/benchmarks.md, "Scale-out")
+scale-out: deps
+	cargo run --release -p fanout-bench --bin scale-out
 
 ## browser-test: the web client in headless Chromium against a stack of its own (screenshots and latency: e2e/browser/artifacts)
 browser-test: deps

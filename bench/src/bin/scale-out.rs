@@ -6,6 +6,11 @@
 //! (`feed_store::add_to_feeds`), and the posts in flight merged
 //! (`feed_store::FeedWriter`).
 //!
+//! Then warm pages, as the API reads them from Redis alone: the page of a
+//! reader's feed, then its posts' copies (one `MGET` per shard holding
+//! them, on a cluster), 4 readers at once; Redis' CPU and commands per
+//! page.
+//!
 //! On one machine the cluster's nodes share its cores, so deliveries per
 //! second say little about a real cluster's capacity: the point is that
 //! nothing breaks and what a delivery costs Redis stays flat.
@@ -15,7 +20,7 @@ use std::time::{Duration, Instant};
 
 use fanout_testkit::RedisServer;
 use feed_core::bus::{self, Conn};
-use feed_core::feed_store::{self, FeedLimits, FeedPost, FeedWriter};
+use feed_core::feed_store::{self, CachedPost, FeedLimits, FeedPost, FeedWriter, Page};
 use futures_util::StreamExt;
 use rand::seq::IndexedRandom;
 use uuid::Uuid;
@@ -31,6 +36,11 @@ const FOLLOWERS: usize = 100;
 const POSTS: usize = 3_000;
 /// Posts in flight at once, as a worker with 16 handlers holds them.
 const IN_FLIGHT: usize = 16;
+/// Pages read per try, and readers at once (the bench's warm-read
+/// concurrency).
+const PAGES: usize = 4_000;
+const READERS: usize = 4;
+const PAGE: usize = 20;
 /// Tries per layout, alternating; the median is reported.
 const TRIES: usize = 3;
 
@@ -61,6 +71,13 @@ async fn main() -> anyhow::Result<()> {
         setup("one server", RedisServer::start_single()).await?,
         setup("cluster of 3 primaries", RedisServer::start_cluster()).await?,
     ];
+    // Pages first: fan-out adds posts newer than the copies cached.
+    let mut reads: Vec<Vec<Read>> = setups.iter().map(|_| Vec::new()).collect();
+    for _ in 0..TRIES {
+        for (setup, tries) in setups.iter().zip(&mut reads) {
+            tries.push(read_pages(setup).await?);
+        }
+    }
     let runs: Vec<(usize, bool)> = (0..setups.len())
         .flat_map(|s| [(s, false), (s, true)])
         .collect();
@@ -94,6 +111,23 @@ async fn main() -> anyhow::Result<()> {
             median(|t| t.calls_per_post),
         );
     }
+    println!();
+    println!("| Redis | warm pages/s | Redis CPU µs per page | commands per page |");
+    println!("|---|---|---|---|");
+    for (setup, tries) in setups.iter().zip(&mut reads) {
+        let median = |f: fn(&Read) -> f64| {
+            let mut values: Vec<f64> = tries.iter().map(f).collect();
+            values.sort_by(f64::total_cmp);
+            values[values.len() / 2]
+        };
+        println!(
+            "| {} | {:.0} | {:.1} | {:.1} |",
+            setup.name,
+            median(|t| t.pages_per_sec),
+            median(|t| t.cpu_us_per_page),
+            median(|t| t.commands_per_page),
+        );
+    }
     for setup in &mut setups {
         setup.server.stop();
     }
@@ -124,9 +158,22 @@ async fn setup(name: &'static str, server: RedisServer) -> anyhow::Result<Setup>
                     .map(|i| FeedPost {
                         id: Uuid::now_v7(),
                         author: Uuid::now_v7(),
-                        score: i as i64,
+                        score: 1 + i as i64,
                     })
                     .collect();
+                // The newest posts' copies, which pages read.
+                let copies: Vec<CachedPost> = posts[POSTS_PER_FEED - PAGE - 1..]
+                    .iter()
+                    .map(|post| CachedPost {
+                        id: post.id,
+                        author_id: post.author,
+                        author_handle: "author".into(),
+                        content: "a post of ordinary length, about as long as most".into(),
+                        created_at: chrono::Utc::now(),
+                        like_count: 0,
+                    })
+                    .collect();
+                feed_store::cache_posts(&conn, &copies, LIMITS).await?;
                 let started = feed_store::begin_rebuild(&mut conn, user).await?;
                 feed_store::rebuild(&mut conn, user, &started, &posts, &[], LIMITS).await
             }
@@ -195,16 +242,66 @@ async fn fan_out(setup: &Setup, batched: bool) -> anyhow::Result<Try> {
     })
 }
 
-/// Redis' CPU time and script calls so far, summed over every node.
+/// One try's reads.
+struct Read {
+    pages_per_sec: f64,
+    cpu_us_per_page: f64,
+    commands_per_page: f64,
+}
+
+/// Reads [`PAGES`] warm pages of random readers, [`READERS`] at once, as
+/// the API serves them from Redis alone.
+async fn read_pages(setup: &Setup) -> anyhow::Result<Read> {
+    let before = usage(&setup.nodes).await?;
+    let started = Instant::now();
+    let pages: Vec<anyhow::Result<usize>> = futures_util::stream::iter(0..PAGES)
+        .map(|_| {
+            let user = *setup.feeds.choose(&mut rand::rng()).expect("readers");
+            let mut conn = setup.conn.clone();
+            async move {
+                let home = feed_store::read_home(&mut conn, user, None, PAGE, LIMITS).await?;
+                let Page::Entries { posts, .. } = home.page else {
+                    anyhow::bail!("a built feed reads as built");
+                };
+                let ids: Vec<Uuid> = posts.iter().map(|(id, _)| *id).collect();
+                let copies = feed_store::copies(&conn, &ids).await?;
+                Ok(copies.iter().flatten().count())
+            }
+        })
+        .buffer_unordered(READERS)
+        .collect()
+        .await;
+    let wall = started.elapsed().as_secs_f64();
+    for page in pages {
+        anyhow::ensure!(
+            page? == PAGE,
+            "{}: every post of a page has its copy",
+            setup.name
+        );
+    }
+    let after = usage(&setup.nodes).await?;
+    let pages = PAGES as f64;
+    Ok(Read {
+        pages_per_sec: pages / wall,
+        cpu_us_per_page: (after.cpu_secs - before.cpu_secs) * 1e6 / pages,
+        // The two INFO calls of `usage` itself are left out.
+        commands_per_page: (after.commands - before.commands - setup.nodes.len() as f64) / pages,
+    })
+}
+
+/// Redis' CPU time, script calls and commands so far, summed over every
+/// node.
 struct Usage {
     cpu_secs: f64,
     script_calls: f64,
+    commands: f64,
 }
 
 async fn usage(nodes: &[Conn]) -> anyhow::Result<Usage> {
     let mut total = Usage {
         cpu_secs: 0.0,
         script_calls: 0.0,
+        commands: 0.0,
     };
     for node in nodes {
         let info: String = redis::cmd("INFO")
@@ -215,6 +312,9 @@ async fn usage(nodes: &[Conn]) -> anyhow::Result<Usage> {
             let field = |name: &str| line.strip_prefix(name)?.parse::<f64>().ok();
             if let Some(secs) = field("used_cpu_user:").or_else(|| field("used_cpu_sys:")) {
                 total.cpu_secs += secs;
+            }
+            if let Some(commands) = field("total_commands_processed:") {
+                total.commands += commands;
             }
             if let Some(stats) = line.strip_prefix("cmdstat_evalsha:") {
                 let calls = stats
