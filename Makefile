@@ -35,6 +35,9 @@ REDIS_CLUSTER_TESTS := --test feed_store --test probe --test consumer --test rem
 test: deps monitoring-check
 	scripts/services.sh up $(DATA)/test $(TEST_PG_PORT)
 	scripts/control-plane.sh up $(CLUSTER_DIR)
+	@# The binaries some tests run as processes (kubectl-fanout), built from
+	@# this tree: cargo test builds only its own test harnesses.
+	cargo build --workspace --all-targets
 	kubeconfig=$(CURDIR)/$(CLUSTER_DIR)/kubeconfig; \
 	  if [ -f $$kubeconfig ]; then export FANOUT_TEST_KUBECONFIG=$$kubeconfig; fi; \
 	  DATABASE_URL=$(TEST_DATABASE_URL) cargo test --workspace --all-targets --no-fail-fast

@@ -29,7 +29,7 @@ fn binary() -> PathBuf {
         .join("kubectl-fanout");
     assert!(
         path.is_file(),
-        "{} is missing: build it with cargo build -p kubectl-fanout (make test builds it)",
+        "{} is missing: build it with cargo build --workspace --all-targets (make test does)",
         path.display()
     );
     path
