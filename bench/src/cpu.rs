@@ -19,26 +19,14 @@ static TICKS_PER_S: LazyLock<f64> = LazyLock::new(|| {
 
 /// User plus system CPU seconds a process has used; 0 once it is gone.
 pub fn process_seconds(pid: u32) -> f64 {
-    let Ok(stat) = std::fs::read_to_string(Path::new("/proc").join(pid.to_string()).join("stat"))
-    else {
-        return 0.0;
-    };
-    // The command name, in parentheses, may hold spaces: fields count from
-    // its closing parenthesis. utime and stime are fields 14 and 15.
-    let Some((_, rest)) = stat.rsplit_once(')') else {
-        return 0.0;
-    };
-    let ticks: f64 = rest
-        .split_whitespace()
-        .skip(11)
-        .take(2)
-        .filter_map(|f| f.parse::<f64>().ok())
-        .sum();
-    ticks / *TICKS_PER_S
+    // utime and stime: fields 14 and 15.
+    stat_ticks(pid, 11) / *TICKS_PER_S
 }
 
 /// CPU seconds used by every running process of the program `name` (as
-/// `/proc/<pid>/comm` names it), e.g. all of PostgreSQL's backends.
+/// `/proc/<pid>/comm` names it), e.g. all of PostgreSQL's backends, and by
+/// their children that have exited: a backend that pgbench connected and
+/// that ended with it, an autovacuum worker.
 pub fn program_seconds(name: &str) -> f64 {
     let Ok(dir) = std::fs::read_dir("/proc") else {
         return 0.0;
@@ -48,7 +36,32 @@ pub fn program_seconds(name: &str) -> f64 {
         .filter(|pid| {
             std::fs::read_to_string(format!("/proc/{pid}/comm")).is_ok_and(|c| c.trim() == name)
         })
-        .map(process_seconds)
+        .map(|pid| process_seconds(pid) + exited_children_seconds(pid))
+        .sum()
+}
+
+/// User plus system CPU seconds of a process' children that have exited
+/// and been waited for (`cutime` and `cstime`, fields 16 and 17).
+fn exited_children_seconds(pid: u32) -> f64 {
+    stat_ticks(pid, 13) / *TICKS_PER_S
+}
+
+/// The sum of two clock-tick fields of `/proc/<pid>/stat`, counted from
+/// the state field after the command name (`skip` fields after it).
+fn stat_ticks(pid: u32, skip: usize) -> f64 {
+    let Ok(stat) = std::fs::read_to_string(Path::new("/proc").join(pid.to_string()).join("stat"))
+    else {
+        return 0.0;
+    };
+    // The command name, in parentheses, may hold spaces: fields count from
+    // its closing parenthesis.
+    let Some((_, rest)) = stat.rsplit_once(')') else {
+        return 0.0;
+    };
+    rest.split_whitespace()
+        .skip(skip)
+        .take(2)
+        .filter_map(|f| f.parse::<f64>().ok())
         .sum()
 }
 

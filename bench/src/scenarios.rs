@@ -5,8 +5,8 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context as _, bail};
 use feed_core::autoscale::step::ScaleTarget;
+use feed_core::bus;
 use feed_core::events::{Envelope, Event, PostCreated};
-use feed_core::{bus, db, keys};
 use rand::Rng;
 use serde::Serialize;
 use serde_json::json;
@@ -18,8 +18,10 @@ use crate::load::{self, Stats};
 use crate::stack::{Stack, WorkerMetrics};
 
 mod read;
+mod write;
 
 pub use read::{Read, everyone_reads, first_reads, read};
+pub use write::{Write, count_statements, top_statements, wal_bytes, write};
 
 /// What the scenarios share.
 pub struct Bench {
@@ -103,62 +105,48 @@ impl Bench {
     }
 }
 
-/// The write scenario's numbers.
-#[derive(Debug, Clone, Serialize)]
-pub struct Write {
-    pub clients: usize,
-    pub stats: Stats,
+/// CPU time per request of one phase, in microseconds, by layer.
+#[derive(Debug, Clone, Copy, Serialize, Default)]
+pub struct CpuPerRequest {
+    pub api_us: f64,
+    pub redis_us: f64,
+    pub postgres_us: f64,
+    /// The bench's own HTTP clients, on the same cores.
+    pub client_us: f64,
 }
 
-/// `clients` users post as fast as they are answered, for `duration`. The
-/// workers are stopped meanwhile, so the write path alone is measured.
-/// Their events are skipped afterwards: fanning out a hundred thousand
-/// posts would take minutes and measure nothing the drain does not.
-pub async fn write(b: &Bench, clients: usize, duration: Duration) -> anyhow::Result<Write> {
-    b.stack.workers.scale(0).await?;
-    let http = b.http.clone();
-    let api = b.stack.api_url.clone();
-    let tokens = b.tokens.clone();
-    let users = tokens.len();
-    let recorded = load::closed(clients, duration, move |client, n| {
-        let http = http.clone();
-        let api = api.clone();
-        let tokens = tokens.clone();
-        async move {
-            let author = (client + n as usize * clients) % users;
-            Bench::post(&http, &api, &tokens[author], n).await.is_some()
-        }
-    })
-    .await;
-    skip_published(b).await?;
-    Ok(Write {
-        clients,
-        stats: recorded.stats(),
-    })
-}
-
-/// Waits until the API has published every committed event, then drops
-/// them: the streams start over, empty, with the workers' group.
-async fn skip_published(b: &Bench) -> anyhow::Result<()> {
-    let started = Instant::now();
-    loop {
-        let (unpublished, _) = db::outbox::backlog(&b.db).await?;
-        if unpublished == 0 {
-            break;
-        }
-        if started.elapsed() > DRAIN_DEADLINE {
-            bail!("the API left {unpublished} events unpublished for {DRAIN_DEADLINE:?}");
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    let mut conn = b.redis.conn().await?;
-    redis::cmd("DEL")
-        .arg(keys::all_streams())
-        .query_async::<()>(&mut conn)
-        .await
-        .context("dropping the write scenario's events")?;
-    bus::ensure_groups(&mut conn).await?;
-    Ok(())
+/// Runs `phase`, and splits the CPU time it took among the layers per
+/// request it made.
+pub(crate) async fn cpu_per_request<F>(
+    b: &Bench,
+    phase: F,
+) -> anyhow::Result<(Stats, CpuPerRequest)>
+where
+    F: std::future::Future<Output = load::Recorded>,
+{
+    let api = b.stack.api_pid().context("the API is running")?;
+    let me = std::process::id();
+    let before = (
+        cpu::process_seconds(api),
+        redis_cpu_seconds(b).await?,
+        cpu::program_seconds("postgres"),
+        cpu::process_seconds(me),
+    );
+    let stats = phase.await.stats();
+    let after = (
+        cpu::process_seconds(api),
+        redis_cpu_seconds(b).await?,
+        cpu::program_seconds("postgres"),
+        cpu::process_seconds(me),
+    );
+    let per = |a: f64, b: f64| (a - b) * 1e6 / stats.requests.max(1) as f64;
+    let cpu = CpuPerRequest {
+        api_us: per(after.0, before.0),
+        redis_us: per(after.1, before.1),
+        postgres_us: per(after.2, before.2),
+        client_us: per(after.3, before.3),
+    };
+    Ok((stats, cpu))
 }
 
 /// The fan-out scenario's numbers.
