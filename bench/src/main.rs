@@ -76,11 +76,12 @@ struct Args {
     /// Rounds of `--write-only`.
     #[arg(long, default_value_t = 3, requires = "write_only")]
     rounds: u32,
-    /// With `--write-only`: another build of feed-api to compare, run in
-    /// each round beside the one in `--bin-dir` against the same pgbench
-    /// (which goes first alternates), so a noisy machine affects both.
+    /// With `--write-only`: other builds of feed-api to compare (the flag
+    /// repeated), each run in every round beside the one in `--bin-dir`
+    /// against the same pgbench (the order reversed every other round), so
+    /// a noisy machine affects them all.
     #[arg(long, requires = "write_only")]
-    compare_bin_dir: Option<PathBuf>,
+    compare_bin_dir: Vec<PathBuf>,
 }
 
 /// The port of a `redis://host:PORT` URL, which redis-benchmark needs.
@@ -415,7 +416,7 @@ async fn main() -> anyhow::Result<()> {
 }
 
 /// `--write-only`: pgbench, then the write scenario against each build of
-/// the API (`--bin-dir`, then `--compare-bin-dir` if given, in alternating
+/// the API (`--bin-dir`, then each `--compare-bin-dir`, in alternating
 /// order), `rounds` times; each result printed as it ends.
 async fn write_rounds(
     mut bench: scenarios::Bench,

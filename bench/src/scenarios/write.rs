@@ -54,7 +54,11 @@ pub async fn write(b: &Bench, clients: usize, duration: Duration) -> anyhow::Res
 }
 
 /// Waits until the API has published every committed event, then drops
-/// them: the streams start over, empty, with the workers' group.
+/// them: the streams start over, empty, with the workers' group. The
+/// outbox is told they are settled first; otherwise the relay would find
+/// them gone from the streams and publish them all again (as it did: the
+/// next scenarios fanned out the write scenario's posts after all, and the
+/// relay's passes ran in a later write round).
 async fn skip_published(b: &Bench) -> anyhow::Result<()> {
     let started = Instant::now();
     loop {
@@ -67,6 +71,10 @@ async fn skip_published(b: &Bench) -> anyhow::Result<()> {
         }
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
+    sqlx::query("UPDATE outbox SET applied_at = now() WHERE applied_at IS NULL")
+        .execute(&b.db)
+        .await
+        .context("settling the write scenario's events in the outbox")?;
     let mut conn = b.redis.conn().await?;
     redis::cmd("DEL")
         .arg(keys::all_streams())
