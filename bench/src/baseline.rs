@@ -9,8 +9,6 @@ use serde::Serialize;
 use sqlx::PgPool;
 use tokio::process::Command;
 
-use crate::cpu;
-
 /// Pipelined commands per round trip in redis-benchmark: what a worker's
 /// fan-out does (a pipeline of ZADDs per chunk of followers).
 const REDIS_PIPELINE: u32 = 16;
@@ -89,7 +87,7 @@ pub async fn pgbench(
          || substr(md5(random()::text), 1, 20))::uuid, id, 'a post from pgbench', now() \
          FROM bench_authors WHERE n = :n;\n",
     )?;
-    let cpu_before = cpu::program_seconds("postgres");
+    let cpu_before = crate::scenarios::postgres_seconds(db).await?;
     let output = Command::new(pg_tool("pgbench"))
         .args(["-n", "-j", "2"])
         .args(["-c", &clients.to_string()])
@@ -101,7 +99,7 @@ pub async fn pgbench(
         .output()
         .await
         .context("running pgbench (PostgreSQL's client tools)")?;
-    let postgres_seconds = cpu::program_seconds("postgres") - cpu_before;
+    let postgres_seconds = crate::scenarios::postgres_seconds(db).await? - cpu_before;
     let text = String::from_utf8_lossy(&output.stdout).into_owned();
     if !output.status.success() {
         bail!(

@@ -1,4 +1,4 @@
-//! CPU time from `/proc`: of processes, of every process of one program,
+//! CPU time from `/proc`: of processes, of a server and its children,
 //! and of the whole machine. It splits a scenario's CPU among its parts, to
 //! show what limits it on a machine they all share.
 
@@ -23,21 +23,33 @@ pub fn process_seconds(pid: u32) -> f64 {
     stat_ticks(pid, 11) / *TICKS_PER_S
 }
 
-/// CPU seconds used by every running process of the program `name` (as
-/// `/proc/<pid>/comm` names it), e.g. all of PostgreSQL's backends, and by
-/// their children that have exited: a backend that pgbench connected and
-/// that ended with it, an autovacuum worker.
-pub fn program_seconds(name: &str) -> f64 {
+/// CPU seconds used by a server and its child processes, running or
+/// exited: one PostgreSQL cluster, given its postmaster, and not the other
+/// clusters that may run on the machine (a test suite's) and whose
+/// backends come and go.
+pub fn tree_seconds(root: u32) -> f64 {
     let Ok(dir) = std::fs::read_dir("/proc") else {
         return 0.0;
     };
-    dir.flatten()
+    let children: f64 = dir
+        .flatten()
         .filter_map(|e| e.file_name().to_str()?.parse::<u32>().ok())
-        .filter(|pid| {
-            std::fs::read_to_string(format!("/proc/{pid}/comm")).is_ok_and(|c| c.trim() == name)
-        })
-        .map(|pid| process_seconds(pid) + exited_children_seconds(pid))
-        .sum()
+        .filter(|&pid| parent(pid) == Some(root))
+        .map(process_seconds)
+        .sum();
+    process_seconds(root) + exited_children_seconds(root) + children
+}
+
+/// A process' parent, from `/proc/<pid>/stat` (field 4).
+pub fn parent(pid: u32) -> Option<u32> {
+    let stat =
+        std::fs::read_to_string(Path::new("/proc").join(pid.to_string()).join("stat")).ok()?;
+    stat.rsplit_once(')')?
+        .1
+        .split_whitespace()
+        .nth(1)?
+        .parse()
+        .ok()
 }
 
 /// User plus system CPU seconds of a process' children that have exited

@@ -129,14 +129,14 @@ where
     let before = (
         cpu::process_seconds(api),
         redis_cpu_seconds(b).await?,
-        cpu::program_seconds("postgres"),
+        postgres_seconds(&b.db).await?,
         cpu::process_seconds(me),
     );
     let stats = phase.await.stats();
     let after = (
         cpu::process_seconds(api),
         redis_cpu_seconds(b).await?,
-        cpu::program_seconds("postgres"),
+        postgres_seconds(&b.db).await?,
         cpu::process_seconds(me),
     );
     let per = |a: f64, b: f64| (a - b) * 1e6 / stats.requests.max(1) as f64;
@@ -369,13 +369,13 @@ pub async fn drain(b: &Bench, events: usize) -> anyhow::Result<Drain> {
                 .context("publishing the backlog")?;
         }
         let cpu_before = redis_cpu_seconds(b).await?;
-        let postgres_before = cpu::program_seconds("postgres");
+        let postgres_before = postgres_seconds(&b.db).await?;
         let machine_before = cpu::machine_seconds();
         reset_redis_stats(&mut b.feeds().conn().await?).await?;
         b.stack.workers.scale(workers).await?;
         times.push(b.wait_drained().await?.as_secs_f64());
         redis_cpu = redis_cpu_seconds(b).await? - cpu_before;
-        postgres_cpu = cpu::program_seconds("postgres") - postgres_before;
+        postgres_cpu = postgres_seconds(&b.db).await? - postgres_before;
         let machine_after = cpu::machine_seconds();
         machine_busy =
             (machine_after.0 - machine_before.0) / (machine_after.1 - machine_before.1).max(1e-9);
@@ -503,6 +503,20 @@ pub async fn redis_usec_per_call(
         .with_context(|| format!("no usec_per_call for {command} in Redis' INFO"))?
         .parse()
         .map_err(Into::into)
+}
+
+/// The CPU seconds the bench's PostgreSQL cluster has used: its
+/// postmaster (found as the parent of one of the pool's backends) and
+/// every backend it started, those that ended included.
+pub(crate) async fn postgres_seconds(db: &PgPool) -> anyhow::Result<f64> {
+    let backend: i32 = sqlx::query_scalar("SELECT pg_backend_pid()")
+        .fetch_one(db)
+        .await?;
+    let postmaster = u32::try_from(backend)
+        .ok()
+        .and_then(cpu::parent)
+        .context("PostgreSQL's postmaster is not on this machine")?;
+    Ok(cpu::tree_seconds(postmaster))
 }
 
 /// The CPU time Redis has used since it started (all its threads), from
