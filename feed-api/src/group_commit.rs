@@ -26,10 +26,14 @@ use uuid::Uuid;
 /// Most posts in one statement. Past a few dozen rows the commit is a small
 /// share of the statement's cost, and bigger batches only add latency.
 const BATCH_MAX: usize = 64;
-/// Statements in flight at once. Two keep PostgreSQL busy while a commit
-/// waits for its WAL flush; more would split the queue into smaller
-/// batches without adding throughput on a small machine.
-const IN_FLIGHT: usize = 2;
+/// Statements in flight at once. One: while it runs (and its commit waits
+/// for the WAL flush) the next posts queue, and the next statement takes
+/// them all. A second statement in flight halved the batches and doubled
+/// the statements and commits per post; on the bench's 2-core machine,
+/// where PostgreSQL shares the cores with the API, that cost a fifth to a
+/// quarter of the posts per second (docs/benchmarks.md, "Before and
+/// after"). A commit's wait for the disk leaves the cores to the others.
+const IN_FLIGHT: usize = 1;
 /// Posts waiting for a statement; beyond it, requests wait to queue.
 const QUEUE_CAPACITY: usize = 1_024;
 
