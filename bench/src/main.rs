@@ -11,6 +11,7 @@
 //! - [`cpu`]: CPU time of processes and of the machine, from `/proc`;
 //! - [`scenarios`]: write, fan-out, read, drain;
 //! - [`live`]: post → event on open streams, and idle streams' memory;
+//! - [`rounds`]: `--write-only`, write path variants compared in rounds;
 //! - [`report`]: the JSON, the table in docs/benchmarks.md, the plots.
 #![forbid(unsafe_code)]
 
@@ -19,6 +20,7 @@ mod cpu;
 mod live;
 mod load;
 mod report;
+mod rounds;
 mod scenarios;
 mod seed;
 mod stack;
@@ -259,7 +261,17 @@ async fn main() -> anyhow::Result<()> {
     };
 
     if args.write_only {
-        return write_rounds(bench, &setup, &args, &params).await;
+        let plan = rounds::Plan {
+            builds: std::iter::once(args.bin_dir.clone())
+                .chain(args.compare_bin_dir.clone())
+                .collect(),
+            rounds: args.rounds,
+            database_url: args.database_url.clone(),
+            clients: params.write_clients,
+            pgbench_secs: params.baseline_secs,
+            write_secs: params.write_secs,
+        };
+        return rounds::run(bench, &setup, &plan).await;
     }
 
     eprintln!("baselines: pgbench and redis-benchmark ...");
@@ -411,111 +423,6 @@ async fn main() -> anyhow::Result<()> {
     if args.docs {
         report::update_doc(&PathBuf::from("docs/benchmarks.md"), &results.table())?;
         report::plots(&results, &PathBuf::from("docs/benchmarks"))?;
-    }
-    Ok(())
-}
-
-/// `--write-only`: pgbench, then the write scenario against each build of
-/// the API (`--bin-dir`, then each `--compare-bin-dir`, in alternating
-/// order), `rounds` times; each result printed as it ends.
-async fn write_rounds(
-    mut bench: scenarios::Bench,
-    setup: &Setup,
-    args: &Args,
-    params: &Params,
-) -> anyhow::Result<()> {
-    let builds: Vec<PathBuf> = std::iter::once(args.bin_dir.clone())
-        .chain(args.compare_bin_dir.clone())
-        .collect();
-    let mut running = 0;
-    for round in 1..=args.rounds {
-        eprintln!("round {round}: pgbench ...");
-        let wal_at_start = scenarios::wal_bytes(&bench.db).await?;
-        let pgbench = baseline::pgbench(
-            &bench.db,
-            &args.database_url,
-            params.write_clients,
-            params.baseline_secs,
-        )
-        .await?;
-        let pgbench_wal = (scenarios::wal_bytes(&bench.db).await? - wal_at_start)
-            / (pgbench.tps * params.baseline_secs as f64);
-        println!(
-            "round {round}: pgbench {:.0} tps, PostgreSQL {:.0} µs and {pgbench_wal:.0} WAL bytes per transaction",
-            pgbench.tps, pgbench.postgres_us,
-        );
-        let order: Vec<usize> = if round % 2 == 1 {
-            (0..builds.len()).collect()
-        } else {
-            (0..builds.len()).rev().collect()
-        };
-        for build in order {
-            if build != running {
-                let old = std::mem::replace(
-                    &mut bench.stack,
-                    Stack::start(
-                        &Setup {
-                            bin_dir: builds[build].clone(),
-                            // Beside the one running, which stops next.
-                            api_port: setup.api_port + build as u16,
-                            ..setup.clone()
-                        },
-                        0,
-                    )
-                    .await?,
-                );
-                old.stop().await?;
-                running = build;
-            }
-            write_round(&bench, params, pgbench.tps, &builds[build]).await?;
-        }
-    }
-    bench.stack.stop().await
-}
-
-/// One write scenario, printed with its CPU and WAL per post and the
-/// statements that took PostgreSQL longest.
-async fn write_round(
-    bench: &scenarios::Bench,
-    params: &Params,
-    pgbench_tps: f64,
-    build: &std::path::Path,
-) -> anyhow::Result<()> {
-    let wal_before = scenarios::wal_bytes(&bench.db).await?;
-    scenarios::count_statements(&bench.db).await?;
-    eprintln!("write ({}) ...", build.display());
-    let write = scenarios::write(
-        bench,
-        params.write_clients,
-        Duration::from_secs(params.write_secs),
-    )
-    .await?;
-    let wal = scenarios::wal_bytes(&bench.db).await? - wal_before;
-    let (s, c) = (&write.stats, &write.cpu);
-    let posts = s.requests.max(1) as f64;
-    println!(
-        "  {}: {:.0} posts/s, ratio {:.2}, p50 / p99 {:.1} / {:.1} ms, {} errors; per post: \
-         API {:.0}, Redis {:.0}, PostgreSQL {:.0}, client {:.0} µs, {:.0} WAL bytes",
-        build.display(),
-        s.per_s,
-        s.per_s / pgbench_tps.max(1e-9),
-        s.p50_ms,
-        s.p99_ms,
-        s.errors,
-        c.api_us,
-        c.redis_us,
-        c.postgres_us,
-        c.client_us,
-        wal / posts,
-    );
-    for st in scenarios::top_statements(&bench.db, 6).await? {
-        println!(
-            "    {:>7.1} µs {:>6.0} WAL B per post, {:>7} calls  {}",
-            st.total_ms * 1e3 / posts,
-            st.wal_bytes / posts,
-            st.calls,
-            st.query
-        );
     }
     Ok(())
 }
