@@ -37,9 +37,9 @@ const MARK_MERGE: usize = 64;
 /// How long marking waits, once a batch is published, for more to merge
 /// into the same `UPDATE`. Each marking statement is a commit of its own:
 /// marking every batch at once ran about a thousand a second in the write
-/// scenario, as many commits as the posts' own, and cost a quarter to a
-/// third of the posts per second. 20 ms caps marking at 50 statements a
-/// second. The marks are bookkeeping, not delivery (the events are on
+/// scenario, more statements and commits than the posts' own, and cost
+/// PostgreSQL a third more CPU per post (docs/benchmarks.md, "Before and
+/// after"). 20 ms caps marking at 50 statements a second. The marks are bookkeeping, not delivery (the events are on
 /// their streams already): the relay leaves events alone for
 /// `FANOUT_RELAY_GRACE_MS` (2 s by default), far longer; feed freshness
 /// may count an event as unpublished for these 20 ms more.
