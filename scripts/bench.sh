@@ -9,6 +9,9 @@
 #   make bench QUICK=1      a smoke run (under 2 minutes; numbers indicative)
 #   PROFILE=debug           use debug binaries (CI's smoke run reuses the
 #                           test build)
+#   scripts/bench.sh --write-only [--rounds N]
+#                           pgbench and the write scenario alone, N rounds
+#                           (other arguments go to fanout-bench as well)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -39,4 +42,4 @@ if [ -n "${QUICK:-}" ]; then
 else
   args+=(--docs)
 fi
-"$bin/fanout-bench" "${args[@]}"
+"$bin/fanout-bench" "${args[@]}" "$@"

@@ -18,6 +18,10 @@ const REDIS_PIPELINE: u32 = 16;
 pub struct Baselines {
     /// Posts inserted per second by pgbench, one per transaction.
     pub pgbench_tps: f64,
+    /// PostgreSQL's CPU per pgbench transaction, in microseconds: beside
+    /// the write scenario's per post, it shows whether the database or
+    /// what sits in front of it separates the two.
+    pub pgbench_postgres_us: f64,
     /// Pipelined ZADDs per second.
     pub zadd_per_s: f64,
     /// The time Redis spent in each of those ZADDs, in microseconds.
@@ -42,9 +46,22 @@ fn pg_tool(name: &str) -> PathBuf {
         .unwrap_or_else(|| PathBuf::from(name))
 }
 
+/// What one pgbench run measured.
+#[derive(Debug, Clone, Copy)]
+pub struct Pgbench {
+    pub tps: f64,
+    /// PostgreSQL's CPU per transaction, in microseconds.
+    pub postgres_us: f64,
+}
+
 /// `pgbench` inserting posts like the API does (a time-ordered id, an
 /// existing author), with `clients` connections for `seconds`.
-pub async fn pgbench(db: &PgPool, url: &str, clients: usize, seconds: u64) -> anyhow::Result<f64> {
+pub async fn pgbench(
+    db: &PgPool,
+    url: &str,
+    clients: usize,
+    seconds: u64,
+) -> anyhow::Result<Pgbench> {
     sqlx::query("DROP TABLE IF EXISTS bench_authors")
         .execute(db)
         .await?;
@@ -70,6 +87,7 @@ pub async fn pgbench(db: &PgPool, url: &str, clients: usize, seconds: u64) -> an
          || substr(md5(random()::text), 1, 20))::uuid, id, 'a post from pgbench', now() \
          FROM bench_authors WHERE n = :n;\n",
     )?;
+    let cpu_before = crate::scenarios::postgres_seconds(db).await?;
     let output = Command::new(pg_tool("pgbench"))
         .args(["-n", "-j", "2"])
         .args(["-c", &clients.to_string()])
@@ -81,6 +99,7 @@ pub async fn pgbench(db: &PgPool, url: &str, clients: usize, seconds: u64) -> an
         .output()
         .await
         .context("running pgbench (PostgreSQL's client tools)")?;
+    let postgres_seconds = crate::scenarios::postgres_seconds(db).await? - cpu_before;
     let text = String::from_utf8_lossy(&output.stdout).into_owned();
     if !output.status.success() {
         bail!(
@@ -92,14 +111,27 @@ pub async fn pgbench(db: &PgPool, url: &str, clients: usize, seconds: u64) -> an
         .execute(db)
         .await?;
     let _ = std::fs::remove_dir_all(&dir);
-    parse_pgbench(&text).with_context(|| format!("no tps in pgbench's output: {text}"))
+    let (tps, transactions) =
+        parse_pgbench(&text).with_context(|| format!("no tps in pgbench's output: {text}"))?;
+    Ok(Pgbench {
+        tps,
+        postgres_us: postgres_seconds * 1e6 / transactions.max(1) as f64,
+    })
 }
 
-fn parse_pgbench(text: &str) -> Option<f64> {
-    text.lines()
-        .find_map(|l| l.trim().strip_prefix("tps = "))
-        .and_then(|rest| rest.split_whitespace().next())
-        .and_then(|n| n.parse().ok())
+/// pgbench's transactions per second and how many it processed.
+fn parse_pgbench(text: &str) -> Option<(f64, u64)> {
+    let field = |prefix: &str| {
+        text.lines()
+            .find_map(|l| l.trim().strip_prefix(prefix))
+            .and_then(|rest| rest.split_whitespace().next())
+            .map(str::to_owned)
+    };
+    let tps = field("tps = ")?.parse().ok()?;
+    let transactions = field("number of transactions actually processed: ")?
+        .parse()
+        .ok()?;
+    Some((tps, transactions))
 }
 
 /// `redis-benchmark` running one command, pipelined, over random keys;
@@ -142,9 +174,10 @@ mod tests {
     #[test]
     fn the_tools_outputs_are_read() {
         let pgbench = "transaction type: insert-post.sql\nnumber of clients: 8\n\
+            number of transactions actually processed: 129658\n\
             latency average = 1.234 ms\ninitial connection time = 5.1 ms\n\
             tps = 6482.913557 (without initial connection time)\n";
-        assert_eq!(parse_pgbench(pgbench), Some(6482.913557));
+        assert_eq!(parse_pgbench(pgbench), Some((6482.913557, 129658)));
         let redis = "\"test\",\"rps\",\"avg_latency_ms\"\n\
             \"ZADD bench:feed:__rand_int__ __rand_int__ __rand_int__\",\"259740.27\",\"0.286\"\n";
         assert_eq!(parse_redis_benchmark(redis), Some(259740.27));

@@ -1,4 +1,4 @@
-//! CPU time from `/proc`: of processes, of every process of one program,
+//! CPU time from `/proc`: of processes, of a server and its children,
 //! and of the whole machine. It splits a scenario's CPU among its parts, to
 //! show what limits it on a machine they all share.
 
@@ -19,36 +19,61 @@ static TICKS_PER_S: LazyLock<f64> = LazyLock::new(|| {
 
 /// User plus system CPU seconds a process has used; 0 once it is gone.
 pub fn process_seconds(pid: u32) -> f64 {
+    // utime and stime: fields 14 and 15.
+    stat_ticks(pid, 11) / *TICKS_PER_S
+}
+
+/// CPU seconds used by a server and its child processes, running or
+/// exited: one PostgreSQL cluster, given its postmaster, and not the other
+/// clusters that may run on the machine (a test suite's) and whose
+/// backends come and go.
+pub fn tree_seconds(root: u32) -> f64 {
+    let Ok(dir) = std::fs::read_dir("/proc") else {
+        return 0.0;
+    };
+    let children: f64 = dir
+        .flatten()
+        .filter_map(|e| e.file_name().to_str()?.parse::<u32>().ok())
+        .filter(|&pid| parent(pid) == Some(root))
+        .map(process_seconds)
+        .sum();
+    process_seconds(root) + exited_children_seconds(root) + children
+}
+
+/// A process' parent, from `/proc/<pid>/stat` (field 4).
+pub fn parent(pid: u32) -> Option<u32> {
+    let stat =
+        std::fs::read_to_string(Path::new("/proc").join(pid.to_string()).join("stat")).ok()?;
+    stat.rsplit_once(')')?
+        .1
+        .split_whitespace()
+        .nth(1)?
+        .parse()
+        .ok()
+}
+
+/// User plus system CPU seconds of a process' children that have exited
+/// and been waited for (`cutime` and `cstime`, fields 16 and 17).
+fn exited_children_seconds(pid: u32) -> f64 {
+    stat_ticks(pid, 13) / *TICKS_PER_S
+}
+
+/// The sum of two clock-tick fields of `/proc/<pid>/stat`, counted from
+/// the state field after the command name (`skip` fields after it).
+fn stat_ticks(pid: u32, skip: usize) -> f64 {
     let Ok(stat) = std::fs::read_to_string(Path::new("/proc").join(pid.to_string()).join("stat"))
     else {
         return 0.0;
     };
     // The command name, in parentheses, may hold spaces: fields count from
-    // its closing parenthesis. utime and stime are fields 14 and 15.
+    // its closing parenthesis.
     let Some((_, rest)) = stat.rsplit_once(')') else {
         return 0.0;
     };
-    let ticks: f64 = rest
-        .split_whitespace()
-        .skip(11)
+    rest.split_whitespace()
+        .skip(skip)
         .take(2)
         .filter_map(|f| f.parse::<f64>().ok())
-        .sum();
-    ticks / *TICKS_PER_S
-}
-
-/// CPU seconds used by every running process of the program `name` (as
-/// `/proc/<pid>/comm` names it), e.g. all of PostgreSQL's backends.
-pub fn program_seconds(name: &str) -> f64 {
-    let Ok(dir) = std::fs::read_dir("/proc") else {
-        return 0.0;
-    };
-    dir.flatten()
-        .filter_map(|e| e.file_name().to_str()?.parse::<u32>().ok())
-        .filter(|pid| {
-            std::fs::read_to_string(format!("/proc/{pid}/comm")).is_ok_and(|c| c.trim() == name)
-        })
-        .map(process_seconds)
         .sum()
 }
 

@@ -11,6 +11,7 @@
 //! - [`cpu`]: CPU time of processes and of the machine, from `/proc`;
 //! - [`scenarios`]: write, fan-out, read, drain;
 //! - [`live`]: post → event on open streams, and idle streams' memory;
+//! - [`rounds`]: `--write-only`, write path variants compared in rounds;
 //! - [`report`]: the JSON, the table in docs/benchmarks.md, the plots.
 #![forbid(unsafe_code)]
 
@@ -19,6 +20,7 @@ mod cpu;
 mod live;
 mod load;
 mod report;
+mod rounds;
 mod scenarios;
 mod seed;
 mod stack;
@@ -68,6 +70,20 @@ struct Args {
     /// Also update docs/benchmarks.md's table and plots.
     #[arg(long)]
     docs: bool,
+    /// Only pgbench and the write scenario, back to back, `--rounds`
+    /// times, each round printed: a variant of the write path compared in
+    /// a few minutes instead of a full run. Writes no JSON and no docs.
+    #[arg(long)]
+    write_only: bool,
+    /// Rounds of `--write-only`.
+    #[arg(long, default_value_t = 3, requires = "write_only")]
+    rounds: u32,
+    /// With `--write-only`: other builds of feed-api to compare (the flag
+    /// repeated), each run in every round beside the one in `--bin-dir`
+    /// against the same pgbench (the order reversed every other round), so
+    /// a noisy machine affects them all.
+    #[arg(long, requires = "write_only")]
+    compare_bin_dir: Vec<PathBuf>,
 }
 
 /// The port of a `redis://host:PORT` URL, which redis-benchmark needs.
@@ -244,8 +260,22 @@ async fn main() -> anyhow::Result<()> {
         reader_stride: (graph.users.len() / params.read_readers.max(1)).max(1),
     };
 
+    if args.write_only {
+        let plan = rounds::Plan {
+            builds: std::iter::once(args.bin_dir.clone())
+                .chain(args.compare_bin_dir.clone())
+                .collect(),
+            rounds: args.rounds,
+            database_url: args.database_url.clone(),
+            clients: params.write_clients,
+            pgbench_secs: params.baseline_secs,
+            write_secs: params.write_secs,
+        };
+        return rounds::run(bench, &setup, &plan).await;
+    }
+
     eprintln!("baselines: pgbench and redis-benchmark ...");
-    let pgbench_tps = baseline::pgbench(
+    let pgbench = baseline::pgbench(
         &db,
         &args.database_url,
         params.write_clients,
@@ -268,7 +298,8 @@ async fn main() -> anyhow::Result<()> {
     .await?;
     let zadd_us = scenarios::redis_usec_per_call(&mut bench.feeds().conn().await?, "zadd").await?;
     let baselines = baseline::Baselines {
-        pgbench_tps,
+        pgbench_tps: pgbench.tps,
+        pgbench_postgres_us: pgbench.postgres_us,
         zadd_per_s,
         zadd_us,
         xadd_per_s: baseline::redis_benchmark(

@@ -47,6 +47,8 @@ impl Results {
                 "errors": self.write.stats.errors,
                 "clients": self.write.clients,
                 "pgbench_tps": self.baselines.pgbench_tps,
+                "pgbench_postgres_us": self.baselines.pgbench_postgres_us,
+                "cpu": self.write.cpu,
                 "ratio": self.write.stats.per_s / self.baselines.pgbench_tps.max(1e-9),
             },
             "fanout": {
@@ -154,6 +156,20 @@ impl Results {
                 "write: p50 / p99",
                 format!("{:.1} / {:.1} ms", n("write.p50_ms"), n("write.p99_ms")),
                 "target p99 < 50 ms".to_owned(),
+            ),
+            (
+                "write: CPU per post (API / Redis / PostgreSQL / bench client)",
+                format!(
+                    "{:.0} / {:.0} / {:.0} / {:.0} µs",
+                    n("write.cpu.api_us"),
+                    n("write.cpu.redis_us"),
+                    n("write.cpu.postgres_us"),
+                    n("write.cpu.client_us")
+                ),
+                format!(
+                    "pgbench: PostgreSQL {:.0} µs per transaction",
+                    n("write.pgbench_postgres_us")
+                ),
             ),
             (
                 "fan-out: feeds written/s (capacity)",

@@ -5,8 +5,8 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context as _, bail};
 use feed_core::autoscale::step::ScaleTarget;
+use feed_core::bus;
 use feed_core::events::{Envelope, Event, PostCreated};
-use feed_core::{bus, db, keys};
 use rand::Rng;
 use serde::Serialize;
 use serde_json::json;
@@ -18,8 +18,10 @@ use crate::load::{self, Stats};
 use crate::stack::{Stack, WorkerMetrics};
 
 mod read;
+mod write;
 
 pub use read::{Read, everyone_reads, first_reads, read};
+pub use write::{Write, count_statements, top_statements, wal_bytes, write};
 
 /// What the scenarios share.
 pub struct Bench {
@@ -103,62 +105,48 @@ impl Bench {
     }
 }
 
-/// The write scenario's numbers.
-#[derive(Debug, Clone, Serialize)]
-pub struct Write {
-    pub clients: usize,
-    pub stats: Stats,
+/// CPU time per request of one phase, in microseconds, by layer.
+#[derive(Debug, Clone, Copy, Serialize, Default)]
+pub struct CpuPerRequest {
+    pub api_us: f64,
+    pub redis_us: f64,
+    pub postgres_us: f64,
+    /// The bench's own HTTP clients, on the same cores.
+    pub client_us: f64,
 }
 
-/// `clients` users post as fast as they are answered, for `duration`. The
-/// workers are stopped meanwhile, so the write path alone is measured.
-/// Their events are skipped afterwards: fanning out a hundred thousand
-/// posts would take minutes and measure nothing the drain does not.
-pub async fn write(b: &Bench, clients: usize, duration: Duration) -> anyhow::Result<Write> {
-    b.stack.workers.scale(0).await?;
-    let http = b.http.clone();
-    let api = b.stack.api_url.clone();
-    let tokens = b.tokens.clone();
-    let users = tokens.len();
-    let recorded = load::closed(clients, duration, move |client, n| {
-        let http = http.clone();
-        let api = api.clone();
-        let tokens = tokens.clone();
-        async move {
-            let author = (client + n as usize * clients) % users;
-            Bench::post(&http, &api, &tokens[author], n).await.is_some()
-        }
-    })
-    .await;
-    skip_published(b).await?;
-    Ok(Write {
-        clients,
-        stats: recorded.stats(),
-    })
-}
-
-/// Waits until the API has published every committed event, then drops
-/// them: the streams start over, empty, with the workers' group.
-async fn skip_published(b: &Bench) -> anyhow::Result<()> {
-    let started = Instant::now();
-    loop {
-        let (unpublished, _) = db::outbox::backlog(&b.db).await?;
-        if unpublished == 0 {
-            break;
-        }
-        if started.elapsed() > DRAIN_DEADLINE {
-            bail!("the API left {unpublished} events unpublished for {DRAIN_DEADLINE:?}");
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    let mut conn = b.redis.conn().await?;
-    redis::cmd("DEL")
-        .arg(keys::all_streams())
-        .query_async::<()>(&mut conn)
-        .await
-        .context("dropping the write scenario's events")?;
-    bus::ensure_groups(&mut conn).await?;
-    Ok(())
+/// Runs `phase`, and splits the CPU time it took among the layers per
+/// request it made.
+pub(crate) async fn cpu_per_request<F>(
+    b: &Bench,
+    phase: F,
+) -> anyhow::Result<(Stats, CpuPerRequest)>
+where
+    F: std::future::Future<Output = load::Recorded>,
+{
+    let api = b.stack.api_pid().context("the API is running")?;
+    let me = std::process::id();
+    let before = (
+        cpu::process_seconds(api),
+        redis_cpu_seconds(b).await?,
+        postgres_seconds(&b.db).await?,
+        cpu::process_seconds(me),
+    );
+    let stats = phase.await.stats();
+    let after = (
+        cpu::process_seconds(api),
+        redis_cpu_seconds(b).await?,
+        postgres_seconds(&b.db).await?,
+        cpu::process_seconds(me),
+    );
+    let per = |a: f64, b: f64| (a - b) * 1e6 / stats.requests.max(1) as f64;
+    let cpu = CpuPerRequest {
+        api_us: per(after.0, before.0),
+        redis_us: per(after.1, before.1),
+        postgres_us: per(after.2, before.2),
+        client_us: per(after.3, before.3),
+    };
+    Ok((stats, cpu))
 }
 
 /// The fan-out scenario's numbers.
@@ -381,13 +369,13 @@ pub async fn drain(b: &Bench, events: usize) -> anyhow::Result<Drain> {
                 .context("publishing the backlog")?;
         }
         let cpu_before = redis_cpu_seconds(b).await?;
-        let postgres_before = cpu::program_seconds("postgres");
+        let postgres_before = postgres_seconds(&b.db).await?;
         let machine_before = cpu::machine_seconds();
         reset_redis_stats(&mut b.feeds().conn().await?).await?;
         b.stack.workers.scale(workers).await?;
         times.push(b.wait_drained().await?.as_secs_f64());
         redis_cpu = redis_cpu_seconds(b).await? - cpu_before;
-        postgres_cpu = cpu::program_seconds("postgres") - postgres_before;
+        postgres_cpu = postgres_seconds(&b.db).await? - postgres_before;
         let machine_after = cpu::machine_seconds();
         machine_busy =
             (machine_after.0 - machine_before.0) / (machine_after.1 - machine_before.1).max(1e-9);
@@ -515,6 +503,20 @@ pub async fn redis_usec_per_call(
         .with_context(|| format!("no usec_per_call for {command} in Redis' INFO"))?
         .parse()
         .map_err(Into::into)
+}
+
+/// The CPU seconds the bench's PostgreSQL cluster has used: its
+/// postmaster (found as the parent of one of the pool's backends) and
+/// every backend it started, those that ended included.
+pub(crate) async fn postgres_seconds(db: &PgPool) -> anyhow::Result<f64> {
+    let backend: i32 = sqlx::query_scalar("SELECT pg_backend_pid()")
+        .fetch_one(db)
+        .await?;
+    let postmaster = u32::try_from(backend)
+        .ok()
+        .and_then(cpu::parent)
+        .context("PostgreSQL's postmaster is not on this machine")?;
+    Ok(cpu::tree_seconds(postmaster))
 }
 
 /// The CPU time Redis has used since it started (all its threads), from

@@ -26,10 +26,15 @@ use uuid::Uuid;
 /// Most posts in one statement. Past a few dozen rows the commit is a small
 /// share of the statement's cost, and bigger batches only add latency.
 const BATCH_MAX: usize = 64;
-/// Statements in flight at once. Two keep PostgreSQL busy while a commit
-/// waits for its WAL flush; more would split the queue into smaller
-/// batches without adding throughput on a small machine.
-const IN_FLIGHT: usize = 2;
+/// Statements in flight at once. One: while it runs (and its commit waits
+/// for the WAL flush) the next posts queue, and the next statement takes
+/// them all. A second statement in flight halved the batches and doubled
+/// the statements and commits per post: on the bench's 2-core machine,
+/// where PostgreSQL shares the cores with the API, it cost PostgreSQL 14 to
+/// 36 % more CPU per post, and posts per second fell in 5 of 8 paired
+/// rounds (docs/benchmarks.md, "Before and after"). It paid only on an
+/// idle machine, where it overlaps a commit's wait for the disk.
+const IN_FLIGHT: usize = 1;
 /// Posts waiting for a statement; beyond it, requests wait to queue.
 const QUEUE_CAPACITY: usize = 1_024;
 

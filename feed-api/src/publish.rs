@@ -30,9 +30,20 @@ const BATCH_MAX: usize = 256;
 /// Published batches waiting to be marked; past it the relay republishes
 /// them (marking is that far behind only if PostgreSQL is struggling).
 const MARK_QUEUE: usize = 1_024;
-/// Most batches merged into one `UPDATE` (16 × 256 ids at most), so a
-/// backlog is marked in statements of bounded size.
-const MARK_MERGE: usize = 16;
+/// Most batches merged into one `UPDATE` (64 × 256 ids at most), so a
+/// backlog is marked in statements of bounded size. Under load a
+/// [`MARK_WINDOW`] gathers a few dozen small batches.
+const MARK_MERGE: usize = 64;
+/// How long marking waits, once a batch is published, for more to merge
+/// into the same `UPDATE`. Each marking statement is a commit of its own:
+/// marking every batch at once ran about a thousand a second in the write
+/// scenario, more statements and commits than the posts' own, and cost
+/// PostgreSQL a third more CPU per post (docs/benchmarks.md, "Before and
+/// after"). 20 ms caps marking at 50 statements a second. The marks are bookkeeping, not delivery (the events are on
+/// their streams already): the relay leaves events alone for
+/// `FANOUT_RELAY_GRACE_MS` (2 s by default), far longer; feed freshness
+/// may count an event as unpublished for these 20 ms more.
+const MARK_WINDOW: Duration = Duration::from_millis(20);
 
 /// Hands committed events to the publishing task.
 #[derive(Clone)]
@@ -155,11 +166,20 @@ impl Marks {
     }
 }
 
-/// Marks published batches in the outbox, merging those that queued
-/// meanwhile into one `UPDATE`.
+/// Marks published batches in the outbox, merging those that queue within
+/// a [`MARK_WINDOW`] of the first into one `UPDATE`.
 async fn mark_published(db: PgPool, mut rx: mpsc::Receiver<Marks>) {
     let mut batches = Vec::new();
     while rx.recv_many(&mut batches, MARK_MERGE).await > 0 {
+        if batches.len() < MARK_MERGE {
+            tokio::time::sleep(MARK_WINDOW).await;
+            // What queued meanwhile, without waiting for more.
+            while batches.len() < MARK_MERGE
+                && let Ok(batch) = rx.try_recv()
+            {
+                batches.push(batch);
+            }
+        }
         let mut marks = Marks::default();
         for batch in batches.drain(..) {
             marks.merge(batch);

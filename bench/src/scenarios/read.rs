@@ -5,12 +5,10 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use anyhow::Context as _;
 use serde::Serialize;
 use sqlx::PgPool;
 
-use super::{Bench, redis_cpu_seconds};
-use crate::cpu;
+use super::{Bench, CpuPerRequest, cpu_per_request};
 use crate::load::{self, Stats};
 
 /// The read scenario's numbers.
@@ -139,50 +137,9 @@ pub async fn read(
     })
 }
 
-/// CPU time per request of one phase, in microseconds, by layer.
-#[derive(Debug, Clone, Copy, Serialize, Default)]
-pub struct CpuPerRequest {
-    pub api_us: f64,
-    pub redis_us: f64,
-    pub postgres_us: f64,
-    /// The bench's own HTTP clients, on the same cores.
-    pub client_us: f64,
-}
-
-/// Runs `phase`, and splits the CPU time it took among the layers per
-/// request it made.
-async fn cpu_per_request<F>(b: &Bench, phase: F) -> anyhow::Result<(Stats, CpuPerRequest)>
-where
-    F: std::future::Future<Output = load::Recorded>,
-{
-    let api = b.stack.api_pid().context("the API is running")?;
-    let me = std::process::id();
-    let before = (
-        cpu::process_seconds(api),
-        redis_cpu_seconds(b).await?,
-        cpu::program_seconds("postgres"),
-        cpu::process_seconds(me),
-    );
-    let stats = phase.await.stats();
-    let after = (
-        cpu::process_seconds(api),
-        redis_cpu_seconds(b).await?,
-        cpu::program_seconds("postgres"),
-        cpu::process_seconds(me),
-    );
-    let per = |a: f64, b: f64| (a - b) * 1e6 / stats.requests.max(1) as f64;
-    let cpu = CpuPerRequest {
-        api_us: per(after.0, before.0),
-        redis_us: per(after.1, before.1),
-        postgres_us: per(after.2, before.2),
-        client_us: per(after.3, before.3),
-    };
-    Ok((stats, cpu))
-}
-
 /// Starts counting the statements PostgreSQL runs (`pg_stat_statements`,
 /// which `scripts/services.sh` preloads).
-async fn start_counting_statements(db: &PgPool) -> anyhow::Result<()> {
+pub(super) async fn start_counting_statements(db: &PgPool) -> anyhow::Result<()> {
     sqlx::query("CREATE EXTENSION IF NOT EXISTS pg_stat_statements")
         .execute(db)
         .await?;
