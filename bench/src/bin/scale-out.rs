@@ -98,40 +98,37 @@ async fn main() -> anyhow::Result<()> {
         } else {
             "each on its own"
         };
-        let median = |f: fn(&Try) -> f64| {
-            let mut values: Vec<f64> = tries.iter().map(f).collect();
-            values.sort_by(f64::total_cmp);
-            values[values.len() / 2]
-        };
         println!(
             "| {} | {mode} | {:.0} | {:.2} | {:.1} |",
             setup.name,
-            median(|t| t.deliveries_per_sec),
-            median(|t| t.cpu_us_per_delivery),
-            median(|t| t.calls_per_post),
+            median(tries, |t| t.deliveries_per_sec),
+            median(tries, |t| t.cpu_us_per_delivery),
+            median(tries, |t| t.calls_per_post),
         );
     }
     println!();
     println!("| Redis | warm pages/s | Redis CPU µs per page | commands per page |");
     println!("|---|---|---|---|");
     for (setup, tries) in setups.iter().zip(&mut reads) {
-        let median = |f: fn(&Read) -> f64| {
-            let mut values: Vec<f64> = tries.iter().map(f).collect();
-            values.sort_by(f64::total_cmp);
-            values[values.len() / 2]
-        };
         println!(
             "| {} | {:.0} | {:.1} | {:.1} |",
             setup.name,
-            median(|t| t.pages_per_sec),
-            median(|t| t.cpu_us_per_page),
-            median(|t| t.commands_per_page),
+            median(tries, |t| t.pages_per_sec),
+            median(tries, |t| t.cpu_us_per_page),
+            median(tries, |t| t.commands_per_page),
         );
     }
     for setup in &mut setups {
         setup.server.stop();
     }
     Ok(())
+}
+
+/// The median of one figure over the tries.
+fn median<T>(tries: &[T], figure: impl Fn(&T) -> f64) -> f64 {
+    let mut values: Vec<f64> = tries.iter().map(figure).collect();
+    values.sort_by(f64::total_cmp);
+    values[values.len() / 2]
 }
 
 /// Connects to `server`, and builds the readers' feeds.
