@@ -93,8 +93,15 @@ impl Client {
         }
     }
 
+    /// Fails with `why` if a `post` event arrives within half a second:
+    /// long enough for a duplicate or a stray post to have been sent.
+    async fn expect_no_post(&mut self, why: &str) {
+        let posts = self.posts_within(Duration::from_millis(500)).await;
+        assert!(posts.is_empty(), "{why}: {:?}", post_ids(&posts));
+    }
+
     /// Every `post` event that arrives within `wait` (other events
-    /// skipped): what a test that expects none asserts empty.
+    /// skipped).
     async fn posts_within(&mut self, wait: Duration) -> Vec<SseEvent> {
         let deadline = Instant::now() + wait;
         let mut posts = Vec::new();
@@ -180,12 +187,7 @@ async fn fanned_out_and_own_posts_stream_as_they_are_applied(db: PgPool) {
     let own = stack.post(&bob, "bob's own").await;
     assert_eq!(live.next_post().await.post_id(), own);
     // Each once: the API and the worker both add the author's own post.
-    assert!(
-        live.posts_within(Duration::from_millis(500))
-            .await
-            .is_empty(),
-        "no post is sent twice"
-    );
+    live.expect_no_post("no post is sent twice").await;
     stack.stop().await;
 }
 
@@ -218,12 +220,8 @@ async fn a_followed_celebritys_posts_stream_though_they_are_not_fanned_out(db: P
     assert_eq!(removed["author_id"], star.id.to_string());
     let later = stack.post(&star, "after bob left").await;
     assert_eq!(carols.next_post().await.post_id(), later);
-    assert!(
-        bobs.posts_within(Duration::from_millis(500))
-            .await
-            .is_empty(),
-        "an unfollowed celebrity's post reached the stream"
-    );
+    bobs.expect_no_post("an unfollowed celebrity's post reached the stream")
+        .await;
     stack.stop().await;
 }
 
@@ -266,13 +264,9 @@ async fn a_stream_resumes_after_its_cursor_with_no_gap_and_no_duplicate(db: PgPo
     );
     let fifth = stack.post(&alice, "five").await;
     assert_eq!(resumed.next_post().await.post_id(), fifth);
-    assert!(
-        resumed
-            .posts_within(Duration::from_millis(500))
-            .await
-            .is_empty(),
-        "no post is sent twice across the seam"
-    );
+    resumed
+        .expect_no_post("no post is sent twice across the seam")
+        .await;
 
     // `?cursor=` resumes too; a bad cursor is a 400.
     let by_query = stack

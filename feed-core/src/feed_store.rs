@@ -277,7 +277,7 @@ pub async fn show_to_author(
     // has: it writes the copy alone.
     let feed_key = match together {
         true => keys::feed(layout, post.author_id),
-        false => format!("{copy_key}:none"),
+        false => keys::nothing_beside(&copy_key),
     };
     let json = serde_json::to_string(post).expect("a cached post always serializes");
     let shown: i64 = SHOW_TO_AUTHOR

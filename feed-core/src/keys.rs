@@ -88,16 +88,26 @@ impl Layout {
         items: impl IntoIterator<Item = T>,
         id: impl Fn(&T) -> Uuid,
     ) -> Vec<(Shard, Vec<T>)> {
-        let mut groups: Vec<(Shard, Vec<T>)> = Vec::new();
-        for item in items {
-            let shard = self.shard(id(&item));
-            match groups.iter_mut().find(|(s, _)| *s == shard) {
-                Some((_, group)) => group.push(item),
-                None => groups.push((shard, vec![item])),
-            }
-        }
-        groups
+        group_by(items, |item| self.shard(id(item)))
     }
+}
+
+/// `items` grouped by `key`, groups in the order their first item came,
+/// items in order within each. A list rather than a map: there are a few
+/// groups at most (a shard's worth), and callers want them in order.
+fn group_by<T, K: PartialEq>(
+    items: impl IntoIterator<Item = T>,
+    key: impl Fn(&T) -> K,
+) -> Vec<(K, Vec<T>)> {
+    let mut groups: Vec<(K, Vec<T>)> = Vec::new();
+    for item in items {
+        let k = key(&item);
+        match groups.iter_mut().find(|(g, _)| *g == k) {
+            Some((_, group)) => group.push(item),
+            None => groups.push((k, vec![item])),
+        }
+    }
+    groups
 }
 
 /// One shard of the feed keys (see [`Layout`]).
@@ -118,19 +128,22 @@ impl std::fmt::Display for Shard {
 /// places it by: what one pipeline or script call may touch together. On
 /// one server (no tags), a single group.
 pub fn by_tag(keys: impl IntoIterator<Item = String>) -> Vec<Vec<String>> {
-    let mut groups: Vec<(String, Vec<String>)> = Vec::new();
-    for key in keys {
-        let tag = key
-            .split_once('{')
+    let tag = |key: &String| {
+        key.split_once('{')
             .and_then(|(_, rest)| rest.split_once('}'))
             .map_or("", |(tag, _)| tag)
-            .to_owned();
-        match groups.iter_mut().find(|(t, _)| *t == tag) {
-            Some((_, group)) => group.push(key),
-            None => groups.push((tag, vec![key])),
-        }
-    }
-    groups.into_iter().map(|(_, group)| group).collect()
+            .to_owned()
+    };
+    group_by(keys, tag)
+        .into_iter()
+        .map(|(_, group)| group)
+        .collect()
+}
+
+/// A key nobody writes, in the hash slot of `key`: what a script or a
+/// pipeline that must name a key there, but has none to touch, is given.
+pub fn nothing_beside(key: &str) -> String {
+    format!("{key}:none")
 }
 
 /// A user's home feed: a sorted set of post ids scored by their negated

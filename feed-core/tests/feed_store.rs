@@ -50,6 +50,30 @@ async fn members(conn: &mut Conn, user: Uuid) -> Vec<Uuid> {
     newest_first
 }
 
+/// Script calls every node of `redis` has run so far.
+async fn script_calls(redis: &RedisServer) -> u64 {
+    let mut calls = 0;
+    for url in redis.node_urls() {
+        let mut node = redis::Client::open(url)
+            .unwrap()
+            .get_multiplexed_async_connection()
+            .await
+            .unwrap();
+        let stats: String = redis::cmd("INFO")
+            .arg("commandstats")
+            .query_async(&mut node)
+            .await
+            .unwrap();
+        calls += stats
+            .lines()
+            .filter_map(|line| line.strip_prefix("cmdstat_evalsha:"))
+            .filter_map(|line| line.split(',').find_map(|kv| kv.strip_prefix("calls=")))
+            .map(|n| n.parse::<u64>().unwrap())
+            .sum::<u64>();
+    }
+    calls
+}
+
 /// Builds a feed as a reader does: placeholder first, then the rebuild.
 async fn build(conn: &mut Conn, user: Uuid, posts: &[(Uuid, i64)], limits: FeedLimits) {
     let started = feed_store::begin_rebuild(conn, user).await.unwrap();
@@ -607,11 +631,28 @@ async fn posts_fanned_out_together_share_calls_and_each_keeps_its_own_marks() {
     to_all.push(idle);
 
     let writer = feed_store::FeedWriter::spawn(conn.clone(), LIMITS);
+    // The script loaded on every node first, so the calls counted below are
+    // the deliveries' own.
+    writer.add_to_feeds(&[idle], new_post(500)).await.unwrap();
+    let before = script_calls(&redis).await;
+    // Queued together (the test's runtime runs the writer only once all
+    // three wait), so the writer takes them as one batch.
     let (kept_written, theirs_written, deleted_written) = tokio::join!(
         writer.add_to_feeds(&to_all, kept),
         writer.add_to_feeds(&readers, theirs),
         writer.add_to_feeds(&readers, deleted),
     );
+    // One call per shard and 100 feeds, whichever post the feeds are for.
+    let mut all_feeds = to_all.clone();
+    all_feeds.extend(&readers);
+    all_feeds.extend(&readers);
+    let shared: usize = conn
+        .layout()
+        .group(all_feeds, |user| *user)
+        .iter()
+        .map(|(_, feeds)| feeds.len().div_ceil(100))
+        .sum();
+    assert_eq!(script_calls(&redis).await - before, shared as u64);
     assert_eq!(
         kept_written.unwrap(),
         readers.len() as u64,

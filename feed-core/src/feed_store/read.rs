@@ -76,7 +76,7 @@ async fn read_with(
     let key = feed.key(conn.layout());
     // A timeline has no hidden authors: its read asks for a key that does
     // not exist, in the feed's hash slot, so both reads are one pipeline.
-    let hidden_key = hidden_key.unwrap_or_else(|| format!("{key}:none"));
+    let hidden_key = hidden_key.unwrap_or_else(|| keys::nothing_beside(&key));
     let min = before.map_or_else(|| "-inf".to_owned(), |(_, score)| stored(score).to_string());
     // Posts sharing the cursor's millisecond come back first and are skipped
     // below; over-fetch so a page is still full after skipping them.
