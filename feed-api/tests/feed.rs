@@ -222,8 +222,7 @@ async fn a_celebritys_posts_are_pulled_into_followers_feeds_in_order(db: PgPool)
     // With a threshold of 2 followers, `star` is a celebrity: workers skip
     // their posts, and feeds merge them in at read time.
     const THRESHOLD: i64 = 2;
-    let mut stack = Stack::api_only_with(db, |c| c.feed.celebrity_threshold = THRESHOLD).await;
-    stack.start_worker_with("worker-1", |c| c.feed.celebrity_threshold = THRESHOLD);
+    let stack = Stack::with_celebrity_threshold(db, THRESHOLD).await;
     let star = stack.signup("star").await;
     let dave = stack.signup("dave").await;
     let alice = stack.signup("alice").await;

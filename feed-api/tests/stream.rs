@@ -195,8 +195,7 @@ async fn fanned_out_and_own_posts_stream_as_they_are_applied(db: PgPool) {
 async fn a_followed_celebritys_posts_stream_though_they_are_not_fanned_out(db: PgPool) {
     // With a threshold of 2 followers, `star` is a celebrity.
     const THRESHOLD: i64 = 2;
-    let mut stack = Stack::api_only_with(db, |c| c.feed.celebrity_threshold = THRESHOLD).await;
-    stack.start_worker_with("worker-1", |c| c.feed.celebrity_threshold = THRESHOLD);
+    let stack = Stack::with_celebrity_threshold(db, THRESHOLD).await;
     let star = stack.signup("star").await;
     let bob = stack.signup("bob").await;
     let carol = stack.signup("carol").await;
@@ -411,8 +410,7 @@ async fn heartbeats_flow_while_nothing_happens(db: PgPool) {
 async fn a_follow_made_while_streaming_brings_the_followees_posts_in(db: PgPool) {
     // `star` has two followers already: a celebrity at this threshold.
     const THRESHOLD: i64 = 2;
-    let mut stack = Stack::api_only_with(db, |c| c.feed.celebrity_threshold = THRESHOLD).await;
-    stack.start_worker_with("worker-1", |c| c.feed.celebrity_threshold = THRESHOLD);
+    let stack = Stack::with_celebrity_threshold(db, THRESHOLD).await;
     let alice = stack.signup("alice").await;
     let star = stack.signup("star").await;
     let bob = stack.signup("bob").await;

@@ -24,8 +24,7 @@ struct Cast {
 /// Bob follows alice and the celebrity star; each of them and bob posts
 /// once, and bob's page shows all three from Redis alone.
 async fn warm_cast(db: PgPool) -> Cast {
-    let mut stack = Stack::api_only_with(db, |c| c.feed.celebrity_threshold = THRESHOLD).await;
-    stack.start_worker_with("worker-1", |c| c.feed.celebrity_threshold = THRESHOLD);
+    let stack = Stack::with_celebrity_threshold(db, THRESHOLD).await;
     let (alice, star, bob, fan) = (
         stack.signup("alice").await,
         stack.signup("star").await,

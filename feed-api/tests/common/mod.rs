@@ -94,6 +94,14 @@ impl Stack {
         Stack::api_only_with(db, |_| {}).await
     }
 
+    /// The API and one worker, both taking authors with `threshold`
+    /// followers or more for celebrities (a few, so tests can make one).
+    pub async fn with_celebrity_threshold(db: PgPool, threshold: i64) -> Stack {
+        let mut stack = Stack::api_only_with(db, |c| c.feed.celebrity_threshold = threshold).await;
+        stack.start_worker_with("worker-1", |c| c.feed.celebrity_threshold = threshold);
+        stack
+    }
+
     /// The API alone, with settings changed by `adjust`.
     pub async fn api_only_with(
         db: PgPool,
